@@ -1,0 +1,196 @@
+//! Checkpoints: one safetensors file per saved step, written atomically.
+//!
+//! Tensors are stored under `<group>/<param name>` for the groups `online`, `target`, `ema`,
+//! `adam_m`, `adam_v`; metadata holds the step, the RNG state, the method, the resolved config
+//! (TOML), the data standardisation (JSON) and counters. Writing goes to a temporary file in
+//! the same folder, is fsynced, renamed over the final name, and the folder is fsynced, so a
+//! kill at any moment leaves either the old or the new file, never a torn one.
+//! Loading checks every name and shape against the architecture and says which one differs.
+
+use crate::nets::{to_vec, ParamSpec};
+use anyhow::{bail, Context, Result};
+use burn::prelude::*;
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const FORMAT: &str = "cm-checkpoint-1";
+
+/// Writes `bytes` to `path` atomically (temp file, fsync, rename, fsync of the folder).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().context("output path has no file name")?.to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let res = (|| -> Result<()> {
+        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot rename onto {}", path.display()))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// Everything a run needs to continue exactly.
+#[derive(Clone)]
+pub struct State {
+    pub step: u64,
+    pub rng: [u64; 4],
+    pub online: Vec<Tensor<1>>,
+    pub target: Vec<Tensor<1>>,
+    pub ema: Vec<Tensor<1>>,
+    pub adam_m: Vec<Tensor<1>>,
+    pub adam_v: Vec<Tensor<1>>,
+    pub meta: BTreeMap<String, String>,
+}
+
+fn f32_bytes(t: &Tensor<1>) -> Vec<u8> {
+    to_vec(t.clone()).into_iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Serialises a state; `specs` names the tensors (all groups share the names).
+pub fn to_bytes(state: &State, specs: &[ParamSpec]) -> Result<Vec<u8>> {
+    let groups: [(&str, &Vec<Tensor<1>>); 5] = [
+        ("online", &state.online),
+        ("target", &state.target),
+        ("ema", &state.ema),
+        ("adam_m", &state.adam_m),
+        ("adam_v", &state.adam_v),
+    ];
+    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (g, ts) in groups {
+        for (spec, t) in specs.iter().zip(ts.iter()) {
+            owned.push((format!("{g}/{}", spec.name), spec.shape.clone(), f32_bytes(t)));
+        }
+    }
+    let views: Vec<(String, TensorView)> = owned
+        .iter()
+        .map(|(n, s, b)| Ok((n.clone(), TensorView::new(Dtype::F32, s.clone(), b)?)))
+        .collect::<Result<_, safetensors::SafeTensorError>>()?;
+    let mut meta: HashMap<String, String> = state.meta.clone().into_iter().collect();
+    meta.insert("format".into(), FORMAT.into());
+    meta.insert("step".into(), state.step.to_string());
+    meta.insert("rng".into(), state.rng.iter().map(|w| format!("{w:016x}")).collect::<Vec<_>>().join(","));
+    Ok(safetensors::serialize(views, &Some(meta))?)
+}
+
+/// Parses and validates a checkpoint against `specs`. Every failure is an error naming it.
+pub fn from_bytes(bytes: &[u8], specs: &[ParamSpec], device: &Device) -> Result<State> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow::anyhow!("not a valid safetensors checkpoint: {e}"))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow::anyhow!("bad checkpoint header: {e}"))?;
+    let meta: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
+    match meta.get("format") {
+        Some(f) if f == FORMAT => {}
+        Some(f) => bail!("unsupported checkpoint format '{f}' (expected {FORMAT})"),
+        None => bail!("not a cm checkpoint: no 'format' in its metadata"),
+    }
+    let step: u64 = meta.get("step").context("checkpoint has no step")?.parse().context("checkpoint step is not a number")?;
+    let words: Vec<u64> = meta
+        .get("rng")
+        .context("checkpoint has no rng state")?
+        .split(',')
+        .map(|w| u64::from_str_radix(w, 16))
+        .collect::<Result<_, _>>()
+        .context("checkpoint rng state is malformed")?;
+    let rng: [u64; 4] = words.try_into().map_err(|_| anyhow::anyhow!("checkpoint rng state must have 4 words"))?;
+    let load = |group: &str| -> Result<Vec<Tensor<1>>> {
+        specs
+            .iter()
+            .map(|spec| {
+                let key = format!("{group}/{}", spec.name);
+                let v = st.tensor(&key).map_err(|_| {
+                    anyhow::anyhow!("checkpoint has no tensor '{key}': it was written by a different architecture or method")
+                })?;
+                if v.shape() != spec.shape.as_slice() {
+                    bail!(
+                        "tensor '{key}' has shape {:?} in the checkpoint but {:?} in this model (different architecture)",
+                        v.shape(),
+                        spec.shape
+                    );
+                }
+                if v.dtype() != Dtype::F32 {
+                    bail!("tensor '{key}' has dtype {:?}, expected F32", v.dtype());
+                }
+                let vals: Vec<f32> = v.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+                if let Some(i) = vals.iter().position(|x| !x.is_finite()) {
+                    bail!("tensor '{key}' holds a non-finite value at index {i}");
+                }
+                Ok(Tensor::from_data(TensorData::new(vals, [spec.numel()]), device))
+            })
+            .collect()
+    };
+    let n_expected = 5 * specs.len();
+    if st.len() != n_expected {
+        let extra: Vec<&String> = st
+            .names()
+            .into_iter()
+            .filter(|n| !specs.iter().any(|s| n.ends_with(&format!("/{}", s.name))))
+            .collect();
+        if let Some(x) = extra.first() {
+            bail!("checkpoint has tensor '{x}' that this model does not have (different architecture or method)");
+        }
+    }
+    Ok(State {
+        step,
+        rng,
+        online: load("online")?,
+        target: load("target")?,
+        ema: load("ema")?,
+        adam_m: load("adam_m")?,
+        adam_v: load("adam_v")?,
+        meta,
+    })
+}
+
+/// Reads only the metadata of a checkpoint (for `inspect` and for resolving configs).
+pub fn read_meta(bytes: &[u8]) -> Result<(BTreeMap<String, String>, Vec<(String, Vec<usize>)>)> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow::anyhow!("not a valid safetensors checkpoint: {e}"))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow::anyhow!("bad checkpoint header: {e}"))?;
+    let meta: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
+    if meta.get("format").map(|s| s.as_str()) != Some(FORMAT) {
+        bail!("not a cm checkpoint (no '{FORMAT}' format tag)");
+    }
+    let mut tensors: Vec<(String, Vec<usize>)> = st.tensors().into_iter().map(|(n, v)| (n, v.shape().to_vec())).collect();
+    tensors.sort();
+    Ok((meta, tensors))
+}
+
+/// Checkpoint file name for a step.
+pub fn file_name(step: u64) -> String {
+    format!("ckpt-{step:08}.safetensors")
+}
+
+/// Checkpoints in a run folder, oldest first.
+pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let step = name.strip_prefix("ckpt-")?.strip_suffix(".safetensors")?.parse().ok()?;
+            Some((step, e.path()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Resolves a run folder (its newest checkpoint) or a checkpoint file.
+pub fn resolve(path: &Path) -> Result<PathBuf> {
+    if path.is_dir() {
+        list(path).pop().map(|(_, p)| p).with_context(|| format!("no checkpoint (ckpt-*.safetensors) in {}", path.display()))
+    } else if path.exists() {
+        Ok(path.to_path_buf())
+    } else {
+        bail!("no such checkpoint or run folder: {}", path.display())
+    }
+}

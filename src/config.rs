@@ -1,0 +1,198 @@
+//! Experiment configuration: TOML with documented defaults; unknown fields are rejected.
+//!
+//! ```toml
+//! [data]
+//! name = "ring8"        # built-in (see `cm inspect data`) or a .csv/.npy path
+//! batch = 512
+//!
+//! [model]               # backbone; kind = "mlp" (default)
+//! hidden = 512
+//! depth = 3
+//!
+//! [method]              # the objective; name selects it, the rest are its own fields
+//! name = "ict"
+//!
+//! [train]
+//! steps = 4000
+//! lr = 1e-3
+//! ```
+
+use crate::nets::mlp::MlpConfig;
+use crate::objectives::MethodConfig;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub method: MethodConfig,
+    pub train: TrainConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Built-in distribution name or a `.csv` / `.npy` file.
+    pub name: String,
+    pub batch: usize,
+    /// σ_d for the parameterisation (0 = the standardised data's std, i.e. 1).
+    pub sigma_d: f64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self { name: "ring8".into(), batch: 512, sigma_d: 0.0 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ModelConfig {
+    Mlp(MlpConfig),
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig::Mlp(MlpConfig::default())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Optimizer {
+    Adam,
+    Radam,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub steps: u64,
+    pub lr: f64,
+    /// Linear learning-rate warm-up steps.
+    pub warmup: u64,
+    pub optimizer: Optimizer,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub adam_eps: f64,
+    /// Global gradient-norm clip (0 = off).
+    pub grad_clip: f64,
+    /// Decay of the evaluation EMA of the student.
+    pub eval_ema: f64,
+    pub seed: u64,
+    pub log_every: u64,
+    /// Checkpoint every N steps (and at the end).
+    pub ckpt_every: u64,
+    /// Checkpoints kept on disk (oldest removed first).
+    pub keep_ckpts: usize,
+    /// Consecutive non-finite steps after which the run stops.
+    pub max_bad_steps: u64,
+    /// Start from these weights (a run folder or checkpoint), e.g. CD from its teacher.
+    pub init_from: String,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 4000,
+            lr: 1e-3,
+            warmup: 0,
+            optimizer: Optimizer::Radam,
+            beta1: 0.9,
+            beta2: 0.999,
+            adam_eps: 1e-8,
+            grad_clip: 1.0,
+            eval_ema: 0.999,
+            seed: 0,
+            log_every: 50,
+            ckpt_every: 1000,
+            keep_ckpts: 3,
+            max_bad_steps: 100,
+            init_from: String::new(),
+        }
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let cfg: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("invalid config: {}", e.to_string().trim()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        Self::from_toml(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        anyhow::ensure!(self.data.batch >= 1, "data.batch must be at least 1, got {}", self.data.batch);
+        anyhow::ensure!(self.data.sigma_d >= 0.0, "data.sigma_d must be non-negative, got {}", self.data.sigma_d);
+        let t = &self.train;
+        anyhow::ensure!(t.steps >= 1, "train.steps must be at least 1");
+        anyhow::ensure!(t.lr > 0.0 && t.lr.is_finite(), "train.lr must be positive, got {}", t.lr);
+        anyhow::ensure!((0.0..1.0).contains(&t.beta1), "train.beta1 must be in [0, 1), got {}", t.beta1);
+        anyhow::ensure!((0.0..1.0).contains(&t.beta2), "train.beta2 must be in [0, 1), got {}", t.beta2);
+        anyhow::ensure!(t.adam_eps > 0.0, "train.adam_eps must be positive");
+        anyhow::ensure!(t.grad_clip >= 0.0, "train.grad_clip must be non-negative, got {}", t.grad_clip);
+        anyhow::ensure!((0.0..1.0).contains(&t.eval_ema), "train.eval_ema must be in [0, 1), got {}", t.eval_ema);
+        anyhow::ensure!(t.log_every >= 1, "train.log_every must be at least 1");
+        anyhow::ensure!(t.ckpt_every >= 1, "train.ckpt_every must be at least 1");
+        anyhow::ensure!(t.keep_ckpts >= 1, "train.keep_ckpts must be at least 1");
+        anyhow::ensure!(t.max_bad_steps >= 1, "train.max_bad_steps must be at least 1");
+        match &self.model {
+            ModelConfig::Mlp(m) => m.validate()?,
+        }
+        self.method.build(1)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_roundtrip_through_toml() {
+        let c = Config::default();
+        let back = Config::from_toml(&c.to_toml()).unwrap();
+        assert_eq!(c, back);
+        for m in crate::objectives::METHODS {
+            let mut c = Config::default();
+            c.method = MethodConfig::by_name(m).unwrap();
+            assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c, "{m}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_by_name() {
+        for (text, field) in [
+            ("[train]\nstepz = 3\n", "stepz"),
+            ("[data]\nbatchsize = 3\n", "batchsize"),
+            ("[model]\nhiden = 3\n", "hiden"),
+            ("[method]\nname = \"ict\"\ns00 = 3\n", "s00"),
+            ("[extra]\n", "extra"),
+        ] {
+            let e = format!("{:#}", Config::from_toml(text).unwrap_err());
+            assert!(e.contains(field), "{text}: {e}");
+        }
+        let e = format!("{:#}", Config::from_toml("[method]\nname = \"ictt\"\n").unwrap_err());
+        assert!(e.contains("ictt"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected_by_name() {
+        let e = format!("{:#}", Config::from_toml("[train]\nlr = -1.0\n").unwrap_err());
+        assert!(e.contains("train.lr"), "{e}");
+        let e = format!("{:#}", Config::from_toml("[model]\ndropout = 1.5\n").unwrap_err());
+        assert!(e.contains("model.dropout"), "{e}");
+        let e = format!("{:#}", Config::from_toml("[data]\nbatch = 0\n").unwrap_err());
+        assert!(e.contains("data.batch"), "{e}");
+    }
+}

@@ -1,0 +1,222 @@
+//! Distances between sample sets, exact log-likelihood, consistency error.
+//!
+//! All metrics take row-major f64 point sets (N×D) in the data's own (raw) coordinates.
+//! The quadratic-cost metrics (MMD, energy) use at most [`QUAD_MAX`] points of each set
+//! (the first ones), so that 10k-sample evaluations stay fast; SWD uses all points.
+
+use crate::data::gmm::Gmm;
+use crate::rng::Rng;
+use serde::Serialize;
+
+/// Points used by MMD and energy distance.
+pub const QUAD_MAX: usize = 4000;
+/// Projections of the sliced Wasserstein distance (fixed directions from a fixed seed).
+pub const SWD_PROJECTIONS: usize = 256;
+/// RBF bandwidths of MMD, as multiples of the data's per-dimension std (1 after standardising).
+pub const MMD_BANDWIDTHS: [f64; 4] = [0.1, 0.25, 0.5, 1.0];
+
+/// Fixed unit directions in D dimensions (seed 0xD1EC7).
+pub fn directions(dim: usize, n: usize) -> Vec<Vec<f64>> {
+    let mut r = Rng::new(0xD1EC7);
+    (0..n)
+        .map(|_| {
+            let v: Vec<f64> = (0..dim).map(|_| r.normal()).collect();
+            let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            v.into_iter().map(|x| x / norm).collect()
+        })
+        .collect()
+}
+
+/// Quantiles of a sorted sample at (i + ½)/m, by linear interpolation.
+fn quantiles(sorted: &[f64], m: usize) -> Vec<f64> {
+    let n = sorted.len();
+    (0..m)
+        .map(|i| {
+            let q = (i as f64 + 0.5) / m as f64 * n as f64 - 0.5;
+            let lo = q.floor().clamp(0.0, (n - 1) as f64) as usize;
+            let hi = (lo + 1).min(n - 1);
+            let w = (q - lo as f64).clamp(0.0, 1.0);
+            sorted[lo] * (1.0 - w) + sorted[hi] * w
+        })
+        .collect()
+}
+
+/// Sliced Wasserstein-2 distance: sqrt of the mean over fixed directions θ of W2² between the
+/// projected sets (exact 1-D W2 by sorting; unequal sizes by matching quantiles).
+pub fn swd(a: &[f64], b: &[f64], dim: usize) -> f64 {
+    let (na, nb) = (a.len() / dim, b.len() / dim);
+    let m = na.max(nb);
+    let mut total = 0.0;
+    for th in directions(dim, SWD_PROJECTIONS) {
+        let proj = |x: &[f64], n: usize| {
+            let mut p: Vec<f64> = (0..n).map(|i| (0..dim).map(|j| x[i * dim + j] * th[j]).sum()).collect();
+            p.sort_by(|x, y| x.total_cmp(y));
+            p
+        };
+        let (pa, pb) = (proj(a, na), proj(b, nb));
+        let (qa, qb) = if na == nb { (pa, pb) } else { (quantiles(&pa, m), quantiles(&pb, m)) };
+        total += qa.iter().zip(&qb).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / qa.len() as f64;
+    }
+    (total / SWD_PROJECTIONS as f64).sqrt()
+}
+
+fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum()
+}
+
+fn take(x: &[f64], dim: usize) -> &[f64] {
+    &x[..x.len().min(QUAD_MAX * dim)]
+}
+
+/// Squared MMD (unbiased U-statistic) with the RBF kernel exp(−‖x−y‖²/(2h²)) summed over
+/// `bandwidths`.
+pub fn mmd2_with(a: &[f64], b: &[f64], dim: usize, bandwidths: &[f64]) -> f64 {
+    let (a, b) = (take(a, dim), take(b, dim));
+    let (na, nb) = (a.len() / dim, b.len() / dim);
+    let k = |d2: f64| bandwidths.iter().map(|h| (-d2 / (2.0 * h * h)).exp()).sum::<f64>();
+    let within = |x: &[f64], n: usize| {
+        let mut s = 0.0;
+        for i in 0..n {
+            for j in i + 1..n {
+                s += k(sq_dist(&x[i * dim..(i + 1) * dim], &x[j * dim..(j + 1) * dim]));
+            }
+        }
+        2.0 * s / (n * (n - 1)) as f64
+    };
+    let mut cross = 0.0;
+    for i in 0..na {
+        for j in 0..nb {
+            cross += k(sq_dist(&a[i * dim..(i + 1) * dim], &b[j * dim..(j + 1) * dim]));
+        }
+    }
+    within(a, na) + within(b, nb) - 2.0 * cross / (na * nb) as f64
+}
+
+/// MMD² with the default bandwidths scaled by `scale` (the data's mean std).
+pub fn mmd2(a: &[f64], b: &[f64], dim: usize, scale: f64) -> f64 {
+    let bw: Vec<f64> = MMD_BANDWIDTHS.iter().map(|h| h * scale).collect();
+    mmd2_with(a, b, dim, &bw)
+}
+
+/// Energy distance 2E‖X−Y‖ − E‖X−X'‖ − E‖Y−Y'‖ (U-statistics within sets).
+pub fn energy(a: &[f64], b: &[f64], dim: usize) -> f64 {
+    let (a, b) = (take(a, dim), take(b, dim));
+    let (na, nb) = (a.len() / dim, b.len() / dim);
+    let within = |x: &[f64], n: usize| {
+        let mut s = 0.0;
+        for i in 0..n {
+            for j in i + 1..n {
+                s += sq_dist(&x[i * dim..(i + 1) * dim], &x[j * dim..(j + 1) * dim]).sqrt();
+            }
+        }
+        2.0 * s / (n * (n - 1)) as f64
+    };
+    let mut cross = 0.0;
+    for i in 0..na {
+        for j in 0..nb {
+            cross += sq_dist(&a[i * dim..(i + 1) * dim], &b[j * dim..(j + 1) * dim]).sqrt();
+        }
+    }
+    2.0 * cross / (na * nb) as f64 - within(a, na) - within(b, nb)
+}
+
+/// Mean log-density of the samples under the true mixture (higher is better).
+pub fn loglik(xs: &[f64], gmm: &Gmm) -> f64 {
+    let l = gmm.log_density(xs, 0.0);
+    l.iter().sum::<f64>() / l.len() as f64
+}
+
+/// Root-mean-square distance per sample between two aligned point sets.
+pub fn rms_error(a: &[f64], b: &[f64], dim: usize) -> f64 {
+    let n = a.len() / dim;
+    (sq_dist(a, b) / n as f64).sqrt()
+}
+
+/// The standard report of a sample set against reference data.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub swd: f64,
+    pub mmd: f64,
+    pub energy: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loglik: Option<f64>,
+}
+
+/// Computes [`Report`] of `samples` against `reference` (and the exact density when known).
+pub fn report(samples: &[f64], reference: &[f64], dim: usize, gmm: Option<&Gmm>, scale: f64) -> Report {
+    Report {
+        swd: swd(samples, reference, dim),
+        mmd: mmd2(samples, reference, dim, scale),
+        energy: energy(samples, reference, dim),
+        loglik: gmm.map(|g| loglik(samples, g)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::normal_cdf;
+
+    fn gauss(rng: &mut Rng, n: usize, mean: &[f64], sd: f64) -> Vec<f64> {
+        (0..n).flat_map(|_| mean.iter().map(|m| m + sd * rng.normal()).collect::<Vec<_>>()).collect()
+    }
+
+    #[test]
+    fn swd_of_shifted_gaussians_is_shift_over_sqrt_d() {
+        // N(0, I) vs N(m, I): W2 along θ is |m·θ|, so SW2 = sqrt(E[(m·θ)²]) = |m|/√D.
+        let mut r = Rng::new(1);
+        let a = gauss(&mut r, 20_000, &[0.0, 0.0], 1.0);
+        let b = gauss(&mut r, 20_000, &[1.0, 1.0], 1.0);
+        let want = 2f64.sqrt() / 2f64.sqrt();
+        let got = swd(&a, &b, 2);
+        assert!((got - want).abs() < 0.05 * want, "{got} vs {want}");
+        // Scale change: N(0, I) vs N(0, 4I): W2 along θ is |2 − 1| = 1 for every θ.
+        let c = gauss(&mut r, 20_000, &[0.0, 0.0], 2.0);
+        assert!((swd(&a, &c, 2) - 1.0).abs() < 0.03);
+        // Unequal sizes go through quantiles and still agree.
+        assert!((swd(&a[..10_000], &b, 2) - want).abs() < 0.05);
+        assert!(swd(&a[..20_000], &a[20_000..], 2) < 0.05);
+    }
+
+    #[test]
+    fn mmd_matches_closed_form_for_gaussians() {
+        // E k(X, Y) for X ~ N(μ1, s1² I), Y ~ N(μ2, s2² I) in D dims, RBF bandwidth h:
+        // (h²/(h²+s1²+s2²))^{D/2} exp(−‖μ1−μ2‖²/(2(h²+s1²+s2²))).
+        let ek = |h: f64, s1: f64, s2: f64, d2: f64| {
+            let v = h * h + s1 * s1 + s2 * s2;
+            (h * h / v) * (-d2 / (2.0 * v)).exp()
+        };
+        let h = 1.0;
+        let (s1, s2, d2) = (1.0, 0.5, 0.5);
+        let want = ek(h, s1, s1, 0.0) + ek(h, s2, s2, 0.0) - 2.0 * ek(h, s1, s2, d2);
+        let mut r = Rng::new(2);
+        let a = gauss(&mut r, 4000, &[0.0, 0.0], s1);
+        let b = gauss(&mut r, 4000, &[0.5, 0.5], s2);
+        let got = mmd2_with(&a, &b, 2, &[h]);
+        assert!((got - want).abs() < 0.01, "{got} vs {want}");
+        let c = gauss(&mut r, 4000, &[0.0, 0.0], s1);
+        assert!(mmd2_with(&a, &c, 2, &[h]).abs() < 0.003);
+    }
+
+    #[test]
+    fn energy_distance_matches_closed_form_in_1d() {
+        // For X − Y ~ N(δ, s²): E|X − Y| = s√(2/π) e^{−δ²/2s²} + δ(1 − 2Φ(−δ/s)).
+        let e_abs = |d: f64, s: f64| s * (2.0 / std::f64::consts::PI).sqrt() * (-d * d / (2.0 * s * s)).exp() + d * (1.0 - 2.0 * normal_cdf(-d / s));
+        let (m, s1, s2) = (1.0, 1.0, 2.0);
+        let want = 2.0 * e_abs(m, (s1 * s1 + s2 * s2).sqrt()) - e_abs(0.0, 2f64.sqrt() * s1) - e_abs(0.0, 2f64.sqrt() * s2);
+        let mut r = Rng::new(3);
+        let a = gauss(&mut r, 4000, &[0.0], s1);
+        let b = gauss(&mut r, 4000, &[m], s2);
+        let got = energy(&a, &b, 1);
+        assert!((got - want).abs() < 0.04, "{got} vs {want}");
+    }
+
+    #[test]
+    fn loglik_of_exact_samples_is_negative_entropy() {
+        // For one Gaussian N(0, s² I) in 2-D: E ln p = −ln(2π s²) − 1.
+        let g = Gmm::new(vec![1.0], vec![vec![0.0, 0.0]], vec![vec![0.25, 0.0, 0.0, 0.25]]);
+        let xs = g.sample(&mut Rng::new(4), 50_000);
+        let want = -(2.0 * std::f64::consts::PI * 0.25).ln() - 1.0;
+        assert!((loglik(&xs, &g) - want).abs() < 0.02);
+    }
+}

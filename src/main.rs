@@ -1,0 +1,314 @@
+//! `cm`: the command-line tool. Arguments become a validated config, then library calls.
+
+use anyhow::{bail, Context, Result};
+use burn::prelude::*;
+use clap::{Parser, Subcommand};
+use cm::config::Config;
+use cm::demo;
+use cm::train::{self, RunOptions};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "cm", version, about = "Train, sample and evaluate consistency models")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train a method briefly on a built-in data set and show what it makes (the main job).
+    Demo {
+        /// Method: ict (default), ct, cd, ect, edm, ...
+        #[arg(long, default_value = "ict")]
+        method: String,
+        /// Data set: a built-in name or a .csv/.npy file.
+        #[arg(long, default_value = "ring8")]
+        data: String,
+        /// Training steps (default: the method's demo budget).
+        #[arg(long)]
+        steps: Option<u64>,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Samples used for the metrics.
+        #[arg(long, default_value_t = 10_000)]
+        n_eval: usize,
+        /// Output folder (default runs/demo-METHOD-DATA; replaced if it exists).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print one JSON object as the last line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train from a TOML config.
+    Train {
+        /// Config file (omit for all defaults).
+        config: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        steps: Option<u64>,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Continue the run in --out from its newest checkpoint.
+        #[arg(long)]
+        resume: bool,
+        /// Compute device (only `cpu` in this build).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw samples from a checkpoint or run folder.
+    Sample {
+        run: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        n: usize,
+        /// Network steps (1 = one-step).
+        #[arg(long, default_value_t = 1)]
+        steps: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output .npy (a PNG scatter is written beside it for 2-D data).
+        #[arg(long)]
+        out: PathBuf,
+        /// Use the online weights instead of the evaluation EMA.
+        #[arg(long)]
+        online: bool,
+    },
+    /// Metrics of a sample file (or a run) against its data.
+    Eval {
+        /// A run folder / checkpoint, or a .npy/.csv sample file (then --data is needed).
+        input: PathBuf,
+        #[arg(long)]
+        data: Option<String>,
+        #[arg(long, default_value_t = 10_000)]
+        n: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print schedules, configs, checkpoint contents.
+    Inspect {
+        /// `schedule`, `config`, `data`, or a checkpoint / run folder.
+        what: String,
+        /// For `schedule`: the method whose curriculum to print.
+        #[arg(long, default_value = "ict")]
+        method: String,
+        /// For `schedule`: total steps K.
+        #[arg(long, default_value_t = 400_000)]
+        steps: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Training steps/s and sampling latency of the standard 2-D config.
+    Bench {
+        #[arg(long, default_value_t = 200)]
+        steps: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" | "flex" => Ok(Device::flex()),
+        other => bail!("unknown device '{other}': this build supports only 'cpu'"),
+    }
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string(v).unwrap());
+}
+
+fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Demo { method, data, steps, seed, n_eval, out, json } => {
+            let dev = device("cpu")?;
+            let mut cfg = demo::demo_config(&method, &data)?;
+            if let Some(s) = steps {
+                cfg.train.steps = s;
+            }
+            if let Some(s) = seed {
+                cfg.train.seed = s;
+            }
+            cfg.validate()?;
+            let out = out.unwrap_or_else(|| demo::default_out(&method, &data));
+            if out.exists() {
+                std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
+            }
+            eprintln!("demo: {} on {} for {} steps -> {}", method, data, cfg.train.steps, out.display());
+            let s = demo::run_demo(&cfg, &out, n_eval, true, &dev)?;
+            let row = |name: &str, r: &cm::eval::Report| {
+                eprintln!(
+                    "  {name:<18} swd {:.4}  mmd {:.5}  energy {:.5}{}",
+                    r.swd,
+                    r.mmd,
+                    r.energy,
+                    r.loglik.map(|l| format!("  loglik {l:.4}")).unwrap_or_default()
+                )
+            };
+            eprintln!("trained {} steps in {:.1}s ({} skipped); {} samples each:", s.steps, s.train_seconds, s.skipped_steps, n_eval);
+            row("fresh data", &s.data);
+            row("untrained 1-step", &s.untrained);
+            row("1-step", &s.one_step);
+            row("2-step", &s.two_step);
+            if let Some(c) = s.consistency_error {
+                eprintln!("  consistency error vs exact map (RMS, standardised): {c:.4}");
+            }
+            eprintln!("plots: {0}/samples.png, {0}/loss.png", s.out);
+            if json {
+                print_json(&serde_json::to_value(&s)?);
+            }
+        }
+        Cmd::Train { config, out, steps, seed, resume, device: d, json } => {
+            let dev = device(&d)?;
+            let mut cfg = match config {
+                Some(p) => Config::load(&p)?,
+                None => Config::default(),
+            };
+            if let Some(s) = steps {
+                cfg.train.steps = s;
+            }
+            if let Some(s) = seed {
+                cfg.train.seed = s;
+            }
+            cfg.validate()?;
+            let t0 = std::time::Instant::now();
+            let (trainer, history) = train::run(&cfg, &RunOptions { out: out.clone(), resume, progress: true, stop_after: None }, &dev)?;
+            if !history.is_empty() {
+                let c = cm::plot::line_plot("training loss", &[("loss", &history)]);
+                cm::plot::write_png_atomic(&out.join("loss.png"), &c)?;
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            eprintln!("done: {} steps ({} skipped) in {secs:.1}s -> {}", trainer.state.step, trainer.bad_total, out.display());
+            if json {
+                print_json(&serde_json::json!({"steps": trainer.state.step, "skipped": trainer.bad_total, "seconds": secs,
+                    "final_loss": history.last().map(|h| h.1), "out": out}));
+            }
+        }
+        Cmd::Sample { run, n, steps, seed, out, online } => {
+            let dev = device("cpu")?;
+            let (_, setup, state) = train::load_run(&run, &dev)?;
+            let p = if online { &state.online[..setup.n_net] } else { &state.ema[..setup.n_net] };
+            let mut rng = cm::rng::Rng::new(seed);
+            let xs = demo::sample_raw(&setup, p, n, steps, &mut rng);
+            let dim = setup.data.dim();
+            let npy = cm::data::files::npy_bytes(&xs.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[n, dim]);
+            cm::ckpt::write_atomic(&out, &npy)?;
+            if dim == 2 {
+                let reference = setup.data.sample(&mut cm::rng::Rng::new(seed ^ 1), n);
+                let c = cm::plot::scatter_panels(&[("data", &reference), (&format!("{steps}-step"), &xs)], None);
+                cm::plot::write_png_atomic(&out.with_extension("png"), &c)?;
+            }
+            eprintln!("wrote {n} samples ({steps} step(s)) to {}", out.display());
+        }
+        Cmd::Eval { input, data, n, json } => {
+            let dev = device("cpu")?;
+            let is_file = input.extension().is_some_and(|e| e == "npy" || e == "csv");
+            let (ds, xs) = if is_file {
+                let name = data.context("evaluating a sample file needs --data NAME (the reference data set)")?;
+                let ds = cm::data::Dataset::from_name(&name)?;
+                let (xs, d) = cm::data::files::load_points(&input)?;
+                if d != ds.dim() {
+                    bail!("{} has {d} columns but data set {} is {}-dimensional", input.display(), name, ds.dim());
+                }
+                (ds, xs)
+            } else {
+                let (_, setup, state) = train::load_run(&input, &dev)?;
+                let xs = demo::sample_raw(&setup, &state.ema[..setup.n_net], n, 1, &mut cm::rng::Rng::new(1));
+                (setup.data.clone(), xs)
+            };
+            let dim = ds.dim();
+            let reference = ds.sample(&mut cm::rng::Rng::new(0xE7A1), n);
+            let st = ds.standardizer();
+            let scale = st.std.iter().sum::<f64>() / dim as f64;
+            let r = cm::eval::report(&xs, &reference, dim, ds.gmm(), scale);
+            eprintln!("swd {:.4}  mmd {:.5}  energy {:.5}{}", r.swd, r.mmd, r.energy, r.loglik.map(|l| format!("  loglik {l:.4}")).unwrap_or_default());
+            if json {
+                print_json(&serde_json::to_value(&r)?);
+            }
+        }
+        Cmd::Inspect { what, method, steps, json } => inspect(&what, &method, steps, json)?,
+        Cmd::Bench { steps, json } => {
+            let r = cm::bench::run(steps)?;
+            for (k, v) in &r {
+                eprintln!("{k:<40} {v:.4}");
+            }
+            if json {
+                print_json(&serde_json::to_value(r.into_iter().collect::<std::collections::BTreeMap<_, _>>())?);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn inspect(what: &str, method: &str, steps: u64, json: bool) -> Result<()> {
+    use cm::schedule::*;
+    match what {
+        "schedule" => {
+            let cfg = cm::objectives::MethodConfig::by_name(method)?;
+            let mut rows = Vec::new();
+            for i in 0..=10 {
+                let k = steps * i / 10;
+                let (n, mu) = match &cfg {
+                    cm::objectives::MethodConfig::Ct(c) => (
+                        ct_n(k, steps, c.s0, c.s1),
+                        match c.target {
+                            cm::objectives::TargetPolicy::Scheduled { mu0 } => ct_mu(k, steps, c.s0, c.s1, mu0),
+                            cm::objectives::TargetPolicy::Ema { mu } => mu,
+                            cm::objectives::TargetPolicy::StopGrad => 0.0,
+                        },
+                    ),
+                    cm::objectives::MethodConfig::Ict(c) => (ict_n(k, steps, c.s0, c.s1), 0.0),
+                    _ => (18, 0.0),
+                };
+                rows.push(serde_json::json!({"k": k, "N": n, "mu": mu}));
+                eprintln!("k {k:>9}  N {n:>5}  mu {mu:.6}");
+            }
+            let grid = karras(18, 0.002, 80.0, 7.0);
+            eprintln!("Karras grid N=18 (ascending): {}", grid.iter().map(|s| format!("{s:.4}")).collect::<Vec<_>>().join(" "));
+            if json {
+                print_json(&serde_json::json!({"method": method, "curriculum": rows, "karras18": grid}));
+            }
+        }
+        "config" => {
+            let mut cfg = Config::default();
+            cfg.method = cm::objectives::MethodConfig::by_name(method)?;
+            println!("{}", cfg.to_toml());
+        }
+        "data" => {
+            for n in cm::data::BUILTIN {
+                println!("{n}");
+            }
+        }
+        path => {
+            let file = cm::ckpt::resolve(std::path::Path::new(path))?;
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let (meta, tensors) = cm::ckpt::read_meta(&bytes).with_context(|| format!("in {}", file.display()))?;
+            for (k, v) in &meta {
+                if k != "config" {
+                    println!("{k}: {v}");
+                }
+            }
+            println!("tensors: {}", tensors.len());
+            for (n, s) in &tensors {
+                println!("  {n} {s:?}");
+            }
+            if let Some(c) = meta.get("config") {
+                println!("--- config ---\n{c}");
+            }
+            if json {
+                print_json(&serde_json::json!({"meta": meta, "tensors": tensors}));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! Model = backbone + parameterisation: the functions objectives and samplers call.
+//!
+//! `Model::eval(p, x, t, extra, masks)` is `c_skip(t)·x + c_out(t)·F_θ(c_in(t)·x, c_noise(t),
+//! c_noise(extra)…)` with the coefficients of [`Param`]; what it *means* (consistency function,
+//! denoiser, TrigFlow consistency function, raw velocity) is decided by the parameterisation.
+//! Times are per sample (`&[f64]` of length B).
+
+use crate::nets::{col, Backbone, Masks};
+use crate::param::Param;
+use burn::prelude::*;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct Model {
+    pub net: Arc<dyn Backbone>,
+    pub param: Param,
+}
+
+impl Model {
+    pub fn new(net: Arc<dyn Backbone>, param: Param) -> Self {
+        Self { net, param }
+    }
+
+    /// Conditioning columns for the network: c_noise(t), then c_noise of each extra time.
+    pub fn cond(&self, t: &[f64], extra: &[&[f64]], like: &Tensor<2>) -> Vec<Tensor<2>> {
+        let mut v = vec![col(&t.iter().map(|&s| self.param.c_noise(s)).collect::<Vec<_>>(), like)];
+        for e in extra {
+            v.push(col(&e.iter().map(|&s| self.param.c_noise(s)).collect::<Vec<_>>(), like));
+        }
+        v
+    }
+
+    /// The parameterised output at time `t` (and extra times for two-time networks).
+    pub fn eval(&self, p: &[Tensor<1>], x: Tensor<2>, t: &[f64], extra: &[&[f64]], masks: Option<&Masks>) -> Tensor<2> {
+        let c = self.param.coeffs(t);
+        let cond = self.cond(t, extra, &x);
+        let xin = x.clone() * col(&c.c_in, &x);
+        let f = self.net.forward(p, xin, &cond, masks);
+        let out = f * col(&c.c_out, &x);
+        if c.c_skip.iter().all(|&s| s == 0.0) {
+            out
+        } else {
+            x.clone() * col(&c.c_skip, &x) + out
+        }
+    }
+
+    /// Single-time convenience.
+    pub fn f(&self, p: &[Tensor<1>], x: Tensor<2>, t: &[f64], masks: Option<&Masks>) -> Tensor<2> {
+        self.eval(p, x, t, &[], masks)
+    }
+}
+
+/// Something that denoises in EDM coordinates: D(x, σ) ≈ E[x0 | x0 + σ z]. Exact for Gaussian
+/// mixtures ([`crate::data::gmm::Gmm`]), learned for trained teachers. Velocity teachers for
+/// TrigFlow and flow matching are converted through [`crate::process`].
+pub trait Denoiser: Send + Sync {
+    fn denoise(&self, x: Tensor<2>, sigma: &[f64]) -> Tensor<2>;
+}
+
+/// A trained network used as a denoiser: an EDM model directly; a TrigFlow velocity model or
+/// a flow-matching model through the process conversions.
+pub struct NetDenoiser {
+    pub model: Model,
+    pub params: Vec<Tensor<1>>,
+}
+
+impl Denoiser for NetDenoiser {
+    fn denoise(&self, x: Tensor<2>, sigma: &[f64]) -> Tensor<2> {
+        match self.model.param {
+            Param::Edm { .. } | Param::Consistency { .. } => self.model.f(&self.params, x, sigma, None),
+            Param::TrigFlow { sigma_d, .. } => {
+                // EDM (x, σ) → TrigFlow (x_t = cos t·x, t = atan(σ/σ_d)); v = σ_d F;
+                // x0 = cos t·x_t − sin t·v (METHODS.md §0, §3).
+                let t: Vec<f64> = sigma.iter().map(|s| s.atan2(sigma_d)).collect();
+                let cos: Vec<f64> = t.iter().map(|t| t.cos()).collect();
+                let sin: Vec<f64> = t.iter().map(|t| t.sin()).collect();
+                let xt = x.clone() * col(&cos, &x);
+                let vel_model = Model::new(self.model.net.clone(), Param::TrigFlow { sigma_d, velocity: true });
+                let v = vel_model.f(&self.params, xt.clone(), &t, None);
+                xt * col(&cos, &x) - v * col(&sin, &x)
+            }
+            Param::Raw => {
+                // Flow matching in FACM's direction (t = 1 data, x_t = t x0 + (1 − t) z,
+                // network predicts v = x0 − z): t = 1/(1 + σ), x_t = t·x_EDM, x0 = x_t + (1 − t)·v.
+                let t: Vec<f64> = sigma.iter().map(|s| 1.0 / (1.0 + s)).collect();
+                let xt = x.clone() * col(&t, &x);
+                let v = self.model.f(&self.params, xt.clone(), &t, None);
+                let one_minus: Vec<f64> = t.iter().map(|t| 1.0 - t).collect();
+                xt + v * col(&one_minus, &x)
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Time-conditioned MLP for vector data (2-D toys, any D).
+//!
+//! Shape: D → H → H → … → D with `depth` hidden layers of width H (the standard 2-D config is
+//! 2→512→512→512→2). Each hidden pre-activation is modulated by the time embedding e:
+//! `shift` adds a per-layer projection of e; `scale-shift` applies a·(1+s(e)) + b(e) to the
+//! (optionally pixel-normalised) pre-activation. `double_norm` is sCM's adaptive double
+//! normalisation (Lu & Song 2024): the pre-activation and the scale/shift each pass through
+//! pixel norm. The time embedding of each conditioning scalar c is [sin(ω c), cos(ω c)]
+//! with ω geometric from 1 to `max_freq` (positional, the default; METHODS.md §7 shows why
+//! low frequencies matter) or Gaussian random ω·2π with std `max_freq` (Fourier).
+
+use super::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub enum Embedding {
+    Positional,
+    Fourier,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub enum Modulation {
+    Shift,
+    ScaleShift,
+}
+
+/// MLP hyper-parameters (the `[model]` table of a config when the backbone is `mlp`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MlpConfig {
+    /// Hidden width H.
+    pub hidden: usize,
+    /// Number of hidden layers.
+    pub depth: usize,
+    /// Time-embedding size per time input (even).
+    pub emb_dim: usize,
+    pub embedding: Embedding,
+    /// Highest embedding frequency (positional) or frequency std (Fourier).
+    pub max_freq: f64,
+    pub modulation: Modulation,
+    /// sCM adaptive double normalisation.
+    pub double_norm: bool,
+    /// Dropout probability on hidden activations.
+    pub dropout: f64,
+    /// Zero-initialise the output layer.
+    pub zero_out: bool,
+}
+
+impl Default for MlpConfig {
+    fn default() -> Self {
+        Self {
+            hidden: 512,
+            depth: 3,
+            emb_dim: 32,
+            embedding: Embedding::Positional,
+            max_freq: 16.0,
+            modulation: Modulation::Shift,
+            double_norm: false,
+            dropout: 0.0,
+            zero_out: false,
+        }
+    }
+}
+
+impl MlpConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.hidden >= 1, "model.hidden must be at least 1, got {}", self.hidden);
+        anyhow::ensure!(self.depth >= 1, "model.depth must be at least 1, got {}", self.depth);
+        anyhow::ensure!(
+            self.emb_dim >= 2 && self.emb_dim % 2 == 0,
+            "model.emb_dim must be even and at least 2, got {}",
+            self.emb_dim
+        );
+        anyhow::ensure!(
+            self.max_freq.is_finite() && self.max_freq > 0.0,
+            "model.max_freq must be positive, got {}",
+            self.max_freq
+        );
+        anyhow::ensure!(
+            (0.0..1.0).contains(&self.dropout),
+            "model.dropout must be in [0, 1), got {}",
+            self.dropout
+        );
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Mlp {
+    cfg: MlpConfig,
+    dim: usize,
+    n_times: usize,
+    specs: Vec<ParamSpec>,
+    freqs: usize,
+    temb: Linear,
+    input: Linear,
+    hidden: Vec<Linear>,
+    modul: Vec<Linear>,
+    out: Linear,
+}
+
+impl Mlp {
+    /// An MLP on `dim`-dimensional samples with `n_times` time inputs; `seed` fixes the
+    /// Fourier frequencies (stored as a non-trainable parameter, so checkpoints carry them).
+    pub fn new(cfg: &MlpConfig, dim: usize, n_times: usize, seed: u64) -> Self {
+        let h = cfg.hidden;
+        let half = cfg.emb_dim / 2;
+        let mut b = SpecBuilder::default();
+        let freq_vals: Vec<f32> = match cfg.embedding {
+            Embedding::Positional => (0..half)
+                .map(|j| {
+                    let f = if half == 1 { 0.0 } else { j as f64 / (half - 1) as f64 };
+                    cfg.max_freq.powf(f) as f32
+                })
+                .collect(),
+            Embedding::Fourier => {
+                let mut r = Rng::new(seed ^ 0xF0F0_1234);
+                (0..half).map(|_| (2.0 * std::f64::consts::PI * cfg.max_freq * r.normal()) as f32).collect()
+            }
+        };
+        let freqs = b.add("time_embed.freqs", vec![1, half], Init::Values(freq_vals), false);
+        let temb = b.linear("time_embed.linear", cfg.emb_dim * n_times, h, false);
+        let input = b.linear("input", dim, h, false);
+        let mut hidden = Vec::new();
+        let mut modul = Vec::new();
+        let mod_out = match cfg.modulation {
+            Modulation::Shift => h,
+            Modulation::ScaleShift => 2 * h,
+        };
+        for l in 0..cfg.depth {
+            if l > 0 {
+                hidden.push(b.linear(&format!("hidden.{l}"), h, h, false));
+            }
+            modul.push(b.linear(&format!("modulation.{l}"), h, mod_out, false));
+        }
+        let out = b.linear("output", h, dim, cfg.zero_out);
+        Self { cfg: cfg.clone(), dim, n_times, specs: b.specs, freqs, temb, input, hidden, modul, out }
+    }
+
+    fn embed(&self, p: &[Tensor<1>], cond: &[Tensor<2>]) -> Tensor<2> {
+        let half = self.cfg.emb_dim / 2;
+        let w = p[self.freqs].clone().reshape([1, half]);
+        let parts: Vec<Tensor<2>> = cond
+            .iter()
+            .flat_map(|c| {
+                let a = c.clone() * w.clone();
+                [a.clone().sin(), a.cos()]
+            })
+            .collect();
+        Tensor::cat(parts, 1)
+    }
+
+    fn embed_jvp(&self, p: &[Tensor<1>], cond: &[Tensor<2>], dcond: &[Tensor<2>]) -> (Tensor<2>, Tensor<2>) {
+        let half = self.cfg.emb_dim / 2;
+        let w = p[self.freqs].clone().reshape([1, half]);
+        let mut y = Vec::new();
+        let mut dy = Vec::new();
+        for (c, dc) in cond.iter().zip(dcond) {
+            let a = c.clone() * w.clone();
+            let da = dc.clone() * w.clone();
+            let (s, co) = (a.clone().sin(), a.cos());
+            dy.push(co.clone() * da.clone());
+            dy.push(s.clone().neg() * da);
+            y.push(s);
+            y.push(co);
+        }
+        (Tensor::cat(y, 1), Tensor::cat(dy, 1))
+    }
+
+    fn modulate(&self, a: Tensor<2>, m: Tensor<2>) -> Tensor<2> {
+        let h = self.cfg.hidden;
+        match self.cfg.modulation {
+            Modulation::Shift => a + m,
+            Modulation::ScaleShift => {
+                let (mut sc, mut sh) = (m.clone().narrow(1, 0, h), m.narrow(1, h, h));
+                let a = if self.cfg.double_norm {
+                    sc = pixel_norm(sc);
+                    sh = pixel_norm(sh);
+                    pixel_norm(a)
+                } else {
+                    a
+                };
+                a * sc.add_scalar(1.0) + sh
+            }
+        }
+    }
+
+    fn modulate_jvp(&self, a: Tensor<2>, da: Tensor<2>, m: Tensor<2>, dm: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+        let h = self.cfg.hidden;
+        match self.cfg.modulation {
+            Modulation::Shift => (a + m, da + dm),
+            Modulation::ScaleShift => {
+                let (mut sc, mut sh) = (m.clone().narrow(1, 0, h), m.narrow(1, h, h));
+                let (mut dsc, mut dsh) = (dm.clone().narrow(1, 0, h), dm.narrow(1, h, h));
+                let (mut a, mut da) = (a, da);
+                if self.cfg.double_norm {
+                    (sc, dsc) = pixel_norm_jvp(sc, dsc);
+                    (sh, dsh) = pixel_norm_jvp(sh, dsh);
+                    (a, da) = pixel_norm_jvp(a, da);
+                }
+                let y = a.clone() * sc.clone().add_scalar(1.0) + sh;
+                let dy = da * sc.add_scalar(1.0) + a * dsc + dsh;
+                (y, dy)
+            }
+        }
+    }
+}
+
+impl Backbone for Mlp {
+    fn specs(&self) -> Vec<ParamSpec> {
+        self.specs.clone()
+    }
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn n_times(&self) -> usize {
+        self.n_times
+    }
+    fn dropout(&self) -> f64 {
+        self.cfg.dropout
+    }
+
+    fn draw_masks(&self, rng: &mut Rng, batch: usize, device: &Device) -> Option<Masks> {
+        if self.cfg.dropout <= 0.0 {
+            return None;
+        }
+        Some(Masks((0..self.cfg.depth).map(|_| rng.dropout_mask([batch, self.cfg.hidden], self.cfg.dropout, device)).collect()))
+    }
+
+    fn forward(&self, p: &[Tensor<1>], x: Tensor<2>, cond: &[Tensor<2>], masks: Option<&Masks>) -> Tensor<2> {
+        assert_eq!(cond.len(), self.n_times, "MLP expects {} time inputs, got {}", self.n_times, cond.len());
+        let e = activation::silu(self.temb.forward(p, self.embed(p, cond)));
+        let mut h = x;
+        for l in 0..self.cfg.depth {
+            let lin = if l == 0 { &self.input } else { &self.hidden[l - 1] };
+            let a = lin.forward(p, h);
+            let m = self.modul[l].forward(p, e.clone());
+            h = activation::silu(self.modulate(a, m));
+            if let Some(ms) = masks {
+                h = h * ms.0[l].clone();
+            }
+        }
+        self.out.forward(p, h)
+    }
+
+    fn jvp(
+        &self,
+        p: &[Tensor<1>],
+        x: Tensor<2>,
+        dx: Tensor<2>,
+        cond: &[Tensor<2>],
+        dcond: &[Tensor<2>],
+        masks: Option<&Masks>,
+    ) -> (Tensor<2>, Tensor<2>) {
+        assert_eq!(cond.len(), self.n_times, "MLP expects {} time inputs, got {}", self.n_times, cond.len());
+        assert_eq!(dcond.len(), self.n_times);
+        let (emb, demb) = self.embed_jvp(p, cond, dcond);
+        let (e, de) = silu_jvp(self.temb.forward(p, emb), self.temb.tangent(p, demb));
+        let (mut h, mut dh) = (x, dx);
+        for l in 0..self.cfg.depth {
+            let lin = if l == 0 { &self.input } else { &self.hidden[l - 1] };
+            let (a, da) = (lin.forward(p, h), lin.tangent(p, dh));
+            let (m, dm) = (self.modul[l].forward(p, e.clone()), self.modul[l].tangent(p, de.clone()));
+            let (a2, da2) = self.modulate_jvp(a, da, m, dm);
+            (h, dh) = silu_jvp(a2, da2);
+            if let Some(ms) = masks {
+                h = h * ms.0[l].clone();
+                dh = dh * ms.0[l].clone();
+            }
+        }
+        (self.out.forward(p, h), self.out.tangent(p, dh))
+    }
+}

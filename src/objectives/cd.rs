@@ -1,0 +1,121 @@
+//! Consistency distillation (Song et al. 2023, METHODS.md §1). EDM time σ ∈ [ε, T].
+//!
+//! Pick n uniformly on the N-point Karras grid, x_{n+1} = x0 + σ_{n+1} z, take one teacher ODE
+//! step (Euler or Heun) to σ_n, and match f_θ(x_{n+1}, σ_{n+1}) to f_{θ⁻}(x̂_n, σ_n) with the
+//! same dropout mask on both passes. The teacher is any [`Denoiser`]: the exact Gaussian-mixture
+//! denoiser or a trained EDM checkpoint.
+
+use super::*;
+use crate::samplers::ode_step;
+use crate::schedule::karras;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CdConfig {
+    /// Grid size N (18 on CIFAR-10).
+    pub n: usize,
+    /// `exact` (Gaussian-mixture data only) or the folder / checkpoint of a trained EDM teacher.
+    pub teacher: String,
+    /// Teacher ODE step: `heun` (the paper's default) or `euler`.
+    pub solver: Solver,
+    pub distance: Distance,
+    /// Pseudo-Huber c (0 = 0.00054·√D).
+    pub huber_c: f64,
+    pub target: TargetPolicy,
+    #[serde(flatten)]
+    pub time: EdmTime,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Solver {
+    Euler,
+    Heun,
+}
+
+impl Default for CdConfig {
+    fn default() -> Self {
+        Self {
+            n: 18,
+            teacher: "exact".into(),
+            solver: Solver::Heun,
+            distance: Distance::L2,
+            huber_c: 0.0,
+            target: TargetPolicy::StopGrad,
+            time: EdmTime::default(),
+        }
+    }
+}
+
+pub struct Cd {
+    cfg: CdConfig,
+    grid: Vec<f64>,
+    c: f64,
+}
+
+impl Cd {
+    pub fn new(cfg: CdConfig, dim: usize) -> anyhow::Result<Self> {
+        anyhow::ensure!(cfg.n >= 2, "method.n must be at least 2, got {}", cfg.n);
+        check_time(&cfg.time)?;
+        if let TargetPolicy::Scheduled { .. } = cfg.target {
+            anyhow::bail!("method.target: CD takes stop-grad or a fixed EMA, not the CT schedule");
+        }
+        let grid = karras(cfg.n, cfg.time.eps, cfg.time.t_max, cfg.time.rho);
+        let c = if cfg.huber_c > 0.0 { cfg.huber_c } else { huber_c(dim) };
+        Ok(Self { cfg, grid, c })
+    }
+
+    /// The CD target f_{θ⁻}(x̂_n, σ_n) and the online estimate for given draws; exposed so tests
+    /// can compare with an analytic teacher step.
+    pub fn teacher_step(&self, teacher: &dyn Denoiser, x: Tensor<2>, s_hi: &[f64], s_lo: &[f64]) -> Tensor<2> {
+        ode_step(teacher, x, s_hi, s_lo, self.cfg.solver == Solver::Heun)
+    }
+}
+
+pub fn check_time(t: &EdmTime) -> anyhow::Result<()> {
+    anyhow::ensure!(t.eps > 0.0 && t.eps < t.t_max, "method.eps must be in (0, t_max), got {}", t.eps);
+    anyhow::ensure!(t.rho > 0.0, "method.rho must be positive, got {}", t.rho);
+    anyhow::ensure!(
+        t.two_step_sigma > t.eps && t.two_step_sigma < t.t_max,
+        "method.two_step_sigma must lie in (eps, t_max), got {}",
+        t.two_step_sigma
+    );
+    Ok(())
+}
+
+impl Objective for Cd {
+    fn name(&self) -> &'static str {
+        "cd"
+    }
+    fn param(&self, sigma_d: f64) -> Param {
+        Param::Consistency { sigma_d, eps: self.cfg.time.eps }
+    }
+    fn target_decay(&self, _step: u64, _total: u64) -> Option<f64> {
+        match self.cfg.target {
+            TargetPolicy::StopGrad => None,
+            TargetPolicy::Ema { mu } => Some(mu),
+            TargetPolicy::Scheduled { .. } => unreachable!("rejected in Cd::new"),
+        }
+    }
+    fn needs_teacher(&self) -> bool {
+        true
+    }
+    fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, _phase: usize) -> LossOut {
+        let [b, d] = x0.dims();
+        let teacher = ctx.teacher.expect("CD needs a teacher (checked when the run starts)");
+        let idx: Vec<usize> = (0..b).map(|_| ctx.rng.below(self.grid.len() - 1)).collect();
+        let s_lo: Vec<f64> = idx.iter().map(|&i| self.grid[i]).collect();
+        let s_hi: Vec<f64> = idx.iter().map(|&i| self.grid[i + 1]).collect();
+        let z = ctx.rng.normal_tensor([b, d], ctx.device);
+        let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);
+        let x_hi = x0.clone() + z * col(&s_hi, &x0);
+        let x_lo = self.teacher_step(teacher, x_hi.clone(), &s_hi, &s_lo);
+        let target = ctx.model.f(ctx.target, x_lo, &s_lo, masks.as_ref());
+        let est = ctx.model.f(ctx.online, x_hi, &s_hi, masks.as_ref());
+        let loss = distance(self.cfg.distance, est, target, self.c).mean();
+        LossOut { loss, terms: vec![] }
+    }
+    fn sampler(&self) -> Sampler {
+        self.cfg.time.consistency_sampler()
+    }
+}

@@ -1,0 +1,123 @@
+//! Parameterisations: the only place where c_skip, c_out, c_in and c_noise appear.
+//!
+//! Every model output has the form `c_skip(t)·x + c_out(t)·F_θ(c_in(t)·x, c_noise(t), …)`;
+//! the variants differ only in the coefficients and in what `t` means (METHODS.md §0):
+//! - [`Param::Consistency`]: EDM σ ∈ [ε, T]; Song et al. (2023) with the boundary condition
+//!   c_skip(ε) = 1, c_out(ε) = 0 so that f(x, ε) = x exactly (METHODS.md §1).
+//! - [`Param::Edm`]: EDM denoiser D(x, σ) for diffusion teachers (Karras et al. 2022, Table 1).
+//! - [`Param::TrigFlow`]: TrigFlow t ∈ [0, π/2]; f(x, t) = cos t·x − sin t·σ_d·F(x/σ_d, t)
+//!   (Lu & Song 2024, METHODS.md §3). With `velocity` = true it returns σ_d·F (the teacher's
+//!   velocity) instead.
+//! - [`Param::Raw`]: F itself, c_noise = t (FACM, MeanFlow: the objective owns the algebra).
+//!
+//! Coefficients are computed in f64 per sample (METHODS.md §7).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Param {
+    Consistency { sigma_d: f64, eps: f64 },
+    Edm { sigma_d: f64 },
+    TrigFlow { sigma_d: f64, velocity: bool },
+    Raw,
+}
+
+/// Per-sample coefficients.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Coeffs {
+    pub c_skip: Vec<f64>,
+    pub c_out: Vec<f64>,
+    pub c_in: Vec<f64>,
+    pub c_noise: Vec<f64>,
+}
+
+impl Param {
+    /// The network's conditioning scalar for time `t` (¼ ln σ for EDM time, t otherwise).
+    pub fn c_noise(&self, t: f64) -> f64 {
+        match self {
+            Param::Consistency { .. } | Param::Edm { .. } => 0.25 * t.ln(),
+            Param::TrigFlow { .. } | Param::Raw => t,
+        }
+    }
+
+    pub fn coeffs(&self, t: &[f64]) -> Coeffs {
+        let n = t.len();
+        let mut c = Coeffs {
+            c_skip: Vec::with_capacity(n),
+            c_out: Vec::with_capacity(n),
+            c_in: Vec::with_capacity(n),
+            c_noise: Vec::with_capacity(n),
+        };
+        for &s in t {
+            let (skip, out, inp) = match *self {
+                Param::Consistency { sigma_d, eps } => {
+                    let sd2 = sigma_d * sigma_d;
+                    (
+                        sd2 / ((s - eps).powi(2) + sd2),
+                        sigma_d * (s - eps) / (sd2 + s * s).sqrt(),
+                        1.0 / (s * s + sd2).sqrt(),
+                    )
+                }
+                Param::Edm { sigma_d } => {
+                    let sd2 = sigma_d * sigma_d;
+                    (sd2 / (s * s + sd2), s * sigma_d / (s * s + sd2).sqrt(), 1.0 / (s * s + sd2).sqrt())
+                }
+                Param::TrigFlow { sigma_d, velocity } => {
+                    if velocity {
+                        (0.0, sigma_d, 1.0 / sigma_d)
+                    } else {
+                        (s.cos(), -s.sin() * sigma_d, 1.0 / sigma_d)
+                    }
+                }
+                Param::Raw => (0.0, 1.0, 1.0),
+            };
+            c.c_skip.push(skip);
+            c.c_out.push(out);
+            c.c_in.push(inp);
+            c.c_noise.push(self.c_noise(s));
+        }
+        c
+    }
+
+    pub fn sigma_d(&self) -> f64 {
+        match *self {
+            Param::Consistency { sigma_d, .. } | Param::Edm { sigma_d } | Param::TrigFlow { sigma_d, .. } => sigma_d,
+            Param::Raw => 1.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consistency_boundary_is_identity() {
+        let p = Param::Consistency { sigma_d: 0.5, eps: 0.002 };
+        let c = p.coeffs(&[0.002]);
+        assert_eq!(c.c_skip[0], 1.0);
+        assert_eq!(c.c_out[0], 0.0);
+    }
+
+    #[test]
+    fn edm_coefficients_match_karras_table1() {
+        let p = Param::Edm { sigma_d: 0.5 };
+        let c = p.coeffs(&[1.0]);
+        assert!((c.c_skip[0] - 0.25 / 1.25).abs() < 1e-15);
+        assert!((c.c_out[0] - 0.5 / 1.25f64.sqrt()).abs() < 1e-15);
+        assert!((c.c_in[0] - 1.0 / 1.25f64.sqrt()).abs() < 1e-15);
+        assert_eq!(c.c_noise[0], 0.0);
+        // Large σ: the denoiser's skip vanishes, the output scale tends to σ_d.
+        let c = p.coeffs(&[1e4]);
+        assert!(c.c_skip[0] < 1e-8 && (c.c_out[0] - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn trigflow_boundary_is_identity() {
+        let p = Param::TrigFlow { sigma_d: 0.5, velocity: false };
+        let c = p.coeffs(&[0.0]);
+        assert_eq!(c.c_skip[0], 1.0);
+        assert_eq!(c.c_out[0], 0.0);
+    }
+}

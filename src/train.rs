@@ -1,0 +1,444 @@
+//! The training loop, optimizers, target/EMA updates, logging and checkpoints.
+//!
+//! The loop is method-agnostic: it asks the [`Objective`] for its loss, its number of
+//! alternating phases and its target decay, and never looks at the method's name. Per step:
+//! draw a batch → for each phase: loss → backward → skip the update if the loss or any
+//! gradient is non-finite (counted) → clip → Adam/RAdam; then update the target network and
+//! the evaluation EMA. All randomness comes from the run's single [`Rng`], which is saved in
+//! every checkpoint, so `--resume` continues the same run exactly.
+
+use crate::ckpt::{self, State};
+use crate::config::{Config, ModelConfig, Optimizer};
+use crate::data::{gmm::Gmm, Dataset, Standardizer};
+use crate::model::{Denoiser, Model, NetDenoiser};
+use crate::nets::{init_params, mlp::Mlp, tensor2, Backbone, ParamSpec};
+use crate::objectives::{Ctx, Objective};
+use crate::rng::Rng;
+use anyhow::{bail, Context, Result};
+use burn::prelude::*;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Everything derived from a config: data, model, objective, teacher.
+pub struct Setup {
+    pub cfg: Config,
+    pub data: Dataset,
+    pub standardizer: Standardizer,
+    /// The exact mixture in standardised coordinates, where the data has one.
+    pub gmm_std: Option<Gmm>,
+    pub objective: Box<dyn Objective>,
+    pub model: Model,
+    /// Backbone parameters followed by the objective's own.
+    pub specs: Vec<ParamSpec>,
+    pub n_net: usize,
+    pub teacher: Option<Arc<dyn Denoiser>>,
+    pub device: Device,
+}
+
+/// Builds the backbone of a config.
+pub fn build_net(cfg: &ModelConfig, dim: usize, n_times: usize, seed: u64) -> Arc<dyn Backbone> {
+    match cfg {
+        ModelConfig::Mlp(m) => Arc::new(Mlp::new(m, dim, n_times, seed)),
+    }
+}
+
+impl Setup {
+    pub fn new(cfg: &Config, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let data = Dataset::from_name(&cfg.data.name)?;
+        let dim = data.dim();
+        let standardizer = data.standardizer();
+        let gmm_std = data.gmm().map(|g| g.standardized(&standardizer.mean, &standardizer.std));
+        let objective = cfg.method.build(dim)?;
+        let sigma_d = if cfg.data.sigma_d > 0.0 { cfg.data.sigma_d } else { 1.0 };
+        let net = build_net(&cfg.model, dim, objective.n_times(), cfg.train.seed);
+        let model = Model::new(net.clone(), objective.param(sigma_d));
+        let mut specs = net.specs();
+        let n_net = specs.len();
+        specs.extend(objective.extra_specs());
+        let teacher: Option<Arc<dyn Denoiser>> = match cfg.method.teacher() {
+            None => None,
+            Some("exact") => match &gmm_std {
+                Some(g) => Some(Arc::new(g.clone())),
+                None => bail!(
+                    "method.teacher = \"exact\" needs a Gaussian-mixture data set ({} has no exact denoiser); give a trained teacher's run folder instead",
+                    data.name()
+                ),
+            },
+            Some(path) => Some(load_teacher(Path::new(path), &standardizer, device)?),
+        };
+        if objective.needs_teacher() && teacher.is_none() {
+            bail!("method '{}' needs a teacher (method.teacher)", objective.name());
+        }
+        Ok(Self { cfg: cfg.clone(), data, standardizer, gmm_std, objective, model, specs, n_net, teacher, device: device.clone() })
+    }
+
+    /// A standardised batch as a tensor.
+    pub fn batch(&self, rng: &mut Rng, n: usize) -> Tensor<2> {
+        let raw = self.data.sample(rng, n);
+        let z = self.standardizer.forward(&raw);
+        tensor2(z.into_iter().map(|v| v as f32).collect(), n, self.data.dim(), &self.device)
+    }
+}
+
+/// Loads a trained network (its EMA weights) as a denoiser; its data standardisation must match.
+pub fn load_teacher(path: &Path, st: &Standardizer, device: &Device) -> Result<Arc<dyn Denoiser>> {
+    let (cfg, setup, state) = load_run(path, device).with_context(|| format!("loading teacher {}", path.display()))?;
+    if &setup.standardizer != st {
+        bail!("teacher {} was trained on different data ({}); its standardisation differs", path.display(), cfg.data.name);
+    }
+    Ok(Arc::new(NetDenoiser { model: setup.model.clone(), params: state.ema[..setup.n_net].to_vec() }))
+}
+
+/// Reads a checkpoint (or a run folder's newest) with the config stored inside it.
+pub fn load_run(path: &Path, device: &Device) -> Result<(Config, Setup, State)> {
+    let file = ckpt::resolve(path)?;
+    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let (meta, _) = ckpt::read_meta(&bytes).with_context(|| format!("in {}", file.display()))?;
+    let cfg = Config::from_toml(meta.get("config").context("checkpoint has no config")?)
+        .with_context(|| format!("config stored in {}", file.display()))?;
+    let setup = Setup::new(&cfg, device)?;
+    let state = ckpt::from_bytes(&bytes, &setup.specs, device).with_context(|| format!("in {}", file.display()))?;
+    Ok((cfg, setup, state))
+}
+
+/// Outcome of one optimizer step.
+#[derive(Clone, Debug)]
+pub struct StepLog {
+    pub step: u64,
+    pub loss: f64,
+    pub terms: Vec<(String, f64)>,
+    pub skipped: bool,
+    pub grad_norm: f64,
+}
+
+pub struct Trainer {
+    pub setup: Setup,
+    pub state: State,
+    pub rng: Rng,
+    pub bad_total: u64,
+    pub bad_run: u64,
+}
+
+fn zeros_like_all(v: &[Tensor<1>]) -> Vec<Tensor<1>> {
+    v.iter().map(|t| t.zeros_like()).collect()
+}
+
+impl Trainer {
+    /// A fresh run: weights from the seed (or `train.init_from`).
+    pub fn new(setup: Setup) -> Result<Self> {
+        let mut rng = Rng::new(setup.cfg.train.seed);
+        let mut online = init_params(&setup.specs, &mut rng, &setup.device);
+        if !setup.cfg.train.init_from.is_empty() {
+            let (_, src, st) = load_run(Path::new(&setup.cfg.train.init_from), &setup.device)
+                .with_context(|| format!("train.init_from = {}", setup.cfg.train.init_from))?;
+            let src_specs = &src.specs[..src.n_net];
+            if src_specs.len() != setup.n_net
+                || src_specs.iter().zip(&setup.specs).any(|(a, b)| a.name != b.name || a.shape != b.shape)
+            {
+                bail!("train.init_from: {} has a different backbone architecture", setup.cfg.train.init_from);
+            }
+            for i in 0..setup.n_net {
+                online[i] = st.ema[i].clone();
+            }
+        }
+        let state = State {
+            step: 0,
+            rng: rng.state(),
+            target: online.clone(),
+            ema: online.clone(),
+            adam_m: zeros_like_all(&online),
+            adam_v: zeros_like_all(&online),
+            online,
+            meta: BTreeMap::new(),
+        };
+        Ok(Self { setup, state, rng, bad_total: 0, bad_run: 0 })
+    }
+
+    /// Continues from a checkpoint state.
+    pub fn from_state(setup: Setup, state: State) -> Self {
+        let rng = Rng::from_state(state.rng);
+        let bad_total = state.meta.get("bad_steps").and_then(|s| s.parse().ok()).unwrap_or(0);
+        Self { setup, state, rng, bad_total, bad_run: 0 }
+    }
+
+    fn lr(&self) -> f64 {
+        let t = &self.setup.cfg.train;
+        if t.warmup > 0 && self.state.step < t.warmup {
+            t.lr * (self.state.step + 1) as f64 / t.warmup as f64
+        } else {
+            t.lr
+        }
+    }
+
+    /// One optimizer step (all phases); returns the log of the last phase.
+    pub fn step(&mut self) -> StepLog {
+        let b = self.setup.cfg.data.batch;
+        let x0 = self.setup.batch(&mut self.rng, b);
+        self.step_on(x0)
+    }
+
+    /// One step on a given (standardised) batch.
+    pub fn step_on(&mut self, x0: Tensor<2>) -> StepLog {
+        let total = self.setup.cfg.train.steps;
+        let step = self.state.step;
+        let phases = self.setup.objective.phases();
+        let mut last = StepLog { step, loss: f64::NAN, terms: vec![], skipped: false, grad_norm: 0.0 };
+        let mut any_bad = false;
+        for phase in 0..phases {
+            let online_ad: Vec<Tensor<1>> = self
+                .state
+                .online
+                .iter()
+                .zip(&self.setup.specs)
+                .map(|(t, s)| if s.trainable { t.clone().autodiff().require_grad() } else { t.clone() })
+                .collect();
+            let has_target = self.setup.objective.target_decay(step, total).is_some();
+            let target = if has_target { &self.state.target } else { &self.state.online };
+            let mut ctx = Ctx {
+                step,
+                total,
+                model: &self.setup.model,
+                online: &online_ad,
+                online_sg: &self.state.online,
+                target,
+                teacher: self.setup.teacher.as_deref(),
+                rng: &mut self.rng,
+                device: &self.setup.device,
+            };
+            let out = self.setup.objective.loss(&mut ctx, x0.clone(), phase);
+            let loss_val: f64 = out.loss.clone().into_scalar::<f32>() as f64;
+            last.loss = loss_val;
+            last.terms = out.terms;
+            if !loss_val.is_finite() {
+                any_bad = true;
+                continue;
+            }
+            let grads = out.loss.backward();
+            let g: Vec<Option<Tensor<1>>> = online_ad.iter().map(|t| t.grad(&grads)).collect();
+            let norm2: f64 =
+                g.iter().flatten().map(|t| t.clone().square().sum().into_scalar::<f32>() as f64).sum();
+            last.grad_norm = norm2.sqrt();
+            if !norm2.is_finite() {
+                any_bad = true;
+                continue;
+            }
+            self.apply(g, norm2.sqrt());
+        }
+        if any_bad {
+            self.bad_total += 1;
+            self.bad_run += 1;
+            last.skipped = true;
+        } else {
+            self.bad_run = 0;
+        }
+        // Target and evaluation EMA follow every step, so skipping leaves both untouched.
+        if !any_bad {
+            if let Some(mu) = self.setup.objective.target_decay(step, total) {
+                self.state.target = ema(&self.state.target, &self.state.online, mu);
+            } else {
+                self.state.target = self.state.online.clone();
+            }
+            self.state.ema = ema(&self.state.ema, &self.state.online, self.setup.cfg.train.eval_ema);
+        }
+        self.state.step += 1;
+        last
+    }
+
+    fn apply(&mut self, grads: Vec<Option<Tensor<1>>>, norm: f64) {
+        let t = &self.setup.cfg.train;
+        let clip = if t.grad_clip > 0.0 && norm > t.grad_clip { t.grad_clip / norm } else { 1.0 };
+        let lr = self.lr();
+        // Adam time step counts applied updates of this parameter set; stored in meta.
+        let k = self.state.meta.get("adam_t").and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) + 1;
+        self.state.meta.insert("adam_t".into(), k.to_string());
+        let (b1, b2) = (t.beta1, t.beta2);
+        let bc1 = 1.0 - b1.powi(k as i32);
+        let bc2 = 1.0 - b2.powi(k as i32);
+        // RAdam (Liu et al. 2020): rectify the adaptive step once the variance is tractable.
+        let rect = match t.optimizer {
+            Optimizer::Adam => Some(1.0),
+            Optimizer::Radam => {
+                let rho_inf = 2.0 / (1.0 - b2) - 1.0;
+                let rho = rho_inf - 2.0 * k as f64 * b2.powi(k as i32) / bc2;
+                if rho > 5.0 {
+                    Some(((rho - 4.0) * (rho - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho)).sqrt())
+                } else {
+                    None
+                }
+            }
+        };
+        for (i, g) in grads.into_iter().enumerate() {
+            let Some(g) = g else { continue };
+            let g = if clip < 1.0 { g.mul_scalar(clip) } else { g };
+            let m = self.state.adam_m[i].clone().mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1);
+            let v = self.state.adam_v[i].clone().mul_scalar(b2) + g.square().mul_scalar(1.0 - b2);
+            let upd = match rect {
+                Some(r) => m.clone().div(v.clone().div_scalar(bc2).sqrt().add_scalar(t.adam_eps)).mul_scalar(lr * r / bc1),
+                None => m.clone().mul_scalar(lr / bc1),
+            };
+            self.state.online[i] = self.state.online[i].clone() - upd;
+            self.state.adam_m[i] = m;
+            self.state.adam_v[i] = v;
+        }
+    }
+
+    /// The state with the current RNG and counters, ready to save.
+    pub fn snapshot(&self) -> State {
+        let mut s = self.state.clone();
+        s.rng = self.rng.state();
+        s.meta.insert("bad_steps".into(), self.bad_total.to_string());
+        s.meta.insert("method".into(), self.setup.objective.name().into());
+        s.meta.insert("config".into(), self.setup.cfg.to_toml());
+        s.meta.insert("standardizer".into(), serde_json::to_string(&self.setup.standardizer).unwrap());
+        s
+    }
+
+    /// Writes a checkpoint into `dir` atomically and prunes old ones.
+    pub fn save(&self, dir: &Path) -> Result<PathBuf> {
+        let bytes = ckpt::to_bytes(&self.snapshot(), &self.setup.specs)?;
+        let path = dir.join(ckpt::file_name(self.state.step));
+        ckpt::write_atomic(&path, &bytes)?;
+        let all = ckpt::list(dir);
+        let keep = self.setup.cfg.train.keep_ckpts;
+        if all.len() > keep {
+            for (_, p) in &all[..all.len() - keep] {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        Ok(path)
+    }
+
+    /// Backbone weights of the evaluation EMA.
+    pub fn ema_net(&self) -> &[Tensor<1>] {
+        &self.state.ema[..self.setup.n_net]
+    }
+    pub fn online_net(&self) -> &[Tensor<1>] {
+        &self.state.online[..self.setup.n_net]
+    }
+}
+
+/// θ⁻ ← μ θ⁻ + (1 − μ) θ, without gradients.
+pub fn ema(avg: &[Tensor<1>], cur: &[Tensor<1>], mu: f64) -> Vec<Tensor<1>> {
+    avg.iter().zip(cur).map(|(a, c)| a.clone().mul_scalar(mu) + c.clone().mul_scalar(1.0 - mu)).collect()
+}
+
+/// Options of a training run.
+pub struct RunOptions {
+    pub out: PathBuf,
+    pub resume: bool,
+    pub progress: bool,
+    /// Stop after this many steps in this invocation (tests of resume); None = to the end.
+    pub stop_after: Option<u64>,
+}
+
+/// Loss history points (step, loss) of a run.
+pub type History = Vec<(f64, f64)>;
+
+/// Trains a config into `opts.out` (resolved config, JSONL log, checkpoints, loss curve PNG).
+pub fn run(cfg: &Config, opts: &RunOptions, device: &Device) -> Result<(Trainer, History)> {
+    std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create output folder {}", opts.out.display()))?;
+    let probe = opts.out.join(".write-test");
+    std::fs::write(&probe, b"ok").with_context(|| format!("output folder {} is not writable", opts.out.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    let existing = ckpt::list(&opts.out);
+    let mut trainer = if opts.resume && !existing.is_empty() {
+        let (stored_cfg, setup, state) = load_run(&opts.out, device)?;
+        if stored_cfg.method != cfg.method || stored_cfg.model != cfg.model || stored_cfg.data != cfg.data {
+            bail!("--resume: the config differs from the run's stored config in {} (data, model or method)", opts.out.display());
+        }
+        let mut setup = setup;
+        setup.cfg.train.steps = cfg.train.steps;
+        Trainer::from_state(setup, state)
+    } else {
+        if !existing.is_empty() {
+            bail!("{} already holds checkpoints: pass --resume to continue it or choose another --out", opts.out.display());
+        }
+        Trainer::new(Setup::new(cfg, device)?)?
+    };
+    ckpt::write_atomic(&opts.out.join("config.toml"), trainer.setup.cfg.to_toml().as_bytes())?;
+    let log_path = opts.out.join("log.jsonl");
+    let mut history = read_history(&log_path, trainer.state.step);
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let t = trainer.setup.cfg.train.clone();
+    let start = std::time::Instant::now();
+    let first = trainer.state.step;
+    let mut acc = (0.0, 0u64);
+    let mut ran = 0u64;
+    while trainer.state.step < t.steps {
+        if opts.stop_after.is_some_and(|n| ran >= n) {
+            break;
+        }
+        let r = trainer.step();
+        ran += 1;
+        if !r.skipped {
+            acc.0 += r.loss;
+            acc.1 += 1;
+        }
+        let s = trainer.state.step;
+        if s % t.log_every == 0 || s == t.steps {
+            let rate = (s - first) as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            let mean = if acc.1 > 0 { acc.0 / acc.1 as f64 } else { f64::NAN };
+            let mut rec = serde_json::json!({
+                "step": s, "loss": mean, "lr": trainer.lr(), "grad_norm": r.grad_norm,
+                "steps_per_s": rate, "skipped_total": trainer.bad_total,
+            });
+            for (k, v) in &r.terms {
+                rec[k] = serde_json::json!(v);
+            }
+            writeln!(log, "{rec}")?;
+            if mean.is_finite() {
+                history.push((s as f64, mean));
+            }
+            acc = (0.0, 0);
+            if opts.progress {
+                progress_line(s, t.steps, mean, rate, trainer.bad_total);
+            }
+        }
+        if trainer.bad_run >= t.max_bad_steps {
+            trainer.save(&opts.out)?;
+            bail!(
+                "stopping: {} consecutive steps had a non-finite loss or gradient (train.max_bad_steps); the last good weights are in {}",
+                trainer.bad_run,
+                opts.out.display()
+            );
+        }
+        if s % t.ckpt_every == 0 || s == t.steps {
+            trainer.save(&opts.out)?;
+        }
+    }
+    if opts.progress {
+        eprintln!();
+    }
+    Ok((trainer, history))
+}
+
+fn read_history(path: &Path, upto: u64) -> History {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some((v["step"].as_f64()?, v["loss"].as_f64()?)))
+        .filter(|(s, _)| *s <= upto as f64)
+        .collect()
+}
+
+/// A one-line progress bar on stderr.
+pub fn progress_line(step: u64, total: u64, loss: f64, rate: f64, skipped: u64) {
+    let w = 30;
+    let filled = (step as f64 / total as f64 * w as f64) as usize;
+    let eta = (total - step) as f64 / rate.max(1e-9);
+    eprint!(
+        "\r[{}{}] {step}/{total}  loss {loss:.4}  {rate:.1} steps/s  eta {eta:.0}s{}   ",
+        "#".repeat(filled),
+        "-".repeat(w - filled),
+        if skipped > 0 { format!("  skipped {skipped}") } else { String::new() }
+    );
+    let _ = std::io::stderr().flush();
+}
