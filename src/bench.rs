@@ -24,20 +24,42 @@ pub fn run(steps: u64) -> Result<Vec<(String, f64)>> {
         for _ in 0..steps {
             t.step();
         }
-        out.push((format!("train_{method}_mlp512_b512_steps_per_s"), steps as f64 / t0.elapsed().as_secs_f64()));
+        out.push((
+            format!("train_{method}_mlp512_b512_steps_per_s"),
+            steps as f64 / t0.elapsed().as_secs_f64(),
+        ));
         if method == "ict" {
             for b in [1usize, 256] {
                 let mut rng = Rng::new(1);
                 let reps = if b == 1 { 2000 } else { 200 };
                 let p = t.ema_net().to_vec();
                 for _ in 0..10 {
-                    let _ = crate::nets::to_vec(crate::samplers::generate(&t.setup.objective.sampler(), &t.setup.model, &p, b, 1, &mut rng, &device));
+                    let _ = crate::nets::to_vec(crate::samplers::generate(
+                        &t.setup.objective.sampler(),
+                        &t.setup.model,
+                        &p,
+                        b,
+                        1,
+                        &mut rng,
+                        &device,
+                    ));
                 }
                 let t0 = Instant::now();
                 for _ in 0..reps {
-                    let _ = crate::nets::to_vec(crate::samplers::generate(&t.setup.objective.sampler(), &t.setup.model, &p, b, 1, &mut rng, &device));
+                    let _ = crate::nets::to_vec(crate::samplers::generate(
+                        &t.setup.objective.sampler(),
+                        &t.setup.model,
+                        &p,
+                        b,
+                        1,
+                        &mut rng,
+                        &device,
+                    ));
                 }
-                out.push((format!("sample_1step_batch{b}_latency_ms"), t0.elapsed().as_secs_f64() * 1e3 / reps as f64));
+                out.push((
+                    format!("sample_1step_batch{b}_latency_ms"),
+                    t0.elapsed().as_secs_f64() * 1e3 / reps as f64,
+                ));
             }
         }
     }

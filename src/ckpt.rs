@@ -19,15 +19,24 @@ pub const FORMAT: &str = "cm-checkpoint-1";
 
 /// Writes `bytes` to `path` atomically (temp file, fsync, rename, fsync of the folder).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().context("output path has no file name")?.to_string_lossy();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .context("output path has no file name")?
+        .to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let res = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         f.sync_all()?;
         drop(f);
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot rename onto {}", path.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot rename onto {}", path.display()))?;
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
@@ -53,7 +62,10 @@ pub struct State {
 }
 
 fn f32_bytes(t: &Tensor<1>) -> Vec<u8> {
-    to_vec(t.clone()).into_iter().flat_map(|v| v.to_le_bytes()).collect()
+    to_vec(t.clone())
+        .into_iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect()
 }
 
 /// Serialises a state; `specs` names the tensors (all groups share the names).
@@ -68,7 +80,11 @@ pub fn to_bytes(state: &State, specs: &[ParamSpec]) -> Result<Vec<u8>> {
     let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (g, ts) in groups {
         for (spec, t) in specs.iter().zip(ts.iter()) {
-            owned.push((format!("{g}/{}", spec.name), spec.shape.clone(), f32_bytes(t)));
+            owned.push((
+                format!("{g}/{}", spec.name),
+                spec.shape.clone(),
+                f32_bytes(t),
+            ));
         }
     }
     let views: Vec<(String, TensorView)> = owned
@@ -78,21 +94,40 @@ pub fn to_bytes(state: &State, specs: &[ParamSpec]) -> Result<Vec<u8>> {
     let mut meta: HashMap<String, String> = state.meta.clone().into_iter().collect();
     meta.insert("format".into(), FORMAT.into());
     meta.insert("step".into(), state.step.to_string());
-    meta.insert("rng".into(), state.rng.iter().map(|w| format!("{w:016x}")).collect::<Vec<_>>().join(","));
+    meta.insert(
+        "rng".into(),
+        state
+            .rng
+            .iter()
+            .map(|w| format!("{w:016x}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
     Ok(safetensors::serialize(views, &Some(meta))?)
 }
 
 /// Parses and validates a checkpoint against `specs`. Every failure is an error naming it.
 pub fn from_bytes(bytes: &[u8], specs: &[ParamSpec], device: &Device) -> Result<State> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow::anyhow!("not a valid safetensors checkpoint: {e}"))?;
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow::anyhow!("bad checkpoint header: {e}"))?;
-    let meta: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| anyhow::anyhow!("not a valid safetensors checkpoint: {e}"))?;
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| anyhow::anyhow!("bad checkpoint header: {e}"))?;
+    let meta: BTreeMap<String, String> = header
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     match meta.get("format") {
         Some(f) if f == FORMAT => {}
         Some(f) => bail!("unsupported checkpoint format '{f}' (expected {FORMAT})"),
         None => bail!("not a cm checkpoint: no 'format' in its metadata"),
     }
-    let step: u64 = meta.get("step").context("checkpoint has no step")?.parse().context("checkpoint step is not a number")?;
+    let step: u64 = meta
+        .get("step")
+        .context("checkpoint has no step")?
+        .parse()
+        .context("checkpoint step is not a number")?;
     let words: Vec<u64> = meta
         .get("rng")
         .context("checkpoint has no rng state")?
@@ -100,7 +135,9 @@ pub fn from_bytes(bytes: &[u8], specs: &[ParamSpec], device: &Device) -> Result<
         .map(|w| u64::from_str_radix(w, 16))
         .collect::<Result<_, _>>()
         .context("checkpoint rng state is malformed")?;
-    let rng: [u64; 4] = words.try_into().map_err(|_| anyhow::anyhow!("checkpoint rng state must have 4 words"))?;
+    let rng: [u64; 4] = words
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("checkpoint rng state must have 4 words"))?;
     let load = |group: &str| -> Result<Vec<Tensor<1>>> {
         specs
             .iter()
@@ -152,13 +189,24 @@ pub fn from_bytes(bytes: &[u8], specs: &[ParamSpec], device: &Device) -> Result<
 
 /// Reads only the metadata of a checkpoint (for `inspect` and for resolving configs).
 pub fn read_meta(bytes: &[u8]) -> Result<(BTreeMap<String, String>, Vec<(String, Vec<usize>)>)> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow::anyhow!("not a valid safetensors checkpoint: {e}"))?;
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow::anyhow!("bad checkpoint header: {e}"))?;
-    let meta: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| anyhow::anyhow!("not a valid safetensors checkpoint: {e}"))?;
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| anyhow::anyhow!("bad checkpoint header: {e}"))?;
+    let meta: BTreeMap<String, String> = header
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     if meta.get("format").map(|s| s.as_str()) != Some(FORMAT) {
         bail!("not a cm checkpoint (no '{FORMAT}' format tag)");
     }
-    let mut tensors: Vec<(String, Vec<usize>)> = st.tensors().into_iter().map(|(n, v)| (n, v.shape().to_vec())).collect();
+    let mut tensors: Vec<(String, Vec<usize>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.shape().to_vec()))
+        .collect();
     tensors.sort();
     Ok((meta, tensors))
 }
@@ -176,7 +224,11 @@ pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().to_string();
-            let step = name.strip_prefix("ckpt-")?.strip_suffix(".safetensors")?.parse().ok()?;
+            let step = name
+                .strip_prefix("ckpt-")?
+                .strip_suffix(".safetensors")?
+                .parse()
+                .ok()?;
             Some((step, e.path()))
         })
         .collect();
@@ -187,7 +239,10 @@ pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
 /// Resolves a run folder (its newest checkpoint) or a checkpoint file.
 pub fn resolve(path: &Path) -> Result<PathBuf> {
     if path.is_dir() {
-        list(path).pop().map(|(_, p)| p).with_context(|| format!("no checkpoint (ckpt-*.safetensors) in {}", path.display()))
+        list(path)
+            .pop()
+            .map(|(_, p)| p)
+            .with_context(|| format!("no checkpoint (ckpt-*.safetensors) in {}", path.display()))
     } else if path.exists() {
         Ok(path.to_path_buf())
     } else {

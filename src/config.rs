@@ -43,14 +43,45 @@ pub struct DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { name: "ring8".into(), batch: 512, sigma_d: 0.0 }
+        Self {
+            name: "ring8".into(),
+            batch: 512,
+            sigma_d: 0.0,
+        }
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The backbone: `kind` selects it (default `mlp`), the other fields are its own.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ModelConfig {
     Mlp(MlpConfig),
+}
+
+/// `kind` may be omitted (serde's internally tagged enums cannot default their tag), so the
+/// table is read generically, `kind` taken out, and the rest parsed strictly by the variant.
+impl<'de> Deserialize<'de> for ModelConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let kind = match table.remove("kind") {
+            None => "mlp".to_string(),
+            Some(toml::Value::String(s)) => s,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "model.kind must be a string, got {other}"
+                )))
+            }
+        };
+        match kind.as_str() {
+            "mlp" => MlpConfig::deserialize(toml::Value::Table(table))
+                .map(ModelConfig::Mlp)
+                .map_err(D::Error::custom),
+            other => Err(D::Error::custom(format!(
+                "unknown model.kind '{other}': expected mlp"
+            ))),
+        }
+    }
 }
 
 impl Default for ModelConfig {
@@ -117,13 +148,15 @@ impl Default for TrainConfig {
 
 impl Config {
     pub fn from_toml(text: &str) -> Result<Self> {
-        let cfg: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("invalid config: {}", e.to_string().trim()))?;
+        let cfg: Config = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("invalid config: {}", e.to_string().trim()))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     pub fn load(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
         Self::from_toml(&text).with_context(|| format!("in {}", path.display()))
     }
 
@@ -132,20 +165,51 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<()> {
-        anyhow::ensure!(self.data.batch >= 1, "data.batch must be at least 1, got {}", self.data.batch);
-        anyhow::ensure!(self.data.sigma_d >= 0.0, "data.sigma_d must be non-negative, got {}", self.data.sigma_d);
+        anyhow::ensure!(
+            self.data.batch >= 1,
+            "data.batch must be at least 1, got {}",
+            self.data.batch
+        );
+        anyhow::ensure!(
+            self.data.sigma_d >= 0.0,
+            "data.sigma_d must be non-negative, got {}",
+            self.data.sigma_d
+        );
         let t = &self.train;
         anyhow::ensure!(t.steps >= 1, "train.steps must be at least 1");
-        anyhow::ensure!(t.lr > 0.0 && t.lr.is_finite(), "train.lr must be positive, got {}", t.lr);
-        anyhow::ensure!((0.0..1.0).contains(&t.beta1), "train.beta1 must be in [0, 1), got {}", t.beta1);
-        anyhow::ensure!((0.0..1.0).contains(&t.beta2), "train.beta2 must be in [0, 1), got {}", t.beta2);
+        anyhow::ensure!(
+            t.lr > 0.0 && t.lr.is_finite(),
+            "train.lr must be positive, got {}",
+            t.lr
+        );
+        anyhow::ensure!(
+            (0.0..1.0).contains(&t.beta1),
+            "train.beta1 must be in [0, 1), got {}",
+            t.beta1
+        );
+        anyhow::ensure!(
+            (0.0..1.0).contains(&t.beta2),
+            "train.beta2 must be in [0, 1), got {}",
+            t.beta2
+        );
         anyhow::ensure!(t.adam_eps > 0.0, "train.adam_eps must be positive");
-        anyhow::ensure!(t.grad_clip >= 0.0, "train.grad_clip must be non-negative, got {}", t.grad_clip);
-        anyhow::ensure!((0.0..1.0).contains(&t.eval_ema), "train.eval_ema must be in [0, 1), got {}", t.eval_ema);
+        anyhow::ensure!(
+            t.grad_clip >= 0.0,
+            "train.grad_clip must be non-negative, got {}",
+            t.grad_clip
+        );
+        anyhow::ensure!(
+            (0.0..1.0).contains(&t.eval_ema),
+            "train.eval_ema must be in [0, 1), got {}",
+            t.eval_ema
+        );
         anyhow::ensure!(t.log_every >= 1, "train.log_every must be at least 1");
         anyhow::ensure!(t.ckpt_every >= 1, "train.ckpt_every must be at least 1");
         anyhow::ensure!(t.keep_ckpts >= 1, "train.keep_ckpts must be at least 1");
-        anyhow::ensure!(t.max_bad_steps >= 1, "train.max_bad_steps must be at least 1");
+        anyhow::ensure!(
+            t.max_bad_steps >= 1,
+            "train.max_bad_steps must be at least 1"
+        );
         match &self.model {
             ModelConfig::Mlp(m) => m.validate()?,
         }
@@ -182,17 +246,29 @@ mod tests {
             let e = format!("{:#}", Config::from_toml(text).unwrap_err());
             assert!(e.contains(field), "{text}: {e}");
         }
-        let e = format!("{:#}", Config::from_toml("[method]\nname = \"ictt\"\n").unwrap_err());
+        let e = format!(
+            "{:#}",
+            Config::from_toml("[method]\nname = \"ictt\"\n").unwrap_err()
+        );
         assert!(e.contains("ictt"), "{e}");
     }
 
     #[test]
     fn bad_values_are_rejected_by_name() {
-        let e = format!("{:#}", Config::from_toml("[train]\nlr = -1.0\n").unwrap_err());
+        let e = format!(
+            "{:#}",
+            Config::from_toml("[train]\nlr = -1.0\n").unwrap_err()
+        );
         assert!(e.contains("train.lr"), "{e}");
-        let e = format!("{:#}", Config::from_toml("[model]\ndropout = 1.5\n").unwrap_err());
+        let e = format!(
+            "{:#}",
+            Config::from_toml("[model]\ndropout = 1.5\n").unwrap_err()
+        );
         assert!(e.contains("model.dropout"), "{e}");
-        let e = format!("{:#}", Config::from_toml("[data]\nbatch = 0\n").unwrap_err());
+        let e = format!(
+            "{:#}",
+            Config::from_toml("[data]\nbatch = 0\n").unwrap_err()
+        );
         assert!(e.contains("data.batch"), "{e}");
     }
 }

@@ -42,7 +42,13 @@ pub struct DemoSummary {
 }
 
 /// Samples from a trained run in raw data coordinates: `n` samples with `steps` steps.
-pub fn sample_raw(setup: &Setup, params: &[Tensor<1>], n: usize, steps: usize, rng: &mut Rng) -> Vec<f64> {
+pub fn sample_raw(
+    setup: &Setup,
+    params: &[Tensor<1>],
+    n: usize,
+    steps: usize,
+    rng: &mut Rng,
+) -> Vec<f64> {
     let mut out = Vec::with_capacity(n * setup.data.dim());
     // Chunks keep memory flat for large n; the rng stream is the same for any chunking only
     // per chunk, so the chunk size is fixed.
@@ -50,7 +56,15 @@ pub fn sample_raw(setup: &Setup, params: &[Tensor<1>], n: usize, steps: usize, r
     let mut left = n;
     while left > 0 {
         let m = left.min(chunk);
-        let x = generate(&setup.objective.sampler(), &setup.model, params, m, steps, rng, &setup.device);
+        let x = generate(
+            &setup.objective.sampler(),
+            &setup.model,
+            params,
+            m,
+            steps,
+            rng,
+            &setup.device,
+        );
         out.extend(to_vec(x).into_iter().map(|v| v as f64));
         left -= m;
     }
@@ -58,7 +72,12 @@ pub fn sample_raw(setup: &Setup, params: &[Tensor<1>], n: usize, steps: usize, r
 }
 
 /// Evaluates a trained setup with its EMA weights against fresh data.
-pub fn evaluate(setup: &Setup, params: &[Tensor<1>], n: usize, seed: u64) -> (Report, Report, Report, Report, Vec<Vec<f64>>) {
+pub fn evaluate(
+    setup: &Setup,
+    params: &[Tensor<1>],
+    n: usize,
+    seed: u64,
+) -> (Report, Report, Report, Report, Vec<Vec<f64>>) {
     let dim = setup.data.dim();
     let mut rng = Rng::new(seed);
     let reference = setup.data.sample(&mut rng, n);
@@ -71,16 +90,30 @@ pub fn evaluate(setup: &Setup, params: &[Tensor<1>], n: usize, seed: u64) -> (Re
     let one = sample_raw(setup, params, n, 1, &mut rng);
     let two = sample_raw(setup, params, n, 2, &mut rng);
     let r = |x: &[f64]| eval::report(x, &reference, dim, gmm, scale);
-    (r(&fresh), r(&untrained), r(&one), r(&two), vec![fresh, one, two, untrained])
+    (
+        r(&fresh),
+        r(&untrained),
+        r(&one),
+        r(&two),
+        vec![fresh, one, two, untrained],
+    )
 }
 
 /// Runs the demo; writes into `out` and returns the summary.
-pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device: &Device) -> Result<DemoSummary> {
+pub fn run_demo(
+    cfg: &Config,
+    out: &Path,
+    n_eval: usize,
+    progress: bool,
+    device: &Device,
+) -> Result<DemoSummary> {
     let start = std::time::Instant::now();
     let mut cfg = cfg.clone();
     // CD without an exact teacher: train an EDM teacher first, in a sub-folder.
     let needs_teacher = matches!(&cfg.method, MethodConfig::Cd(cd) if cd.teacher == "exact")
-        && crate::data::Dataset::from_name(&cfg.data.name)?.gmm().is_none();
+        && crate::data::Dataset::from_name(&cfg.data.name)?
+            .gmm()
+            .is_none();
     if needs_teacher {
         let mut tcfg = cfg.clone();
         tcfg.method = MethodConfig::by_name("edm")?;
@@ -88,22 +121,50 @@ pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device:
         if progress {
             eprintln!("training an EDM teacher for CD in {}", tdir.display());
         }
-        train::run(&tcfg, &RunOptions { out: tdir.clone(), resume: true, progress, stop_after: None }, device)?;
+        train::run(
+            &tcfg,
+            &RunOptions {
+                out: tdir.clone(),
+                resume: true,
+                progress,
+                stop_after: None,
+            },
+            device,
+        )?;
         if let MethodConfig::Cd(cd) = &mut cfg.method {
             cd.teacher = tdir.display().to_string();
             cfg.train.init_from = tdir.display().to_string();
         }
     }
-    let (trainer, history) = train::run(&cfg, &RunOptions { out: out.to_path_buf(), resume: false, progress, stop_after: None }, device)?;
+    let (trainer, history) = train::run(
+        &cfg,
+        &RunOptions {
+            out: out.to_path_buf(),
+            resume: false,
+            progress,
+            stop_after: None,
+        },
+        device,
+    )?;
     let train_seconds = start.elapsed().as_secs_f64();
     summarize(&trainer, &history, out, n_eval, train_seconds)
 }
 
 /// Metrics and plots of a finished trainer.
-pub fn summarize(trainer: &Trainer, history: &[(f64, f64)], out: &Path, n_eval: usize, train_seconds: f64) -> Result<DemoSummary> {
+pub fn summarize(
+    trainer: &Trainer,
+    history: &[(f64, f64)],
+    out: &Path,
+    n_eval: usize,
+    train_seconds: f64,
+) -> Result<DemoSummary> {
     let setup = &trainer.setup;
-    let (data, untrained, one_step, two_step, sets) = evaluate(setup, trainer.ema_net(), n_eval, 0xE7A1);
-    let consistency_error = setup.gmm_std.as_ref().map(|g| consistency_error(setup, trainer.ema_net(), g, 512, 0xC0));
+    let (data, untrained, one_step, two_step, sets) =
+        evaluate(setup, trainer.ema_net(), n_eval, 0xE7A1);
+    let consistency_error = setup
+        .gmm_std
+        .as_ref()
+        .map(|g| consistency_error(setup, trainer.ema_net(), g, 512, 0xC0));
     let dim = setup.data.dim();
     if dim == 2 {
         let panels: Vec<(&str, &[f64])> = vec![
@@ -119,7 +180,10 @@ pub fn summarize(trainer: &Trainer, history: &[(f64, f64)], out: &Path, n_eval: 
         let c = crate::plot::line_plot("training loss", &[("loss", history)]);
         crate::plot::write_png_atomic(&out.join("loss.png"), &c)?;
     }
-    let npy = crate::data::files::npy_bytes(&sets[1].iter().map(|&v| v as f32).collect::<Vec<_>>(), &[n_eval, dim]);
+    let npy = crate::data::files::npy_bytes(
+        &sets[1].iter().map(|&v| v as f32).collect::<Vec<_>>(),
+        &[n_eval, dim],
+    );
     crate::ckpt::write_atomic(&out.join("samples_1step.npy"), &npy)?;
     let s = DemoSummary {
         method: setup.objective.name().into(),
@@ -134,20 +198,31 @@ pub fn summarize(trainer: &Trainer, history: &[(f64, f64)], out: &Path, n_eval: 
         consistency_error,
         out: out.display().to_string(),
     };
-    crate::ckpt::write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&s)?.as_bytes())?;
+    crate::ckpt::write_atomic(
+        &out.join("summary.json"),
+        serde_json::to_string_pretty(&s)?.as_bytes(),
+    )?;
     Ok(s)
 }
 
 /// RMS distance (standardised units) between the learned one-step map f_θ(x, σ) and the exact
 /// consistency map f*(x, σ) (Heun PF-ODE with the exact denoiser, 200 steps from σ to ε) on
 /// points x = x0 + σ z at σ spread over the Karras grid. Only for consistency-function methods.
-pub fn consistency_error(setup: &Setup, params: &[Tensor<1>], gmm: &crate::data::gmm::Gmm, n: usize, seed: u64) -> f64 {
+pub fn consistency_error(
+    setup: &Setup,
+    params: &[Tensor<1>],
+    gmm: &crate::data::gmm::Gmm,
+    n: usize,
+    seed: u64,
+) -> f64 {
     let crate::samplers::Sampler::Consistency { eps, t_max, .. } = setup.objective.sampler() else {
         return f64::NAN;
     };
     let mut rng = Rng::new(seed);
     let x0 = setup.batch(&mut rng, n);
-    let sigmas: Vec<f64> = (0..n).map(|i| crate::schedule::karras_ramp((i as f64 + 0.5) / n as f64, eps, t_max, 7.0)).collect();
+    let sigmas: Vec<f64> = (0..n)
+        .map(|i| crate::schedule::karras_ramp((i as f64 + 0.5) / n as f64, eps, t_max, 7.0))
+        .collect();
     let z = rng.normal_tensor([n, setup.data.dim()], &setup.device);
     let x = x0.clone() + z * crate::nets::col(&sigmas, &x0);
     let learned = setup.model.f(params, x.clone(), &sigmas, None);
@@ -161,7 +236,13 @@ fn to_vec64_(t: Tensor<2>) -> Vec<f64> {
 
 /// f*(x, σ): integrates the exact PF-ODE from each sample's σ down to ε with `steps` Heun steps
 /// on its own Karras grid.
-pub fn exact_consistency_map(gmm: &crate::data::gmm::Gmm, x: Tensor<2>, sigmas: &[f64], eps: f64, steps: usize) -> Tensor<2> {
+pub fn exact_consistency_map(
+    gmm: &crate::data::gmm::Gmm,
+    x: Tensor<2>,
+    sigmas: &[f64],
+    eps: f64,
+    steps: usize,
+) -> Tensor<2> {
     let b = sigmas.len();
     let grids: Vec<Vec<f64>> = sigmas
         .iter()

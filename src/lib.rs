@@ -19,8 +19,8 @@
 pub mod bench;
 pub mod ckpt;
 pub mod config;
-pub mod demo;
 pub mod data;
+pub mod demo;
 pub mod eval;
 pub mod model;
 pub mod nets;

@@ -9,7 +9,11 @@ use cm::train::{self, RunOptions};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "cm", version, about = "Train, sample and evaluate consistency models")]
+#[command(
+    name = "cm",
+    version,
+    about = "Train, sample and evaluate consistency models"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -130,7 +134,15 @@ fn print_json(v: &serde_json::Value) {
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Demo { method, data, steps, seed, n_eval, out, json } => {
+        Cmd::Demo {
+            method,
+            data,
+            steps,
+            seed,
+            n_eval,
+            out,
+            json,
+        } => {
             let dev = device("cpu")?;
             let mut cfg = demo::demo_config(&method, &data)?;
             if let Some(s) = steps {
@@ -142,9 +154,16 @@ fn real_main() -> Result<()> {
             cfg.validate()?;
             let out = out.unwrap_or_else(|| demo::default_out(&method, &data));
             if out.exists() {
-                std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
+                std::fs::remove_dir_all(&out)
+                    .with_context(|| format!("cannot clear {}", out.display()))?;
             }
-            eprintln!("demo: {} on {} for {} steps -> {}", method, data, cfg.train.steps, out.display());
+            eprintln!(
+                "demo: {} on {} for {} steps -> {}",
+                method,
+                data,
+                cfg.train.steps,
+                out.display()
+            );
             let s = demo::run_demo(&cfg, &out, n_eval, true, &dev)?;
             let row = |name: &str, r: &cm::eval::Report| {
                 eprintln!(
@@ -152,10 +171,15 @@ fn real_main() -> Result<()> {
                     r.swd,
                     r.mmd,
                     r.energy,
-                    r.loglik.map(|l| format!("  loglik {l:.4}")).unwrap_or_default()
+                    r.loglik
+                        .map(|l| format!("  loglik {l:.4}"))
+                        .unwrap_or_default()
                 )
             };
-            eprintln!("trained {} steps in {:.1}s ({} skipped); {} samples each:", s.steps, s.train_seconds, s.skipped_steps, n_eval);
+            eprintln!(
+                "trained {} steps in {:.1}s ({} skipped); {} samples each:",
+                s.steps, s.train_seconds, s.skipped_steps, n_eval
+            );
             row("fresh data", &s.data);
             row("untrained 1-step", &s.untrained);
             row("1-step", &s.one_step);
@@ -168,7 +192,15 @@ fn real_main() -> Result<()> {
                 print_json(&serde_json::to_value(&s)?);
             }
         }
-        Cmd::Train { config, out, steps, seed, resume, device: d, json } => {
+        Cmd::Train {
+            config,
+            out,
+            steps,
+            seed,
+            resume,
+            device: d,
+            json,
+        } => {
             let dev = device(&d)?;
             let mut cfg = match config {
                 Some(p) => Config::load(&p)?,
@@ -182,48 +214,99 @@ fn real_main() -> Result<()> {
             }
             cfg.validate()?;
             let t0 = std::time::Instant::now();
-            let (trainer, history) = train::run(&cfg, &RunOptions { out: out.clone(), resume, progress: true, stop_after: None }, &dev)?;
+            let (trainer, history) = train::run(
+                &cfg,
+                &RunOptions {
+                    out: out.clone(),
+                    resume,
+                    progress: true,
+                    stop_after: None,
+                },
+                &dev,
+            )?;
             if !history.is_empty() {
                 let c = cm::plot::line_plot("training loss", &[("loss", &history)]);
                 cm::plot::write_png_atomic(&out.join("loss.png"), &c)?;
             }
             let secs = t0.elapsed().as_secs_f64();
-            eprintln!("done: {} steps ({} skipped) in {secs:.1}s -> {}", trainer.state.step, trainer.bad_total, out.display());
+            eprintln!(
+                "done: {} steps ({} skipped) in {secs:.1}s -> {}",
+                trainer.state.step,
+                trainer.bad_total,
+                out.display()
+            );
             if json {
-                print_json(&serde_json::json!({"steps": trainer.state.step, "skipped": trainer.bad_total, "seconds": secs,
-                    "final_loss": history.last().map(|h| h.1), "out": out}));
+                print_json(
+                    &serde_json::json!({"steps": trainer.state.step, "skipped": trainer.bad_total, "seconds": secs,
+                    "final_loss": history.last().map(|h| h.1), "out": out}),
+                );
             }
         }
-        Cmd::Sample { run, n, steps, seed, out, online } => {
+        Cmd::Sample {
+            run,
+            n,
+            steps,
+            seed,
+            out,
+            online,
+        } => {
             let dev = device("cpu")?;
             let (_, setup, state) = train::load_run(&run, &dev)?;
-            let p = if online { &state.online[..setup.n_net] } else { &state.ema[..setup.n_net] };
+            let p = if online {
+                &state.online[..setup.n_net]
+            } else {
+                &state.ema[..setup.n_net]
+            };
             let mut rng = cm::rng::Rng::new(seed);
             let xs = demo::sample_raw(&setup, p, n, steps, &mut rng);
             let dim = setup.data.dim();
-            let npy = cm::data::files::npy_bytes(&xs.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[n, dim]);
+            let npy = cm::data::files::npy_bytes(
+                &xs.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+                &[n, dim],
+            );
             cm::ckpt::write_atomic(&out, &npy)?;
             if dim == 2 {
                 let reference = setup.data.sample(&mut cm::rng::Rng::new(seed ^ 1), n);
-                let c = cm::plot::scatter_panels(&[("data", &reference), (&format!("{steps}-step"), &xs)], None);
+                let c = cm::plot::scatter_panels(
+                    &[("data", &reference), (&format!("{steps}-step"), &xs)],
+                    None,
+                );
                 cm::plot::write_png_atomic(&out.with_extension("png"), &c)?;
             }
             eprintln!("wrote {n} samples ({steps} step(s)) to {}", out.display());
         }
-        Cmd::Eval { input, data, n, json } => {
+        Cmd::Eval {
+            input,
+            data,
+            n,
+            json,
+        } => {
             let dev = device("cpu")?;
             let is_file = input.extension().is_some_and(|e| e == "npy" || e == "csv");
             let (ds, xs) = if is_file {
-                let name = data.context("evaluating a sample file needs --data NAME (the reference data set)")?;
+                let name = data.context(
+                    "evaluating a sample file needs --data NAME (the reference data set)",
+                )?;
                 let ds = cm::data::Dataset::from_name(&name)?;
                 let (xs, d) = cm::data::files::load_points(&input)?;
                 if d != ds.dim() {
-                    bail!("{} has {d} columns but data set {} is {}-dimensional", input.display(), name, ds.dim());
+                    bail!(
+                        "{} has {d} columns but data set {} is {}-dimensional",
+                        input.display(),
+                        name,
+                        ds.dim()
+                    );
                 }
                 (ds, xs)
             } else {
                 let (_, setup, state) = train::load_run(&input, &dev)?;
-                let xs = demo::sample_raw(&setup, &state.ema[..setup.n_net], n, 1, &mut cm::rng::Rng::new(1));
+                let xs = demo::sample_raw(
+                    &setup,
+                    &state.ema[..setup.n_net],
+                    n,
+                    1,
+                    &mut cm::rng::Rng::new(1),
+                );
                 (setup.data.clone(), xs)
             };
             let dim = ds.dim();
@@ -231,19 +314,34 @@ fn real_main() -> Result<()> {
             let st = ds.standardizer();
             let scale = st.std.iter().sum::<f64>() / dim as f64;
             let r = cm::eval::report(&xs, &reference, dim, ds.gmm(), scale);
-            eprintln!("swd {:.4}  mmd {:.5}  energy {:.5}{}", r.swd, r.mmd, r.energy, r.loglik.map(|l| format!("  loglik {l:.4}")).unwrap_or_default());
+            eprintln!(
+                "swd {:.4}  mmd {:.5}  energy {:.5}{}",
+                r.swd,
+                r.mmd,
+                r.energy,
+                r.loglik
+                    .map(|l| format!("  loglik {l:.4}"))
+                    .unwrap_or_default()
+            );
             if json {
                 print_json(&serde_json::to_value(&r)?);
             }
         }
-        Cmd::Inspect { what, method, steps, json } => inspect(&what, &method, steps, json)?,
+        Cmd::Inspect {
+            what,
+            method,
+            steps,
+            json,
+        } => inspect(&what, &method, steps, json)?,
         Cmd::Bench { steps, json } => {
             let r = cm::bench::run(steps)?;
             for (k, v) in &r {
                 eprintln!("{k:<40} {v:.4}");
             }
             if json {
-                print_json(&serde_json::to_value(r.into_iter().collect::<std::collections::BTreeMap<_, _>>())?);
+                print_json(&serde_json::to_value(
+                    r.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+                )?);
             }
         }
     }
@@ -262,7 +360,9 @@ fn inspect(what: &str, method: &str, steps: u64, json: bool) -> Result<()> {
                     cm::objectives::MethodConfig::Ct(c) => (
                         ct_n(k, steps, c.s0, c.s1),
                         match c.target {
-                            cm::objectives::TargetPolicy::Scheduled { mu0 } => ct_mu(k, steps, c.s0, c.s1, mu0),
+                            cm::objectives::TargetPolicy::Scheduled { mu0 } => {
+                                ct_mu(k, steps, c.s0, c.s1, mu0)
+                            }
                             cm::objectives::TargetPolicy::Ema { mu } => mu,
                             cm::objectives::TargetPolicy::StopGrad => 0.0,
                         },
@@ -274,9 +374,17 @@ fn inspect(what: &str, method: &str, steps: u64, json: bool) -> Result<()> {
                 eprintln!("k {k:>9}  N {n:>5}  mu {mu:.6}");
             }
             let grid = karras(18, 0.002, 80.0, 7.0);
-            eprintln!("Karras grid N=18 (ascending): {}", grid.iter().map(|s| format!("{s:.4}")).collect::<Vec<_>>().join(" "));
+            eprintln!(
+                "Karras grid N=18 (ascending): {}",
+                grid.iter()
+                    .map(|s| format!("{s:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
             if json {
-                print_json(&serde_json::json!({"method": method, "curriculum": rows, "karras18": grid}));
+                print_json(
+                    &serde_json::json!({"method": method, "curriculum": rows, "karras18": grid}),
+                );
             }
         }
         "config" => {
@@ -291,8 +399,10 @@ fn inspect(what: &str, method: &str, steps: u64, json: bool) -> Result<()> {
         }
         path => {
             let file = cm::ckpt::resolve(std::path::Path::new(path))?;
-            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let (meta, tensors) = cm::ckpt::read_meta(&bytes).with_context(|| format!("in {}", file.display()))?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let (meta, tensors) =
+                cm::ckpt::read_meta(&bytes).with_context(|| format!("in {}", file.display()))?;
             for (k, v) in &meta {
                 if k != "config" {
                     println!("{k}: {v}");

@@ -23,15 +23,28 @@ impl Model {
 
     /// Conditioning columns for the network: c_noise(t), then c_noise of each extra time.
     pub fn cond(&self, t: &[f64], extra: &[&[f64]], like: &Tensor<2>) -> Vec<Tensor<2>> {
-        let mut v = vec![col(&t.iter().map(|&s| self.param.c_noise(s)).collect::<Vec<_>>(), like)];
+        let mut v = vec![col(
+            &t.iter().map(|&s| self.param.c_noise(s)).collect::<Vec<_>>(),
+            like,
+        )];
         for e in extra {
-            v.push(col(&e.iter().map(|&s| self.param.c_noise(s)).collect::<Vec<_>>(), like));
+            v.push(col(
+                &e.iter().map(|&s| self.param.c_noise(s)).collect::<Vec<_>>(),
+                like,
+            ));
         }
         v
     }
 
     /// The parameterised output at time `t` (and extra times for two-time networks).
-    pub fn eval(&self, p: &[Tensor<1>], x: Tensor<2>, t: &[f64], extra: &[&[f64]], masks: Option<&Masks>) -> Tensor<2> {
+    pub fn eval(
+        &self,
+        p: &[Tensor<1>],
+        x: Tensor<2>,
+        t: &[f64],
+        extra: &[&[f64]],
+        masks: Option<&Masks>,
+    ) -> Tensor<2> {
         let c = self.param.coeffs(t);
         let cond = self.cond(t, extra, &x);
         let xin = x.clone() * col(&c.c_in, &x);
@@ -67,7 +80,9 @@ pub struct NetDenoiser {
 impl Denoiser for NetDenoiser {
     fn denoise(&self, x: Tensor<2>, sigma: &[f64]) -> Tensor<2> {
         match self.model.param {
-            Param::Edm { .. } | Param::Consistency { .. } => self.model.f(&self.params, x, sigma, None),
+            Param::Edm { .. } | Param::Consistency { .. } => {
+                self.model.f(&self.params, x, sigma, None)
+            }
             Param::TrigFlow { sigma_d, .. } => {
                 // EDM (x, σ) → TrigFlow (x_t = cos t·x, t = atan(σ/σ_d)); v = σ_d F;
                 // x0 = cos t·x_t − sin t·v (METHODS.md §0, §3).
@@ -75,7 +90,13 @@ impl Denoiser for NetDenoiser {
                 let cos: Vec<f64> = t.iter().map(|t| t.cos()).collect();
                 let sin: Vec<f64> = t.iter().map(|t| t.sin()).collect();
                 let xt = x.clone() * col(&cos, &x);
-                let vel_model = Model::new(self.model.net.clone(), Param::TrigFlow { sigma_d, velocity: true });
+                let vel_model = Model::new(
+                    self.model.net.clone(),
+                    Param::TrigFlow {
+                        sigma_d,
+                        velocity: true,
+                    },
+                );
                 let v = vel_model.f(&self.params, xt.clone(), &t, None);
                 xt * col(&cos, &x) - v * col(&sin, &x)
             }

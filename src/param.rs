@@ -61,7 +61,11 @@ impl Param {
                 }
                 Param::Edm { sigma_d } => {
                     let sd2 = sigma_d * sigma_d;
-                    (sd2 / (s * s + sd2), s * sigma_d / (s * s + sd2).sqrt(), 1.0 / (s * s + sd2).sqrt())
+                    (
+                        sd2 / (s * s + sd2),
+                        s * sigma_d / (s * s + sd2).sqrt(),
+                        1.0 / (s * s + sd2).sqrt(),
+                    )
                 }
                 Param::TrigFlow { sigma_d, velocity } => {
                     if velocity {
@@ -82,7 +86,9 @@ impl Param {
 
     pub fn sigma_d(&self) -> f64 {
         match *self {
-            Param::Consistency { sigma_d, .. } | Param::Edm { sigma_d } | Param::TrigFlow { sigma_d, .. } => sigma_d,
+            Param::Consistency { sigma_d, .. }
+            | Param::Edm { sigma_d }
+            | Param::TrigFlow { sigma_d, .. } => sigma_d,
             Param::Raw => 1.0,
         }
     }
@@ -94,7 +100,10 @@ mod tests {
 
     #[test]
     fn consistency_boundary_is_identity() {
-        let p = Param::Consistency { sigma_d: 0.5, eps: 0.002 };
+        let p = Param::Consistency {
+            sigma_d: 0.5,
+            eps: 0.002,
+        };
         let c = p.coeffs(&[0.002]);
         assert_eq!(c.c_skip[0], 1.0);
         assert_eq!(c.c_out[0], 0.0);
@@ -115,7 +124,10 @@ mod tests {
 
     #[test]
     fn trigflow_boundary_is_identity() {
-        let p = Param::TrigFlow { sigma_d: 0.5, velocity: false };
+        let p = Param::TrigFlow {
+            sigma_d: 0.5,
+            velocity: false,
+        };
         let c = p.coeffs(&[0.0]);
         assert_eq!(c.c_skip[0], 1.0);
         assert_eq!(c.c_out[0], 0.0);

@@ -108,17 +108,32 @@ impl Rng {
     }
 
     /// A standard-normal tensor of the given shape.
-    pub fn normal_tensor<const D: usize>(&mut self, shape: [usize; D], device: &Device) -> Tensor<D> {
+    pub fn normal_tensor<const D: usize>(
+        &mut self,
+        shape: [usize; D],
+        device: &Device,
+    ) -> Tensor<D> {
         let n: usize = shape.iter().product();
         Tensor::from_data(TensorData::new(self.normal_vec(n), shape), device)
     }
 
     /// A dropout keep-mask scaled by 1/(1-p) (inverted dropout); all ones when p = 0.
-    pub fn dropout_mask<const D: usize>(&mut self, shape: [usize; D], p: f64, device: &Device) -> Tensor<D> {
+    pub fn dropout_mask<const D: usize>(
+        &mut self,
+        shape: [usize; D],
+        p: f64,
+        device: &Device,
+    ) -> Tensor<D> {
         let n: usize = shape.iter().product();
         let keep = 1.0 - p;
         let v: Vec<f32> = (0..n)
-            .map(|_| if p <= 0.0 || self.uniform() < keep { (1.0 / keep) as f32 } else { 0.0 })
+            .map(|_| {
+                if p <= 0.0 || self.uniform() < keep {
+                    (1.0 / keep) as f32
+                } else {
+                    0.0
+                }
+            })
             .collect();
         Tensor::from_data(TensorData::new(v, shape), device)
     }

@@ -15,7 +15,13 @@ use crate::schedule::karras;
 use burn::prelude::*;
 
 /// One Euler or Heun step of the PF-ODE from σ_from to σ_to (per-sample times).
-pub fn ode_step(den: &dyn Denoiser, x: Tensor<2>, s_from: &[f64], s_to: &[f64], heun: bool) -> Tensor<2> {
+pub fn ode_step(
+    den: &dyn Denoiser,
+    x: Tensor<2>,
+    s_from: &[f64],
+    s_to: &[f64],
+    heun: bool,
+) -> Tensor<2> {
     let h: Vec<f64> = s_from.iter().zip(s_to).map(|(a, b)| b - a).collect();
     let inv: Vec<f64> = s_from.iter().map(|s| 1.0 / s).collect();
     let d = (x.clone() - den.denoise(x.clone(), s_from)) * col(&inv, &x);
@@ -39,7 +45,14 @@ pub fn edm_ode(den: &dyn Denoiser, mut x: Tensor<2>, sigmas: &[f64], heun: bool)
 }
 
 /// The ODE sampler: x_T = T·z, then `steps` Heun (or Euler) steps on the Karras grid to ε.
-pub fn ode_sample(den: &dyn Denoiser, z: Tensor<2>, steps: usize, eps: f64, t_max: f64, heun: bool) -> Tensor<2> {
+pub fn ode_sample(
+    den: &dyn Denoiser,
+    z: Tensor<2>,
+    steps: usize,
+    eps: f64,
+    t_max: f64,
+    heun: bool,
+) -> Tensor<2> {
     let mut grid = karras(steps + 1, eps, t_max, 7.0);
     grid.reverse();
     edm_ode(den, z.mul_scalar(t_max), &grid, heun)
@@ -92,7 +105,15 @@ pub enum Sampler {
 }
 
 /// Draws `n` samples (standardised coordinates) with `steps` network steps.
-pub fn generate(sampler: &Sampler, model: &Model, p: &[Tensor<1>], n: usize, steps: usize, rng: &mut Rng, device: &Device) -> Tensor<2> {
+pub fn generate(
+    sampler: &Sampler,
+    model: &Model,
+    p: &[Tensor<1>],
+    n: usize,
+    steps: usize,
+    rng: &mut Rng,
+    device: &Device,
+) -> Tensor<2> {
     let z = rng.normal_tensor([n, model.net.dim()], device);
     match *sampler {
         Sampler::Consistency { eps, t_max, mid } => {
@@ -100,7 +121,10 @@ pub fn generate(sampler: &Sampler, model: &Model, p: &[Tensor<1>], n: usize, ste
             consistency_multistep(model, p, z, &taus, eps, t_max, rng)
         }
         Sampler::EdmOde { eps, t_max } => {
-            let den = crate::model::NetDenoiser { model: model.clone(), params: p.to_vec() };
+            let den = crate::model::NetDenoiser {
+                model: model.clone(),
+                params: p.to_vec(),
+            };
             ode_sample(&den, z, steps.max(1), eps, t_max, true)
         }
     }

@@ -35,7 +35,9 @@ pub fn karras_ramp(u: f64, eps: f64, t_max: f64, rho: f64) -> f64 {
 /// N'(k) = max(ceil(sqrt(k/K·((s1+1)² − s0²) + s0²) − 1), 1), N(k) = N'(k) + 1.
 pub fn ct_n(k: u64, total: u64, s0: f64, s1: f64) -> usize {
     let frac = k as f64 / total.max(1) as f64;
-    let np = ((frac * ((s1 + 1.0).powi(2) - s0 * s0) + s0 * s0).sqrt() - 1.0).ceil().max(1.0);
+    let np = ((frac * ((s1 + 1.0).powi(2) - s0 * s0) + s0 * s0).sqrt() - 1.0)
+        .ceil()
+        .max(1.0);
     np as usize + 1
 }
 
@@ -153,6 +155,9 @@ mod tests {
         // σ = 1, stage 0: 1 − 0.5·(1 + 8·sigmoid(−1)) = 1 − 0.5·(1 + 8·0.26894) < 0 → 0.
         assert_eq!(ect_r(1.0, 0, 2.0), 0.0);
         // σ = 10, stage 0: 10·(1 − 0.5·(1 + 8·4.5398e-5)) = 4.99818.
-        assert!((ect_r(10.0, 0, 2.0) - 10.0 * (1.0 - 0.5 * (1.0 + 8.0 / (1.0 + 10f64.exp())))).abs() < 1e-12);
+        assert!(
+            (ect_r(10.0, 0, 2.0) - 10.0 * (1.0 - 0.5 * (1.0 + 8.0 / (1.0 + 10f64.exp())))).abs()
+                < 1e-12
+        );
     }
 }

@@ -50,9 +50,15 @@ impl Setup {
         let data = Dataset::from_name(&cfg.data.name)?;
         let dim = data.dim();
         let standardizer = data.standardizer();
-        let gmm_std = data.gmm().map(|g| g.standardized(&standardizer.mean, &standardizer.std));
+        let gmm_std = data
+            .gmm()
+            .map(|g| g.standardized(&standardizer.mean, &standardizer.std));
         let objective = cfg.method.build(dim)?;
-        let sigma_d = if cfg.data.sigma_d > 0.0 { cfg.data.sigma_d } else { 1.0 };
+        let sigma_d = if cfg.data.sigma_d > 0.0 {
+            cfg.data.sigma_d
+        } else {
+            1.0
+        };
         let net = build_net(&cfg.model, dim, objective.n_times(), cfg.train.seed);
         let model = Model::new(net.clone(), objective.param(sigma_d));
         let mut specs = net.specs();
@@ -70,26 +76,53 @@ impl Setup {
             Some(path) => Some(load_teacher(Path::new(path), &standardizer, device)?),
         };
         if objective.needs_teacher() && teacher.is_none() {
-            bail!("method '{}' needs a teacher (method.teacher)", objective.name());
+            bail!(
+                "method '{}' needs a teacher (method.teacher)",
+                objective.name()
+            );
         }
-        Ok(Self { cfg: cfg.clone(), data, standardizer, gmm_std, objective, model, specs, n_net, teacher, device: device.clone() })
+        Ok(Self {
+            cfg: cfg.clone(),
+            data,
+            standardizer,
+            gmm_std,
+            objective,
+            model,
+            specs,
+            n_net,
+            teacher,
+            device: device.clone(),
+        })
     }
 
     /// A standardised batch as a tensor.
     pub fn batch(&self, rng: &mut Rng, n: usize) -> Tensor<2> {
         let raw = self.data.sample(rng, n);
         let z = self.standardizer.forward(&raw);
-        tensor2(z.into_iter().map(|v| v as f32).collect(), n, self.data.dim(), &self.device)
+        tensor2(
+            z.into_iter().map(|v| v as f32).collect(),
+            n,
+            self.data.dim(),
+            &self.device,
+        )
     }
 }
 
 /// Loads a trained network (its EMA weights) as a denoiser; its data standardisation must match.
 pub fn load_teacher(path: &Path, st: &Standardizer, device: &Device) -> Result<Arc<dyn Denoiser>> {
-    let (cfg, setup, state) = load_run(path, device).with_context(|| format!("loading teacher {}", path.display()))?;
+    let (cfg, setup, state) =
+        load_run(path, device).with_context(|| format!("loading teacher {}", path.display()))?;
     if &setup.standardizer != st {
-        bail!("teacher {} was trained on different data ({}); its standardisation differs", path.display(), cfg.data.name);
+        bail!(
+            "teacher {} was trained on different data ({}); its standardisation differs",
+            path.display(),
+            cfg.data.name
+        );
     }
-    Ok(Arc::new(NetDenoiser { model: setup.model.clone(), params: state.ema[..setup.n_net].to_vec() }))
+    Ok(Arc::new(NetDenoiser {
+        model: setup.model.clone(),
+        params: state.ema[..setup.n_net].to_vec(),
+    }))
 }
 
 /// Reads a checkpoint (or a run folder's newest) with the config stored inside it.
@@ -100,7 +133,8 @@ pub fn load_run(path: &Path, device: &Device) -> Result<(Config, Setup, State)> 
     let cfg = Config::from_toml(meta.get("config").context("checkpoint has no config")?)
         .with_context(|| format!("config stored in {}", file.display()))?;
     let setup = Setup::new(&cfg, device)?;
-    let state = ckpt::from_bytes(&bytes, &setup.specs, device).with_context(|| format!("in {}", file.display()))?;
+    let state = ckpt::from_bytes(&bytes, &setup.specs, device)
+        .with_context(|| format!("in {}", file.display()))?;
     Ok((cfg, setup, state))
 }
 
@@ -136,9 +170,15 @@ impl Trainer {
                 .with_context(|| format!("train.init_from = {}", setup.cfg.train.init_from))?;
             let src_specs = &src.specs[..src.n_net];
             if src_specs.len() != setup.n_net
-                || src_specs.iter().zip(&setup.specs).any(|(a, b)| a.name != b.name || a.shape != b.shape)
+                || src_specs
+                    .iter()
+                    .zip(&setup.specs)
+                    .any(|(a, b)| a.name != b.name || a.shape != b.shape)
             {
-                bail!("train.init_from: {} has a different backbone architecture", setup.cfg.train.init_from);
+                bail!(
+                    "train.init_from: {} has a different backbone architecture",
+                    setup.cfg.train.init_from
+                );
             }
             for i in 0..setup.n_net {
                 online[i] = st.ema[i].clone();
@@ -154,14 +194,30 @@ impl Trainer {
             online,
             meta: BTreeMap::new(),
         };
-        Ok(Self { setup, state, rng, bad_total: 0, bad_run: 0 })
+        Ok(Self {
+            setup,
+            state,
+            rng,
+            bad_total: 0,
+            bad_run: 0,
+        })
     }
 
     /// Continues from a checkpoint state.
     pub fn from_state(setup: Setup, state: State) -> Self {
         let rng = Rng::from_state(state.rng);
-        let bad_total = state.meta.get("bad_steps").and_then(|s| s.parse().ok()).unwrap_or(0);
-        Self { setup, state, rng, bad_total, bad_run: 0 }
+        let bad_total = state
+            .meta
+            .get("bad_steps")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Self {
+            setup,
+            state,
+            rng,
+            bad_total,
+            bad_run: 0,
+        }
     }
 
     fn lr(&self) -> f64 {
@@ -185,7 +241,13 @@ impl Trainer {
         let total = self.setup.cfg.train.steps;
         let step = self.state.step;
         let phases = self.setup.objective.phases();
-        let mut last = StepLog { step, loss: f64::NAN, terms: vec![], skipped: false, grad_norm: 0.0 };
+        let mut last = StepLog {
+            step,
+            loss: f64::NAN,
+            terms: vec![],
+            skipped: false,
+            grad_norm: 0.0,
+        };
         let mut any_bad = false;
         for phase in 0..phases {
             let online_ad: Vec<Tensor<1>> = self
@@ -193,10 +255,20 @@ impl Trainer {
                 .online
                 .iter()
                 .zip(&self.setup.specs)
-                .map(|(t, s)| if s.trainable { t.clone().autodiff().require_grad() } else { t.clone() })
+                .map(|(t, s)| {
+                    if s.trainable {
+                        t.clone().autodiff().require_grad()
+                    } else {
+                        t.clone()
+                    }
+                })
                 .collect();
             let has_target = self.setup.objective.target_decay(step, total).is_some();
-            let target = if has_target { &self.state.target } else { &self.state.online };
+            let target = if has_target {
+                &self.state.target
+            } else {
+                &self.state.online
+            };
             let mut ctx = Ctx {
                 step,
                 total,
@@ -218,8 +290,11 @@ impl Trainer {
             }
             let grads = out.loss.backward();
             let g: Vec<Option<Tensor<1>>> = online_ad.iter().map(|t| t.grad(&grads)).collect();
-            let norm2: f64 =
-                g.iter().flatten().map(|t| t.clone().square().sum().into_scalar::<f32>() as f64).sum();
+            let norm2: f64 = g
+                .iter()
+                .flatten()
+                .map(|t| t.clone().square().sum().into_scalar::<f32>() as f64)
+                .sum();
             last.grad_norm = norm2.sqrt();
             if !norm2.is_finite() {
                 any_bad = true;
@@ -241,7 +316,11 @@ impl Trainer {
             } else {
                 self.state.target = self.state.online.clone();
             }
-            self.state.ema = ema(&self.state.ema, &self.state.online, self.setup.cfg.train.eval_ema);
+            self.state.ema = ema(
+                &self.state.ema,
+                &self.state.online,
+                self.setup.cfg.train.eval_ema,
+            );
         }
         self.state.step += 1;
         last
@@ -249,10 +328,20 @@ impl Trainer {
 
     fn apply(&mut self, grads: Vec<Option<Tensor<1>>>, norm: f64) {
         let t = &self.setup.cfg.train;
-        let clip = if t.grad_clip > 0.0 && norm > t.grad_clip { t.grad_clip / norm } else { 1.0 };
+        let clip = if t.grad_clip > 0.0 && norm > t.grad_clip {
+            t.grad_clip / norm
+        } else {
+            1.0
+        };
         let lr = self.lr();
         // Adam time step counts applied updates of this parameter set; stored in meta.
-        let k = self.state.meta.get("adam_t").and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) + 1;
+        let k = self
+            .state
+            .meta
+            .get("adam_t")
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
         self.state.meta.insert("adam_t".into(), k.to_string());
         let (b1, b2) = (t.beta1, t.beta2);
         let bc1 = 1.0 - b1.powi(k as i32);
@@ -264,7 +353,11 @@ impl Trainer {
                 let rho_inf = 2.0 / (1.0 - b2) - 1.0;
                 let rho = rho_inf - 2.0 * k as f64 * b2.powi(k as i32) / bc2;
                 if rho > 5.0 {
-                    Some(((rho - 4.0) * (rho - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho)).sqrt())
+                    Some(
+                        ((rho - 4.0) * (rho - 2.0) * rho_inf
+                            / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho))
+                            .sqrt(),
+                    )
                 } else {
                     None
                 }
@@ -276,7 +369,10 @@ impl Trainer {
             let m = self.state.adam_m[i].clone().mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1);
             let v = self.state.adam_v[i].clone().mul_scalar(b2) + g.square().mul_scalar(1.0 - b2);
             let upd = match rect {
-                Some(r) => m.clone().div(v.clone().div_scalar(bc2).sqrt().add_scalar(t.adam_eps)).mul_scalar(lr * r / bc1),
+                Some(r) => m
+                    .clone()
+                    .div(v.clone().div_scalar(bc2).sqrt().add_scalar(t.adam_eps))
+                    .mul_scalar(lr * r / bc1),
                 None => m.clone().mul_scalar(lr / bc1),
             };
             self.state.online[i] = self.state.online[i].clone() - upd;
@@ -289,10 +385,15 @@ impl Trainer {
     pub fn snapshot(&self) -> State {
         let mut s = self.state.clone();
         s.rng = self.rng.state();
-        s.meta.insert("bad_steps".into(), self.bad_total.to_string());
-        s.meta.insert("method".into(), self.setup.objective.name().into());
+        s.meta
+            .insert("bad_steps".into(), self.bad_total.to_string());
+        s.meta
+            .insert("method".into(), self.setup.objective.name().into());
         s.meta.insert("config".into(), self.setup.cfg.to_toml());
-        s.meta.insert("standardizer".into(), serde_json::to_string(&self.setup.standardizer).unwrap());
+        s.meta.insert(
+            "standardizer".into(),
+            serde_json::to_string(&self.setup.standardizer).unwrap(),
+        );
         s
     }
 
@@ -322,7 +423,10 @@ impl Trainer {
 
 /// θ⁻ ← μ θ⁻ + (1 − μ) θ, without gradients.
 pub fn ema(avg: &[Tensor<1>], cur: &[Tensor<1>], mu: f64) -> Vec<Tensor<1>> {
-    avg.iter().zip(cur).map(|(a, c)| a.clone().mul_scalar(mu) + c.clone().mul_scalar(1.0 - mu)).collect()
+    avg.iter()
+        .zip(cur)
+        .map(|(a, c)| a.clone().mul_scalar(mu) + c.clone().mul_scalar(1.0 - mu))
+        .collect()
 }
 
 /// Options of a training run.
@@ -339,14 +443,19 @@ pub type History = Vec<(f64, f64)>;
 
 /// Trains a config into `opts.out` (resolved config, JSONL log, checkpoints, loss curve PNG).
 pub fn run(cfg: &Config, opts: &RunOptions, device: &Device) -> Result<(Trainer, History)> {
-    std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create output folder {}", opts.out.display()))?;
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create output folder {}", opts.out.display()))?;
     let probe = opts.out.join(".write-test");
-    std::fs::write(&probe, b"ok").with_context(|| format!("output folder {} is not writable", opts.out.display()))?;
+    std::fs::write(&probe, b"ok")
+        .with_context(|| format!("output folder {} is not writable", opts.out.display()))?;
     let _ = std::fs::remove_file(&probe);
     let existing = ckpt::list(&opts.out);
     let mut trainer = if opts.resume && !existing.is_empty() {
         let (stored_cfg, setup, state) = load_run(&opts.out, device)?;
-        if stored_cfg.method != cfg.method || stored_cfg.model != cfg.model || stored_cfg.data != cfg.data {
+        if stored_cfg.method != cfg.method
+            || stored_cfg.model != cfg.model
+            || stored_cfg.data != cfg.data
+        {
             bail!("--resume: the config differs from the run's stored config in {} (data, model or method)", opts.out.display());
         }
         let mut setup = setup;
@@ -358,7 +467,10 @@ pub fn run(cfg: &Config, opts: &RunOptions, device: &Device) -> Result<(Trainer,
         }
         Trainer::new(Setup::new(cfg, device)?)?
     };
-    ckpt::write_atomic(&opts.out.join("config.toml"), trainer.setup.cfg.to_toml().as_bytes())?;
+    ckpt::write_atomic(
+        &opts.out.join("config.toml"),
+        trainer.setup.cfg.to_toml().as_bytes(),
+    )?;
     let log_path = opts.out.join("log.jsonl");
     let mut history = read_history(&log_path, trainer.state.step);
     let mut log = std::fs::OpenOptions::new()
@@ -384,7 +496,11 @@ pub fn run(cfg: &Config, opts: &RunOptions, device: &Device) -> Result<(Trainer,
         let s = trainer.state.step;
         if s % t.log_every == 0 || s == t.steps {
             let rate = (s - first) as f64 / start.elapsed().as_secs_f64().max(1e-9);
-            let mean = if acc.1 > 0 { acc.0 / acc.1 as f64 } else { f64::NAN };
+            let mean = if acc.1 > 0 {
+                acc.0 / acc.1 as f64
+            } else {
+                f64::NAN
+            };
             let mut rec = serde_json::json!({
                 "step": s, "loss": mean, "lr": trainer.lr(), "grad_norm": r.grad_norm,
                 "steps_per_s": rate, "skipped_total": trainer.bad_total,
@@ -438,7 +554,11 @@ pub fn progress_line(step: u64, total: u64, loss: f64, rate: f64, skipped: u64) 
         "\r[{}{}] {step}/{total}  loss {loss:.4}  {rate:.1} steps/s  eta {eta:.0}s{}   ",
         "#".repeat(filled),
         "-".repeat(w - filled),
-        if skipped > 0 { format!("  skipped {skipped}") } else { String::new() }
+        if skipped > 0 {
+            format!("  skipped {skipped}")
+        } else {
+            String::new()
+        }
     );
     let _ = std::io::stderr().flush();
 }

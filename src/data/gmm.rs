@@ -7,7 +7,7 @@
 //! All linear algebra is f64 on small D×D matrices (Cholesky).
 
 use crate::model::Denoiser;
-use crate::nets::{to_vec64, tensor2};
+use crate::nets::to_vec64;
 use burn::prelude::*;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -76,7 +76,12 @@ impl Gmm {
         let dim = means[0].len();
         let total: f64 = weights.iter().sum();
         let weights = weights.into_iter().map(|w| w / total).collect();
-        Self { dim, weights, means, covs }
+        Self {
+            dim,
+            weights,
+            means,
+            covs,
+        }
     }
 
     fn factor(&self, sigma: f64) -> Factored {
@@ -90,7 +95,10 @@ impl Gmm {
             }
             let l = cholesky(&c, d);
             let logdet: f64 = (0..d).map(|i| 2.0 * l[i * d + i].ln()).sum();
-            log_norm.push(self.weights[k].ln() - 0.5 * (logdet + d as f64 * (2.0 * std::f64::consts::PI).ln()));
+            log_norm.push(
+                self.weights[k].ln()
+                    - 0.5 * (logdet + d as f64 * (2.0 * std::f64::consts::PI).ln()),
+            );
             chol.push(l);
         }
         Factored { chol, log_norm }
@@ -120,7 +128,9 @@ impl Gmm {
     /// ln p_σ(x) for each row of `xs` (N×D row-major); σ = 0 gives the data density.
     pub fn log_density(&self, xs: &[f64], sigma: f64) -> Vec<f64> {
         let f = self.factor(sigma);
-        xs.chunks(self.dim).map(|x| Self::logsumexp(&self.components(&f, x).0)).collect()
+        xs.chunks(self.dim)
+            .map(|x| Self::logsumexp(&self.components(&f, x).0))
+            .collect()
     }
 
     /// Exact denoiser E[x0 | x0 + σ z = x] for each row, one σ per row.
@@ -193,11 +203,19 @@ impl Gmm {
         Gmm {
             dim: d,
             weights: self.weights.clone(),
-            means: self.means.iter().map(|m| (0..d).map(|i| (m[i] - shift[i]) / scale[i]).collect()).collect(),
+            means: self
+                .means
+                .iter()
+                .map(|m| (0..d).map(|i| (m[i] - shift[i]) / scale[i]).collect())
+                .collect(),
             covs: self
                 .covs
                 .iter()
-                .map(|c| (0..d * d).map(|ij| c[ij] / (scale[ij / d] * scale[ij % d])).collect())
+                .map(|c| {
+                    (0..d * d)
+                        .map(|ij| c[ij] / (scale[ij / d] * scale[ij % d]))
+                        .collect()
+                })
                 .collect(),
         }
     }
@@ -205,7 +223,15 @@ impl Gmm {
     /// Mean and per-dimension std of the mixture, exactly.
     pub fn moments(&self) -> (Vec<f64>, Vec<f64>) {
         let d = self.dim;
-        let mean: Vec<f64> = (0..d).map(|i| self.weights.iter().zip(&self.means).map(|(w, m)| w * m[i]).sum()).collect();
+        let mean: Vec<f64> = (0..d)
+            .map(|i| {
+                self.weights
+                    .iter()
+                    .zip(&self.means)
+                    .map(|(w, m)| w * m[i])
+                    .sum()
+            })
+            .collect();
         let std: Vec<f64> = (0..d)
             .map(|i| {
                 let second: f64 = self
@@ -225,9 +251,9 @@ impl Gmm {
 impl Denoiser for Gmm {
     fn denoise(&self, x: Tensor<2>, sigma: &[f64]) -> Tensor<2> {
         let [n, d] = x.dims();
-        let dev = x.device();
+        let (dev, dtype) = (x.device(), x.dtype());
         let out = self.denoise_rows(&to_vec64(x), sigma);
-        tensor2(out.into_iter().map(|v| v as f32).collect(), n, d, &dev)
+        Tensor::from_data(TensorData::new(out, [n, d]), (&dev, dtype))
     }
 }
 
@@ -247,7 +273,11 @@ mod tests {
     #[test]
     fn single_gaussian_denoiser_is_wiener_filter() {
         // One isotropic component N(m, s² I): E[x0|x] = m + s²/(s²+σ²)(x − m).
-        let g = Gmm::new(vec![1.0], vec![vec![1.0, -2.0]], vec![vec![0.25, 0.0, 0.0, 0.25]]);
+        let g = Gmm::new(
+            vec![1.0],
+            vec![vec![1.0, -2.0]],
+            vec![vec![0.25, 0.0, 0.0, 0.25]],
+        );
         let x = [3.0, 1.0];
         let d = g.denoise_rows(&x, &[0.5]);
         let k = 0.25 / (0.25 + 0.25);
@@ -288,7 +318,11 @@ mod tests {
                 pts.push(lo + (j as f64 + 0.5) * h);
             }
         }
-        let total: f64 = g.log_density(&pts, 0.0).iter().map(|l| l.exp() * h * h).sum();
+        let total: f64 = g
+            .log_density(&pts, 0.0)
+            .iter()
+            .map(|l| l.exp() * h * h)
+            .sum();
         assert!((total - 1.0).abs() < 1e-4, "{total}");
     }
 
@@ -300,7 +334,8 @@ mod tests {
         for i in 0..2 {
             let col: Vec<f64> = xs.iter().skip(i).step_by(2).cloned().collect();
             let mean = col.iter().sum::<f64>() / col.len() as f64;
-            let sd = (col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / col.len() as f64).sqrt();
+            let sd =
+                (col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / col.len() as f64).sqrt();
             assert!((mean - m[i]).abs() < 0.01, "{mean} {}", m[i]);
             assert!((sd - s[i]).abs() < 0.01, "{sd} {}", s[i]);
         }

@@ -23,25 +23,42 @@ pub struct Standardizer {
 impl Standardizer {
     pub fn fit(xs: &[f64], dim: usize) -> Self {
         let n = (xs.len() / dim) as f64;
-        let mean: Vec<f64> = (0..dim).map(|i| xs.iter().skip(i).step_by(dim).sum::<f64>() / n).collect();
+        let mean: Vec<f64> = (0..dim)
+            .map(|i| xs.iter().skip(i).step_by(dim).sum::<f64>() / n)
+            .collect();
         let std: Vec<f64> = (0..dim)
             .map(|i| {
-                let v = xs.iter().skip(i).step_by(dim).map(|x| (x - mean[i]).powi(2)).sum::<f64>() / n;
+                let v = xs
+                    .iter()
+                    .skip(i)
+                    .step_by(dim)
+                    .map(|x| (x - mean[i]).powi(2))
+                    .sum::<f64>()
+                    / n;
                 v.sqrt().max(1e-12)
             })
             .collect();
         Self { mean, std }
     }
     pub fn identity(dim: usize) -> Self {
-        Self { mean: vec![0.0; dim], std: vec![1.0; dim] }
+        Self {
+            mean: vec![0.0; dim],
+            std: vec![1.0; dim],
+        }
     }
     pub fn forward(&self, xs: &[f64]) -> Vec<f64> {
         let d = self.mean.len();
-        xs.iter().enumerate().map(|(i, x)| (x - self.mean[i % d]) / self.std[i % d]).collect()
+        xs.iter()
+            .enumerate()
+            .map(|(i, x)| (x - self.mean[i % d]) / self.std[i % d])
+            .collect()
     }
     pub fn inverse(&self, xs: &[f64]) -> Vec<f64> {
         let d = self.mean.len();
-        xs.iter().enumerate().map(|(i, x)| x * self.std[i % d] + self.mean[i % d]).collect()
+        xs.iter()
+            .enumerate()
+            .map(|(i, x)| x * self.std[i % d] + self.mean[i % d])
+            .collect()
     }
 }
 
@@ -53,7 +70,11 @@ pub enum Dataset {
     /// A built-in distribution with an exact sampler but no closed-form density.
     Toy { name: String, kind: Toy },
     /// Points loaded from a file, drawn uniformly with replacement.
-    Points { name: String, dim: usize, xs: Vec<f64> },
+    Points {
+        name: String,
+        dim: usize,
+        xs: Vec<f64>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -66,7 +87,16 @@ pub enum Toy {
 }
 
 /// The names `--data` accepts for built-ins.
-pub const BUILTIN: &[&str] = &["ring8", "gmm-unequal", "gmm1d", "moons", "swiss-roll", "checkerboard", "rings", "pinwheel"];
+pub const BUILTIN: &[&str] = &[
+    "ring8",
+    "gmm-unequal",
+    "gmm1d",
+    "moons",
+    "swiss-roll",
+    "checkerboard",
+    "rings",
+    "pinwheel",
+];
 
 impl Dataset {
     /// A built-in by name, or a `.csv` / `.npy` file by path.
@@ -79,7 +109,10 @@ impl Dataset {
                     let a = 2.0 * PI * k as f64 / 8.0;
                     vec![2.0 * a.cos(), 2.0 * a.sin()]
                 });
-                Dataset::Gmm { name: name.into(), gmm: Gmm::new(vec![1.0; 8], means.collect(), vec![iso(0.2); 8]) }
+                Dataset::Gmm {
+                    name: name.into(),
+                    gmm: Gmm::new(vec![1.0; 8], means.collect(), vec![iso(0.2); 8]),
+                }
             }
             // Unequal weights and full covariances.
             "gmm-unequal" => Dataset::Gmm {
@@ -87,22 +120,49 @@ impl Dataset {
                 gmm: Gmm::new(
                     vec![0.5, 0.3, 0.2],
                     vec![vec![-1.5, 0.0], vec![1.5, 1.0], vec![0.5, -1.5]],
-                    vec![vec![0.30, 0.20, 0.20, 0.30], iso(0.25), vec![0.05, -0.02, -0.02, 0.20]],
+                    vec![
+                        vec![0.30, 0.20, 0.20, 0.30],
+                        iso(0.25),
+                        vec![0.05, -0.02, -0.02, 0.20],
+                    ],
                 ),
             },
             // A 1-D two-mode mixture (sCD's consistency-error test).
             "gmm1d" => Dataset::Gmm {
                 name: name.into(),
-                gmm: Gmm::new(vec![0.4, 0.6], vec![vec![-1.5], vec![1.0]], vec![vec![0.09], vec![0.16]]),
+                gmm: Gmm::new(
+                    vec![0.4, 0.6],
+                    vec![vec![-1.5], vec![1.0]],
+                    vec![vec![0.09], vec![0.16]],
+                ),
             },
-            "moons" => Dataset::Toy { name: name.into(), kind: Toy::Moons },
-            "swiss-roll" => Dataset::Toy { name: name.into(), kind: Toy::SwissRoll },
-            "checkerboard" => Dataset::Toy { name: name.into(), kind: Toy::Checkerboard },
-            "rings" => Dataset::Toy { name: name.into(), kind: Toy::Rings },
-            "pinwheel" => Dataset::Toy { name: name.into(), kind: Toy::Pinwheel },
+            "moons" => Dataset::Toy {
+                name: name.into(),
+                kind: Toy::Moons,
+            },
+            "swiss-roll" => Dataset::Toy {
+                name: name.into(),
+                kind: Toy::SwissRoll,
+            },
+            "checkerboard" => Dataset::Toy {
+                name: name.into(),
+                kind: Toy::Checkerboard,
+            },
+            "rings" => Dataset::Toy {
+                name: name.into(),
+                kind: Toy::Rings,
+            },
+            "pinwheel" => Dataset::Toy {
+                name: name.into(),
+                kind: Toy::Pinwheel,
+            },
             path if path.ends_with(".csv") || path.ends_with(".npy") => {
                 let (xs, dim) = files::load_points(std::path::Path::new(path))?;
-                Dataset::Points { name: path.into(), dim, xs }
+                Dataset::Points {
+                    name: path.into(),
+                    dim,
+                    xs,
+                }
             }
             other => bail!(
                 "unknown data set '{other}': expected one of {} or a path ending in .csv or .npy",
@@ -113,7 +173,9 @@ impl Dataset {
 
     pub fn name(&self) -> &str {
         match self {
-            Dataset::Gmm { name, .. } | Dataset::Toy { name, .. } | Dataset::Points { name, .. } => name,
+            Dataset::Gmm { name, .. }
+            | Dataset::Toy { name, .. }
+            | Dataset::Points { name, .. } => name,
         }
     }
 
@@ -159,7 +221,9 @@ impl Dataset {
                 Standardizer { mean, std }
             }
             Dataset::Points { dim, xs, .. } => Standardizer::fit(xs, *dim),
-            Dataset::Toy { .. } => Standardizer::fit(&self.sample(&mut Rng::new(0x5EED), 100_000), 2),
+            Dataset::Toy { .. } => {
+                Standardizer::fit(&self.sample(&mut Rng::new(0x5EED), 100_000), 2)
+            }
         }
     }
 }
@@ -168,12 +232,19 @@ fn toy_point(kind: Toy, rng: &mut Rng) -> [f64; 2] {
     match kind {
         Toy::Moons => {
             let a = PI * rng.uniform();
-            let (x, y) = if rng.uniform() < 0.5 { (a.cos(), a.sin()) } else { (1.0 - a.cos(), 0.5 - a.sin()) };
+            let (x, y) = if rng.uniform() < 0.5 {
+                (a.cos(), a.sin())
+            } else {
+                (1.0 - a.cos(), 0.5 - a.sin())
+            };
             [x + 0.05 * rng.normal(), y + 0.05 * rng.normal()]
         }
         Toy::SwissRoll => {
             let t = 1.5 * PI * (1.0 + 2.0 * rng.uniform());
-            [t * t.cos() / 5.0 + 0.1 * rng.normal(), t * t.sin() / 5.0 + 0.1 * rng.normal()]
+            [
+                t * t.cos() / 5.0 + 0.1 * rng.normal(),
+                t * t.sin() / 5.0 + 0.1 * rng.normal(),
+            ]
         }
         Toy::Checkerboard => loop {
             let x = 4.0 * rng.uniform() - 2.0;
@@ -185,7 +256,10 @@ fn toy_point(kind: Toy, rng: &mut Rng) -> [f64; 2] {
         Toy::Rings => {
             let r = [0.5, 1.0, 1.5][rng.below(3)];
             let a = 2.0 * PI * rng.uniform();
-            [r * a.cos() + 0.04 * rng.normal(), r * a.sin() + 0.04 * rng.normal()]
+            [
+                r * a.cos() + 0.04 * rng.normal(),
+                r * a.sin() + 0.04 * rng.normal(),
+            ]
         }
         Toy::Pinwheel => {
             // Five arms; radial offset r ~ N(1, 0.3²), tangential N(0, 0.05²), rotated by
@@ -229,6 +303,9 @@ mod tests {
     #[test]
     fn unknown_name_is_a_clear_error() {
         let e = Dataset::from_name("ring9").unwrap_err().to_string();
-        assert!(e.contains("unknown data set 'ring9'") && e.contains("ring8"), "{e}");
+        assert!(
+            e.contains("unknown data set 'ring9'") && e.contains("ring8"),
+            "{e}"
+        );
     }
 }

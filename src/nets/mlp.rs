@@ -36,6 +36,9 @@ pub struct MlpConfig {
     pub depth: usize,
     /// Time-embedding size per time input (even).
     pub emb_dim: usize,
+    /// Width of the time-embedding MLP whose output modulates every hidden layer (kept
+    /// narrower than `hidden` because each layer's modulation costs emb_hidden × hidden).
+    pub emb_hidden: usize,
     pub embedding: Embedding,
     /// Highest embedding frequency (positional) or frequency std (Fourier).
     pub max_freq: f64,
@@ -54,6 +57,7 @@ impl Default for MlpConfig {
             hidden: 512,
             depth: 3,
             emb_dim: 32,
+            emb_hidden: 128,
             embedding: Embedding::Positional,
             max_freq: 16.0,
             modulation: Modulation::Shift,
@@ -66,8 +70,21 @@ impl Default for MlpConfig {
 
 impl MlpConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.hidden >= 1, "model.hidden must be at least 1, got {}", self.hidden);
-        anyhow::ensure!(self.depth >= 1, "model.depth must be at least 1, got {}", self.depth);
+        anyhow::ensure!(
+            self.hidden >= 1,
+            "model.hidden must be at least 1, got {}",
+            self.hidden
+        );
+        anyhow::ensure!(
+            self.emb_hidden >= 1,
+            "model.emb_hidden must be at least 1, got {}",
+            self.emb_hidden
+        );
+        anyhow::ensure!(
+            self.depth >= 1,
+            "model.depth must be at least 1, got {}",
+            self.depth
+        );
         anyhow::ensure!(
             self.emb_dim >= 2 && self.emb_dim % 2 == 0,
             "model.emb_dim must be even and at least 2, got {}",
@@ -111,17 +128,33 @@ impl Mlp {
         let freq_vals: Vec<f32> = match cfg.embedding {
             Embedding::Positional => (0..half)
                 .map(|j| {
-                    let f = if half == 1 { 0.0 } else { j as f64 / (half - 1) as f64 };
+                    let f = if half == 1 {
+                        0.0
+                    } else {
+                        j as f64 / (half - 1) as f64
+                    };
                     cfg.max_freq.powf(f) as f32
                 })
                 .collect(),
             Embedding::Fourier => {
                 let mut r = Rng::new(seed ^ 0xF0F0_1234);
-                (0..half).map(|_| (2.0 * std::f64::consts::PI * cfg.max_freq * r.normal()) as f32).collect()
+                (0..half)
+                    .map(|_| (2.0 * std::f64::consts::PI * cfg.max_freq * r.normal()) as f32)
+                    .collect()
             }
         };
-        let freqs = b.add("time_embed.freqs", vec![1, half], Init::Values(freq_vals), false);
-        let temb = b.linear("time_embed.linear", cfg.emb_dim * n_times, h, false);
+        let freqs = b.add(
+            "time_embed.freqs",
+            vec![1, half],
+            Init::Values(freq_vals),
+            false,
+        );
+        let temb = b.linear(
+            "time_embed.linear",
+            cfg.emb_dim * n_times,
+            cfg.emb_hidden,
+            false,
+        );
         let input = b.linear("input", dim, h, false);
         let mut hidden = Vec::new();
         let mut modul = Vec::new();
@@ -133,10 +166,21 @@ impl Mlp {
             if l > 0 {
                 hidden.push(b.linear(&format!("hidden.{l}"), h, h, false));
             }
-            modul.push(b.linear(&format!("modulation.{l}"), h, mod_out, false));
+            modul.push(b.linear(&format!("modulation.{l}"), cfg.emb_hidden, mod_out, false));
         }
         let out = b.linear("output", h, dim, cfg.zero_out);
-        Self { cfg: cfg.clone(), dim, n_times, specs: b.specs, freqs, temb, input, hidden, modul, out }
+        Self {
+            cfg: cfg.clone(),
+            dim,
+            n_times,
+            specs: b.specs,
+            freqs,
+            temb,
+            input,
+            hidden,
+            modul,
+            out,
+        }
     }
 
     fn embed(&self, p: &[Tensor<1>], cond: &[Tensor<2>]) -> Tensor<2> {
@@ -152,7 +196,12 @@ impl Mlp {
         Tensor::cat(parts, 1)
     }
 
-    fn embed_jvp(&self, p: &[Tensor<1>], cond: &[Tensor<2>], dcond: &[Tensor<2>]) -> (Tensor<2>, Tensor<2>) {
+    fn embed_jvp(
+        &self,
+        p: &[Tensor<1>],
+        cond: &[Tensor<2>],
+        dcond: &[Tensor<2>],
+    ) -> (Tensor<2>, Tensor<2>) {
         let half = self.cfg.emb_dim / 2;
         let w = p[self.freqs].clone().reshape([1, half]);
         let mut y = Vec::new();
@@ -187,7 +236,13 @@ impl Mlp {
         }
     }
 
-    fn modulate_jvp(&self, a: Tensor<2>, da: Tensor<2>, m: Tensor<2>, dm: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+    fn modulate_jvp(
+        &self,
+        a: Tensor<2>,
+        da: Tensor<2>,
+        m: Tensor<2>,
+        dm: Tensor<2>,
+    ) -> (Tensor<2>, Tensor<2>) {
         let h = self.cfg.hidden;
         match self.cfg.modulation {
             Modulation::Shift => (a + m, da + dm),
@@ -226,15 +281,35 @@ impl Backbone for Mlp {
         if self.cfg.dropout <= 0.0 {
             return None;
         }
-        Some(Masks((0..self.cfg.depth).map(|_| rng.dropout_mask([batch, self.cfg.hidden], self.cfg.dropout, device)).collect()))
+        Some(Masks(
+            (0..self.cfg.depth)
+                .map(|_| rng.dropout_mask([batch, self.cfg.hidden], self.cfg.dropout, device))
+                .collect(),
+        ))
     }
 
-    fn forward(&self, p: &[Tensor<1>], x: Tensor<2>, cond: &[Tensor<2>], masks: Option<&Masks>) -> Tensor<2> {
-        assert_eq!(cond.len(), self.n_times, "MLP expects {} time inputs, got {}", self.n_times, cond.len());
+    fn forward(
+        &self,
+        p: &[Tensor<1>],
+        x: Tensor<2>,
+        cond: &[Tensor<2>],
+        masks: Option<&Masks>,
+    ) -> Tensor<2> {
+        assert_eq!(
+            cond.len(),
+            self.n_times,
+            "MLP expects {} time inputs, got {}",
+            self.n_times,
+            cond.len()
+        );
         let e = activation::silu(self.temb.forward(p, self.embed(p, cond)));
         let mut h = x;
         for l in 0..self.cfg.depth {
-            let lin = if l == 0 { &self.input } else { &self.hidden[l - 1] };
+            let lin = if l == 0 {
+                &self.input
+            } else {
+                &self.hidden[l - 1]
+            };
             let a = lin.forward(p, h);
             let m = self.modul[l].forward(p, e.clone());
             h = activation::silu(self.modulate(a, m));
@@ -254,15 +329,28 @@ impl Backbone for Mlp {
         dcond: &[Tensor<2>],
         masks: Option<&Masks>,
     ) -> (Tensor<2>, Tensor<2>) {
-        assert_eq!(cond.len(), self.n_times, "MLP expects {} time inputs, got {}", self.n_times, cond.len());
+        assert_eq!(
+            cond.len(),
+            self.n_times,
+            "MLP expects {} time inputs, got {}",
+            self.n_times,
+            cond.len()
+        );
         assert_eq!(dcond.len(), self.n_times);
         let (emb, demb) = self.embed_jvp(p, cond, dcond);
         let (e, de) = silu_jvp(self.temb.forward(p, emb), self.temb.tangent(p, demb));
         let (mut h, mut dh) = (x, dx);
         for l in 0..self.cfg.depth {
-            let lin = if l == 0 { &self.input } else { &self.hidden[l - 1] };
+            let lin = if l == 0 {
+                &self.input
+            } else {
+                &self.hidden[l - 1]
+            };
             let (a, da) = (lin.forward(p, h), lin.tangent(p, dh));
-            let (m, dm) = (self.modul[l].forward(p, e.clone()), self.modul[l].tangent(p, de.clone()));
+            let (m, dm) = (
+                self.modul[l].forward(p, e.clone()),
+                self.modul[l].tangent(p, de.clone()),
+            );
             let (a2, da2) = self.modulate_jvp(a, da, m, dm);
             (h, dh) = silu_jvp(a2, da2);
             if let Some(ms) = masks {

@@ -17,7 +17,7 @@ pub struct CtConfig {
     pub target: TargetPolicy,
     pub distance: Distance,
     pub huber_c: f64,
-    #[serde(flatten)]
+    /// EDM-time settings, the `[method.time]` table (ε, T, ρ, two-step σ).
     pub time: EdmTime,
 }
 
@@ -41,9 +41,18 @@ pub struct Ct {
 
 impl Ct {
     pub fn new(cfg: CtConfig, dim: usize) -> anyhow::Result<Self> {
-        anyhow::ensure!(cfg.s0 >= 1.0 && cfg.s1 >= cfg.s0, "method.s0/s1 need 1 ≤ s0 ≤ s1, got {} and {}", cfg.s0, cfg.s1);
+        anyhow::ensure!(
+            cfg.s0 >= 1.0 && cfg.s1 >= cfg.s0,
+            "method.s0/s1 need 1 ≤ s0 ≤ s1, got {} and {}",
+            cfg.s0,
+            cfg.s1
+        );
         super::cd::check_time(&cfg.time)?;
-        let c = if cfg.huber_c > 0.0 { cfg.huber_c } else { huber_c(dim) };
+        let c = if cfg.huber_c > 0.0 {
+            cfg.huber_c
+        } else {
+            huber_c(dim)
+        };
         Ok(Self { cfg, c })
     }
     pub fn grid(&self, step: u64, total: u64) -> Vec<f64> {
@@ -57,13 +66,18 @@ impl Objective for Ct {
         "ct"
     }
     fn param(&self, sigma_d: f64) -> Param {
-        Param::Consistency { sigma_d, eps: self.cfg.time.eps }
+        Param::Consistency {
+            sigma_d,
+            eps: self.cfg.time.eps,
+        }
     }
     fn target_decay(&self, step: u64, total: u64) -> Option<f64> {
         match self.cfg.target {
             TargetPolicy::StopGrad => None,
             TargetPolicy::Ema { mu } => Some(mu),
-            TargetPolicy::Scheduled { mu0 } => Some(ct_mu(step, total, self.cfg.s0, self.cfg.s1, mu0)),
+            TargetPolicy::Scheduled { mu0 } => {
+                Some(ct_mu(step, total, self.cfg.s0, self.cfg.s1, mu0))
+            }
         }
     }
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, _phase: usize) -> LossOut {
@@ -79,7 +93,10 @@ impl Objective for Ct {
         let target = ctx.model.f(ctx.target, x_lo, &s_lo, masks.as_ref());
         let est = ctx.model.f(ctx.online, x_hi, &s_hi, masks.as_ref());
         let loss = distance(self.cfg.distance, est, target, self.c).mean();
-        LossOut { loss, terms: vec![("N".into(), grid.len() as f64)] }
+        LossOut {
+            loss,
+            terms: vec![("N".into(), grid.len() as f64)],
+        }
     }
     fn sampler(&self) -> Sampler {
         self.cfg.time.consistency_sampler()

@@ -9,13 +9,17 @@ use super::*;
 pub struct DsmConfig {
     pub p_mean: f64,
     pub p_std: f64,
-    #[serde(flatten)]
+    /// EDM-time settings, the `[method.time]` table (ε, T, ρ, two-step σ).
     pub time: EdmTime,
 }
 
 impl Default for DsmConfig {
     fn default() -> Self {
-        Self { p_mean: -1.2, p_std: 1.2, time: EdmTime::default() }
+        Self {
+            p_mean: -1.2,
+            p_std: 1.2,
+            time: EdmTime::default(),
+        }
     }
 }
 
@@ -25,7 +29,11 @@ pub struct Dsm {
 
 impl Dsm {
     pub fn new(cfg: DsmConfig) -> anyhow::Result<Self> {
-        anyhow::ensure!(cfg.p_std > 0.0, "method.p_std must be positive, got {}", cfg.p_std);
+        anyhow::ensure!(
+            cfg.p_std > 0.0,
+            "method.p_std must be positive, got {}",
+            cfg.p_std
+        );
         Ok(Self { cfg })
     }
 }
@@ -43,16 +51,27 @@ impl Objective for Dsm {
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, _phase: usize) -> LossOut {
         let [b, d] = x0.dims();
         let sd = ctx.model.param.sigma_d();
-        let sigma: Vec<f64> = (0..b).map(|_| (self.cfg.p_mean + self.cfg.p_std * ctx.rng.normal()).exp()).collect();
-        let w: Vec<f64> = sigma.iter().map(|s| (s * s + sd * sd) / (s * sd).powi(2)).collect();
+        let sigma: Vec<f64> = (0..b)
+            .map(|_| (self.cfg.p_mean + self.cfg.p_std * ctx.rng.normal()).exp())
+            .collect();
+        let w: Vec<f64> = sigma
+            .iter()
+            .map(|s| (s * s + sd * sd) / (s * sd).powi(2))
+            .collect();
         let z = ctx.rng.normal_tensor([b, d], ctx.device);
         let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);
         let x = x0.clone() + z * col(&sigma, &x0);
         let den = ctx.model.f(ctx.online, x, &sigma, masks.as_ref());
         let loss = weighted_mean((den - x0).square().mean_dim(1), &w);
-        LossOut { loss, terms: vec![] }
+        LossOut {
+            loss,
+            terms: vec![],
+        }
     }
     fn sampler(&self) -> Sampler {
-        Sampler::EdmOde { eps: self.cfg.time.eps, t_max: self.cfg.time.t_max }
+        Sampler::EdmOde {
+            eps: self.cfg.time.eps,
+            t_max: self.cfg.time.t_max,
+        }
     }
 }

@@ -18,7 +18,7 @@ pub struct EctConfig {
     pub stage_len: u64,
     pub distance: Distance,
     pub huber_c: f64,
-    #[serde(flatten)]
+    /// EDM-time settings, the `[method.time]` table (ε, T, ρ, two-step σ).
     pub time: EdmTime,
 }
 
@@ -44,13 +44,25 @@ pub struct Ect {
 impl Ect {
     pub fn new(cfg: EctConfig, dim: usize) -> anyhow::Result<Self> {
         anyhow::ensure!(cfg.q > 1.0, "method.q must exceed 1, got {}", cfg.q);
-        anyhow::ensure!(cfg.p_std > 0.0, "method.p_std must be positive, got {}", cfg.p_std);
+        anyhow::ensure!(
+            cfg.p_std > 0.0,
+            "method.p_std must be positive, got {}",
+            cfg.p_std
+        );
         super::cd::check_time(&cfg.time)?;
-        let c = if cfg.huber_c > 0.0 { cfg.huber_c } else { huber_c(dim) };
+        let c = if cfg.huber_c > 0.0 {
+            cfg.huber_c
+        } else {
+            huber_c(dim)
+        };
         Ok(Self { cfg, c })
     }
     pub fn stage(&self, step: u64, total: u64) -> u32 {
-        let len = if self.cfg.stage_len > 0 { self.cfg.stage_len } else { (total / 8).max(1) };
+        let len = if self.cfg.stage_len > 0 {
+            self.cfg.stage_len
+        } else {
+            (total / 8).max(1)
+        };
         (step / len).min(30) as u32
     }
 }
@@ -60,7 +72,10 @@ impl Objective for Ect {
         "ect"
     }
     fn param(&self, sigma_d: f64) -> Param {
-        Param::Consistency { sigma_d, eps: self.cfg.time.eps }
+        Param::Consistency {
+            sigma_d,
+            eps: self.cfg.time.eps,
+        }
     }
     fn target_decay(&self, _step: u64, _total: u64) -> Option<f64> {
         None
@@ -69,10 +84,18 @@ impl Objective for Ect {
         let [b, d] = x0.dims();
         let t = &self.cfg.time;
         let stage = self.stage(ctx.step, ctx.total);
-        let sigma: Vec<f64> =
-            (0..b).map(|_| (self.cfg.p_mean + self.cfg.p_std * ctx.rng.normal()).exp().clamp(t.eps * 1.001, t.t_max)).collect();
+        let sigma: Vec<f64> = (0..b)
+            .map(|_| {
+                (self.cfg.p_mean + self.cfg.p_std * ctx.rng.normal())
+                    .exp()
+                    .clamp(t.eps * 1.001, t.t_max)
+            })
+            .collect();
         // r below ε means "the data end": the target is x0 itself (f(x, ε) = x).
-        let r: Vec<f64> = sigma.iter().map(|&s| ect_r(s, stage, self.cfg.q).max(t.eps)).collect();
+        let r: Vec<f64> = sigma
+            .iter()
+            .map(|&s| ect_r(s, stage, self.cfg.q).max(t.eps))
+            .collect();
         let w: Vec<f64> = sigma.iter().zip(&r).map(|(s, r)| 1.0 / (s - r)).collect();
         let z = ctx.rng.normal_tensor([b, d], ctx.device);
         let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);
@@ -81,7 +104,10 @@ impl Objective for Ect {
         let target = ctx.model.f(ctx.target, x_r, &r, masks.as_ref());
         let est = ctx.model.f(ctx.online, x_t, &sigma, masks.as_ref());
         let loss = weighted_mean(distance(self.cfg.distance, est, target, self.c), &w);
-        LossOut { loss, terms: vec![("stage".into(), stage as f64)] }
+        LossOut {
+            loss,
+            terms: vec![("stage".into(), stage as f64)],
+        }
     }
     fn sampler(&self) -> Sampler {
         self.cfg.time.consistency_sampler()

@@ -19,7 +19,7 @@ pub struct IctConfig {
     pub huber_c: f64,
     /// Weighting 1/(σ_{i+1} − σ_i) (true) or 1.
     pub weighting: bool,
-    #[serde(flatten)]
+    /// EDM-time settings, the `[method.time]` table (ε, T, ρ, two-step σ).
     pub time: EdmTime,
 }
 
@@ -45,10 +45,23 @@ pub struct Ict {
 
 impl Ict {
     pub fn new(cfg: IctConfig, dim: usize) -> anyhow::Result<Self> {
-        anyhow::ensure!(cfg.s0 >= 1 && cfg.s1 >= cfg.s0, "method.s0/s1 need 1 ≤ s0 ≤ s1, got {} and {}", cfg.s0, cfg.s1);
-        anyhow::ensure!(cfg.p_std > 0.0, "method.p_std must be positive, got {}", cfg.p_std);
+        anyhow::ensure!(
+            cfg.s0 >= 1 && cfg.s1 >= cfg.s0,
+            "method.s0/s1 need 1 ≤ s0 ≤ s1, got {} and {}",
+            cfg.s0,
+            cfg.s1
+        );
+        anyhow::ensure!(
+            cfg.p_std > 0.0,
+            "method.p_std must be positive, got {}",
+            cfg.p_std
+        );
         super::cd::check_time(&cfg.time)?;
-        let c = if cfg.huber_c > 0.0 { cfg.huber_c } else { huber_c(dim) };
+        let c = if cfg.huber_c > 0.0 {
+            cfg.huber_c
+        } else {
+            huber_c(dim)
+        };
         Ok(Self { cfg, c })
     }
 
@@ -66,7 +79,10 @@ impl Objective for Ict {
         "ict"
     }
     fn param(&self, sigma_d: f64) -> Param {
-        Param::Consistency { sigma_d, eps: self.cfg.time.eps }
+        Param::Consistency {
+            sigma_d,
+            eps: self.cfg.time.eps,
+        }
     }
     fn target_decay(&self, _step: u64, _total: u64) -> Option<f64> {
         None
@@ -77,8 +93,17 @@ impl Objective for Ict {
         let idx: Vec<usize> = (0..b).map(|_| ctx.rng.categorical(&probs)).collect();
         let s_lo: Vec<f64> = idx.iter().map(|&i| grid[i]).collect();
         let s_hi: Vec<f64> = idx.iter().map(|&i| grid[i + 1]).collect();
-        let w: Vec<f64> =
-            s_lo.iter().zip(&s_hi).map(|(lo, hi)| if self.cfg.weighting { 1.0 / (hi - lo) } else { 1.0 }).collect();
+        let w: Vec<f64> = s_lo
+            .iter()
+            .zip(&s_hi)
+            .map(|(lo, hi)| {
+                if self.cfg.weighting {
+                    1.0 / (hi - lo)
+                } else {
+                    1.0
+                }
+            })
+            .collect();
         let z = ctx.rng.normal_tensor([b, d], ctx.device);
         let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);
         let x_hi = x0.clone() + z.clone() * col(&s_hi, &x0);
@@ -86,7 +111,10 @@ impl Objective for Ict {
         let target = ctx.model.f(ctx.target, x_lo, &s_lo, masks.as_ref());
         let est = ctx.model.f(ctx.online, x_hi, &s_hi, masks.as_ref());
         let loss = weighted_mean(distance(self.cfg.distance, est, target, self.c), &w);
-        LossOut { loss, terms: vec![("N".into(), grid.len() as f64)] }
+        LossOut {
+            loss,
+            terms: vec![("N".into(), grid.len() as f64)],
+        }
     }
     fn sampler(&self) -> Sampler {
         self.cfg.time.consistency_sampler()

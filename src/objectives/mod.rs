@@ -12,6 +12,8 @@ pub mod ct;
 pub mod dsm;
 pub mod ect;
 pub mod ict;
+#[cfg(test)]
+mod tests;
 
 use crate::model::{Denoiser, Model};
 use crate::nets::{col, ParamSpec};
@@ -89,7 +91,12 @@ pub fn distance(kind: Distance, a: Tensor<2>, b: Tensor<2>, c: f64) -> Tensor<2>
     match kind {
         Distance::L2 => diff.square().mean_dim(1),
         Distance::L1 => diff.abs().mean_dim(1),
-        Distance::PseudoHuber => diff.square().sum_dim(1).add_scalar(c * c).sqrt().sub_scalar(c),
+        Distance::PseudoHuber => diff
+            .square()
+            .sum_dim(1)
+            .add_scalar(c * c)
+            .sqrt()
+            .sub_scalar(c),
     }
 }
 
@@ -116,13 +123,22 @@ pub struct EdmTime {
 
 impl Default for EdmTime {
     fn default() -> Self {
-        Self { eps: 0.002, t_max: 80.0, rho: 7.0, two_step_sigma: 0.821 }
+        Self {
+            eps: 0.002,
+            t_max: 80.0,
+            rho: 7.0,
+            two_step_sigma: 0.821,
+        }
     }
 }
 
 impl EdmTime {
     pub fn consistency_sampler(&self) -> Sampler {
-        Sampler::Consistency { eps: self.eps, t_max: self.t_max, mid: self.two_step_sigma }
+        Sampler::Consistency {
+            eps: self.eps,
+            t_max: self.t_max,
+            mid: self.two_step_sigma,
+        }
     }
 }
 
@@ -168,7 +184,10 @@ impl MethodConfig {
             "ct" => MethodConfig::Ct(Default::default()),
             "ict" => MethodConfig::Ict(Default::default()),
             "ect" => MethodConfig::Ect(Default::default()),
-            other => anyhow::bail!("unknown method '{other}': expected one of {}", METHODS.join(", ")),
+            other => anyhow::bail!(
+                "unknown method '{other}': expected one of {}",
+                METHODS.join(", ")
+            ),
         })
     }
 
