@@ -38,6 +38,10 @@ pub struct DemoSummary {
     pub two_step: Report,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consistency_error: Option<f64>,
+    /// The exact PF-ODE sampler (Heun, [`EXACT_ODE_STEPS`] steps with the exact denoiser), where
+    /// the data is a Gaussian mixture: the ceiling any distilled sampler can reach.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exact_ode: Option<Report>,
     pub out: String,
 }
 
@@ -165,6 +169,10 @@ pub fn summarize(
         .gmm_std
         .as_ref()
         .map(|g| consistency_error(setup, trainer.ema_net(), g, 512, 0xC0));
+    let exact_ode = setup
+        .gmm_std
+        .as_ref()
+        .map(|g| exact_ode_report(setup, g, n_eval));
     let dim = setup.data.dim();
     if dim == 2 {
         let panels: Vec<(&str, &[f64])> = vec![
@@ -196,6 +204,7 @@ pub fn summarize(
         one_step,
         two_step,
         consistency_error,
+        exact_ode,
         out: out.display().to_string(),
     };
     crate::ckpt::write_atomic(
@@ -264,4 +273,20 @@ pub fn exact_consistency_map(
 /// Default output folder of a demo.
 pub fn default_out(method: &str, data: &str) -> PathBuf {
     PathBuf::from("runs").join(format!("demo-{method}-{}", data.replace(['/', '.'], "_")))
+}
+
+/// Heun steps of the exact-ODE reference sampler.
+pub const EXACT_ODE_STEPS: usize = 128;
+
+/// Metrics of samples from the exact PF-ODE (Heun on the Karras grid with the exact denoiser).
+pub fn exact_ode_report(setup: &Setup, gmm_std: &crate::data::gmm::Gmm, n: usize) -> Report {
+    let dim = setup.data.dim();
+    let mut rng = Rng::new(0xE7A1);
+    let reference = setup.data.sample(&mut rng, n);
+    let mut zr = Rng::new(0x0DE);
+    let z = zr.normal_tensor([n, dim], &setup.device);
+    let x = crate::samplers::ode_sample(gmm_std, z, EXACT_ODE_STEPS, 0.002, 80.0, true);
+    let raw = setup.standardizer.inverse(&crate::nets::to_vec64(x));
+    let scale = setup.standardizer.std.iter().sum::<f64>() / dim as f64;
+    eval::report(&raw, &reference, dim, setup.data.gmm(), scale)
 }

@@ -184,6 +184,9 @@ fn real_main() -> Result<()> {
             row("untrained 1-step", &s.untrained);
             row("1-step", &s.one_step);
             row("2-step", &s.two_step);
+            if let Some(r) = &s.exact_ode {
+                row("exact ODE (Heun)", r);
+            }
             if let Some(c) = s.consistency_error {
                 eprintln!("  consistency error vs exact map (RMS, standardised): {c:.4}");
             }
