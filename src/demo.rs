@@ -135,8 +135,9 @@ pub fn run_demo(
             },
             device,
         )?;
-        if let MethodConfig::Cd(cd) = &mut cfg.method {
-            cd.teacher = tdir.display().to_string();
+        cfg.method.set_teacher(&tdir.display().to_string());
+        // CD starts from the teacher's weights (Song et al. 2023) when the backbones match.
+        if cfg.method.starts_from_teacher() {
             cfg.train.init_from = tdir.display().to_string();
         }
     }

@@ -37,6 +37,10 @@ enum Cmd {
         /// Samples used for the metrics.
         #[arg(long, default_value_t = 10_000)]
         n_eval: usize,
+        /// Teacher of distilling methods: `exact` (Gaussian mixtures), `train` (train an EDM
+        /// teacher first), or a trained run folder.
+        #[arg(long)]
+        teacher: Option<String>,
         /// Output folder (default runs/demo-METHOD-DATA; replaced if it exists).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -140,6 +144,7 @@ fn real_main() -> Result<()> {
             steps,
             seed,
             n_eval,
+            teacher,
             out,
             json,
         } => {
@@ -150,6 +155,12 @@ fn real_main() -> Result<()> {
             }
             if let Some(s) = seed {
                 cfg.train.seed = s;
+            }
+            if let Some(t) = teacher {
+                if cfg.method.teacher().is_none() {
+                    bail!("--teacher: method '{method}' does not use a teacher");
+                }
+                cfg.method.set_teacher(&t);
             }
             cfg.validate()?;
             let out = out.unwrap_or_else(|| demo::default_out(&method, &data));

@@ -73,6 +73,7 @@ impl Setup {
                     data.name()
                 ),
             },
+            Some("train") => bail!("method.teacher = \"train\" is resolved by `cm demo`; for `cm train`, train an EDM teacher first and give its run folder"),
             Some(path) => Some(load_teacher(Path::new(path), &standardizer, device)?),
         };
         if objective.needs_teacher() && teacher.is_none() {

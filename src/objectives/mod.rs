@@ -201,12 +201,24 @@ impl MethodConfig {
         })
     }
 
-    /// The teacher setting, for methods that distil.
+    /// The teacher setting, for methods that distil: `exact`, `train`, or a run folder.
     pub fn teacher(&self) -> Option<&str> {
         match self {
             MethodConfig::Cd(c) => Some(&c.teacher),
             _ => None,
         }
+    }
+
+    /// Points a distilling method at a trained teacher.
+    pub fn set_teacher(&mut self, path: &str) {
+        if let MethodConfig::Cd(c) = self {
+            c.teacher = path.into();
+        }
+    }
+
+    /// Whether the student starts from the teacher's weights (same backbone and time input).
+    pub fn starts_from_teacher(&self) -> bool {
+        matches!(self, MethodConfig::Cd(_))
     }
 }
 
