@@ -43,6 +43,11 @@ pub struct DemoSummary {
 
 /// Samples from a trained run in raw data coordinates: `n` samples with `steps` steps.
 pub fn sample_raw(setup: &Setup, params: &[Tensor<1>], n: usize, steps: usize, rng: &mut Rng) -> Vec<f64> {
+    sample_raw_with(setup, &setup.objective.sampler(), params, n, steps, rng)
+}
+
+/// [`sample_raw`] with an explicit sampler (e.g. CTM with another γ or time list).
+pub fn sample_raw_with(setup: &Setup, sampler: &crate::samplers::Sampler, params: &[Tensor<1>], n: usize, steps: usize, rng: &mut Rng) -> Vec<f64> {
     let mut out = Vec::with_capacity(n * setup.data.dim());
     // Chunks keep memory flat for large n; the rng stream is the same for any chunking only
     // per chunk, so the chunk size is fixed.
@@ -50,7 +55,7 @@ pub fn sample_raw(setup: &Setup, params: &[Tensor<1>], n: usize, steps: usize, r
     let mut left = n;
     while left > 0 {
         let m = left.min(chunk);
-        let x = generate(&setup.objective.sampler(), &setup.model, params, m, steps, rng, &setup.device);
+        let x = generate(sampler, &setup.model, params, m, steps, rng, &setup.device);
         out.extend(to_vec(x).into_iter().map(|v| v as f64));
         left -= m;
     }
@@ -78,8 +83,8 @@ pub fn evaluate(setup: &Setup, params: &[Tensor<1>], n: usize, seed: u64) -> (Re
 pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device: &Device) -> Result<DemoSummary> {
     let start = std::time::Instant::now();
     let mut cfg = cfg.clone();
-    // CD without an exact teacher: train an EDM teacher first, in a sub-folder.
-    let needs_teacher = matches!(&cfg.method, MethodConfig::Cd(cd) if cd.teacher == "exact")
+    // CD / CTM without an exact teacher: train an EDM teacher first, in a sub-folder.
+    let needs_teacher = cfg.method.teacher() == Some("exact")
         && crate::data::Dataset::from_name(&cfg.data.name)?.gmm().is_none();
     if needs_teacher {
         let mut tcfg = cfg.clone();
@@ -89,8 +94,9 @@ pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device:
             eprintln!("training an EDM teacher for CD in {}", tdir.display());
         }
         train::run(&tcfg, &RunOptions { out: tdir.clone(), resume: true, progress, stop_after: None }, device)?;
-        if let MethodConfig::Cd(cd) = &mut cfg.method {
-            cd.teacher = tdir.display().to_string();
+        cfg.method.set_teacher(&tdir.display().to_string());
+        // CD starts from the teacher's weights; CTM's two-time backbone differs from the teacher's.
+        if matches!(cfg.method, MethodConfig::Cd(_)) {
             cfg.train.init_from = tdir.display().to_string();
         }
     }
@@ -142,15 +148,22 @@ pub fn summarize(trainer: &Trainer, history: &[(f64, f64)], out: &Path, n_eval: 
 /// consistency map f*(x, σ) (Heun PF-ODE with the exact denoiser, 200 steps from σ to ε) on
 /// points x = x0 + σ z at σ spread over the Karras grid. Only for consistency-function methods.
 pub fn consistency_error(setup: &Setup, params: &[Tensor<1>], gmm: &crate::data::gmm::Gmm, n: usize, seed: u64) -> f64 {
-    let crate::samplers::Sampler::Consistency { eps, t_max, .. } = setup.objective.sampler() else {
-        return f64::NAN;
+    // The one-step map: f_θ(x, σ) for consistency functions, G_θ(x, σ, ε) for CTM.
+    let (eps, t_max, ctm) = match setup.objective.sampler() {
+        crate::samplers::Sampler::Consistency { eps, t_max, .. } => (eps, t_max, false),
+        crate::samplers::Sampler::Ctm { eps, t_max, .. } => (eps, t_max, true),
+        _ => return f64::NAN,
     };
     let mut rng = Rng::new(seed);
     let x0 = setup.batch(&mut rng, n);
     let sigmas: Vec<f64> = (0..n).map(|i| crate::schedule::karras_ramp((i as f64 + 0.5) / n as f64, eps, t_max, 7.0)).collect();
     let z = rng.normal_tensor([n, setup.data.dim()], &setup.device);
     let x = x0.clone() + z * crate::nets::col(&sigmas, &x0);
-    let learned = setup.model.f(params, x.clone(), &sigmas, None);
+    let learned = if ctm {
+        crate::model::ctm_jump(&setup.model, params, x.clone(), &sigmas, &vec![eps; n], None)
+    } else {
+        setup.model.f(params, x.clone(), &sigmas, None)
+    };
     let exact = exact_consistency_map(gmm, x, &sigmas, eps, 200);
     eval::rms_error(&to_vec64_(learned), &to_vec64_(exact), setup.data.dim())
 }

@@ -9,6 +9,7 @@
 
 pub mod cd;
 pub mod ct;
+pub mod ctm;
 pub mod dsm;
 pub mod ect;
 pub mod ict;
@@ -148,6 +149,8 @@ pub enum MethodConfig {
     Ct(ct::CtConfig),
     Ict(ict::IctConfig),
     Ect(ect::EctConfig),
+    /// Consistency trajectory models (METHODS.md §4).
+    Ctm(ctm::CtmConfig),
 }
 
 impl Default for MethodConfig {
@@ -157,7 +160,7 @@ impl Default for MethodConfig {
 }
 
 /// Names accepted by `--method`.
-pub const METHODS: &[&str] = &["ict", "ct", "cd", "ect", "edm"];
+pub const METHODS: &[&str] = &["ict", "ct", "cd", "ect", "ctm", "edm"];
 
 impl MethodConfig {
     /// The default configuration of a method by name.
@@ -168,6 +171,7 @@ impl MethodConfig {
             "ct" => MethodConfig::Ct(Default::default()),
             "ict" => MethodConfig::Ict(Default::default()),
             "ect" => MethodConfig::Ect(Default::default()),
+            "ctm" => MethodConfig::Ctm(Default::default()),
             other => anyhow::bail!("unknown method '{other}': expected one of {}", METHODS.join(", ")),
         })
     }
@@ -179,13 +183,24 @@ impl MethodConfig {
             MethodConfig::Ct(c) => Box::new(ct::Ct::new(c.clone(), dim)?),
             MethodConfig::Ict(c) => Box::new(ict::Ict::new(c.clone(), dim)?),
             MethodConfig::Ect(c) => Box::new(ect::Ect::new(c.clone(), dim)?),
+            MethodConfig::Ctm(c) => Box::new(ctm::Ctm::new(c.clone(), dim)?),
         })
+    }
+
+    /// Points a distilling method at a teacher (a run folder or `exact`).
+    pub fn set_teacher(&mut self, teacher: &str) {
+        match self {
+            MethodConfig::Cd(c) => c.teacher = teacher.into(),
+            MethodConfig::Ctm(c) => c.teacher = teacher.into(),
+            _ => {}
+        }
     }
 
     /// The teacher setting, for methods that distil.
     pub fn teacher(&self) -> Option<&str> {
         match self {
             MethodConfig::Cd(c) => Some(&c.teacher),
+            MethodConfig::Ctm(c) => Some(&c.teacher),
             _ => None,
         }
     }
