@@ -124,7 +124,7 @@ mod tests {
 
     #[test]
     fn ctm_jump_to_same_time_is_identity() {
-        let dev = Device::default();
+        let dev = Device::flex();
         let cfg = MlpConfig { hidden: 16, depth: 2, ..Default::default() };
         let net = Arc::new(Mlp::new(&cfg, 2, 2, 0));
         let model = Model::new(net.clone(), Param::Ctm { sigma_d: 0.5 });

@@ -211,7 +211,7 @@ mod tests {
     }
 
     fn ctm_model(seed: u64) -> (Model, Vec<Tensor<1>>) {
-        let dev = Device::default();
+        let dev = Device::flex();
         let cfg = MlpConfig { hidden: 32, depth: 2, ..Default::default() };
         let net = Arc::new(Mlp::new(&cfg, 2, 2, seed));
         let p = init_params(&net.specs(), &mut Rng::new(seed), &dev);
@@ -220,7 +220,7 @@ mod tests {
 
     #[test]
     fn gamma_one_is_consistency_multistep() {
-        let dev = Device::default();
+        let dev = Device::flex();
         let (ctm, p) = ctm_model(5);
         let (eps, t_max) = (0.002, 80.0);
         let cm = Model::new(Arc::new(CtmAsConsistency { ctm: ctm.clone(), eps }), Param::Raw);
@@ -237,7 +237,7 @@ mod tests {
 
     #[test]
     fn gamma_zero_is_deterministic_given_noise() {
-        let dev = Device::default();
+        let dev = Device::flex();
         let (ctm, p) = ctm_model(6);
         let times = karras_desc(4, 0.002, 80.0);
         let z = Rng::new(1).normal_tensor([64, 2], &dev);

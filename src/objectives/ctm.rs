@@ -410,7 +410,7 @@ mod tests {
     use super::*;
     use crate::data::Dataset;
     use crate::nets::mlp::{Mlp, MlpConfig};
-    use crate::nets::{init_params, to_vec};
+    use crate::nets::{init_params, to_vec, Backbone};
     use std::sync::Arc;
 
     fn ring_gmm() -> crate::data::gmm::Gmm {
@@ -421,7 +421,7 @@ mod tests {
 
     #[test]
     fn soft_target_at_k1_is_one_heun_step_mapped_by_target_net() {
-        let dev = Device::default();
+        let dev = Device::flex();
         let obj = Ctm::new(CtmConfig::default(), 2).unwrap();
         let net = Arc::new(Mlp::new(&MlpConfig { hidden: 32, depth: 2, ..Default::default() }, 2, 2, 0));
         let model = Model::new(net.clone(), Param::Ctm { sigma_d: 1.0 });
@@ -468,7 +468,7 @@ mod tests {
     fn adaptive_weight_is_gradient_norm_ratio_on_two_parameter_model() {
         // Model y = a·w·x with a scalar a (index 0) and a last layer w ∈ R² (index 1).
         // L1 = mean((y − 1)²), L2 = mean(y²) on two fixed points; gradients w.r.t. w by hand.
-        let dev = Device::default();
+        let dev = Device::flex();
         let a = 0.7f32;
         let w = [0.3f32, -1.2];
         let xs = [[1.0f32, 2.0], [-0.5, 0.25]];
@@ -503,16 +503,16 @@ mod tests {
         assert_eq!(to_vec(p[0].clone()), vec![a]);
     }
 
-    /// A short CTM run (+DSM) beats the untrained one-step SWD by a clear margin.
+    /// A short CTM run (+DSM) beats the untrained one-step SWD by a clear margin (measured:
+    /// untrained 1.403, 1-step 0.203 after 300 steps, 18.6 s on 2 loaded cores).
     #[test]
     fn short_run_improves_one_step_swd() {
-        let dev = Device::default();
+        let dev = Device::flex();
         let mut cfg = crate::demo::demo_config("ctm", "ring8").unwrap();
         cfg.train.steps = 300;
         cfg.data.batch = 256;
-        if let crate::config::ModelConfig::Mlp(m) = &mut cfg.model {
-            m.hidden = 128;
-        }
+        let crate::config::ModelConfig::Mlp(m) = &mut cfg.model;
+        m.hidden = 128;
         let setup = crate::train::Setup::new(&cfg, &dev).unwrap();
         let mut tr = crate::train::Trainer::new(setup).unwrap();
         let start = std::time::Instant::now();
@@ -523,6 +523,6 @@ mod tests {
         let secs = start.elapsed().as_secs_f64();
         let (_, untrained, one, two, _) = crate::demo::evaluate(&tr.setup, tr.online_net(), 2000, 7);
         eprintln!("ctm short run: {secs:.1}s untrained {:.3} 1-step {:.3} 2-step {:.3}", untrained.swd, one.swd, two.swd);
-        assert!(one.swd < 0.5 * untrained.swd, "1-step SWD {} vs untrained {}", one.swd, untrained.swd);
+        assert!(one.swd < 0.4 * untrained.swd, "1-step SWD {} vs untrained {}", one.swd, untrained.swd);
     }
 }
