@@ -16,10 +16,7 @@ fn main() {
     for _ in 0..n {
         t.step();
     }
-    println!(
-        "full step: {:.2} ms",
-        t0.elapsed().as_secs_f64() * 1e3 / n as f64
-    );
+    println!("full step: {:.2} ms", t0.elapsed().as_secs_f64() * 1e3 / n as f64);
     let p = t.state.online.clone();
     let x = Rng::new(1).normal_tensor([512, 2], &dev);
     let s = vec![1.0; 512];
@@ -27,17 +24,11 @@ fn main() {
     for _ in 0..n {
         let _ = cm::nets::to_vec(t.setup.model.f(&p, x.clone(), &s, None));
     }
-    println!(
-        "plain forward: {:.2} ms",
-        t0.elapsed().as_secs_f64() * 1e3 / n as f64
-    );
+    println!("plain forward: {:.2} ms", t0.elapsed().as_secs_f64() * 1e3 / n as f64);
     let t0 = Instant::now();
     let mut tb = 0.0;
     for _ in 0..n {
-        let pa: Vec<Tensor<1>> = p
-            .iter()
-            .map(|t| t.clone().autodiff().require_grad())
-            .collect();
+        let pa: Vec<Tensor<1>> = p.iter().map(|t| t.clone().autodiff().require_grad()).collect();
         let y = t.setup.model.f(&pa, x.clone(), &s, None);
         let l = y.square().mean();
         let _ = l.clone().into_scalar::<f32>();

@@ -29,14 +29,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let res = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
         f.write_all(bytes)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         f.sync_all()?;
         drop(f);
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot rename onto {}", path.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot rename onto {}", path.display()))?;
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
@@ -62,10 +60,7 @@ pub struct State {
 }
 
 fn f32_bytes(t: &Tensor<1>) -> Vec<u8> {
-    to_vec(t.clone())
-        .into_iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect()
+    to_vec(t.clone()).into_iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 /// Serialises a state; `specs` names the tensors (all groups share the names).
@@ -80,11 +75,7 @@ pub fn to_bytes(state: &State, specs: &[ParamSpec]) -> Result<Vec<u8>> {
     let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (g, ts) in groups {
         for (spec, t) in specs.iter().zip(ts.iter()) {
-            owned.push((
-                format!("{g}/{}", spec.name),
-                spec.shape.clone(),
-                f32_bytes(t),
-            ));
+            owned.push((format!("{g}/{}", spec.name), spec.shape.clone(), f32_bytes(t)));
         }
     }
     let views: Vec<(String, TensorView)> = owned
@@ -108,16 +99,9 @@ pub fn to_bytes(state: &State, specs: &[ParamSpec]) -> Result<Vec<u8>> {
 
 /// Parses and validates a checkpoint against `specs`. Every failure is an error naming it.
 pub fn from_bytes(bytes: &[u8], specs: &[ParamSpec], device: &Device) -> Result<State> {
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| anyhow::anyhow!("not a valid safetensors checkpoint: {e}"))?;
-    let (_, header) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| anyhow::anyhow!("bad checkpoint header: {e}"))?;
-    let meta: BTreeMap<String, String> = header
-        .metadata()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow::anyhow!("not a valid safetensors checkpoint: {e}"))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow::anyhow!("bad checkpoint header: {e}"))?;
+    let meta: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
     match meta.get("format") {
         Some(f) if f == FORMAT => {}
         Some(f) => bail!("unsupported checkpoint format '{f}' (expected {FORMAT})"),
@@ -189,24 +173,14 @@ pub fn from_bytes(bytes: &[u8], specs: &[ParamSpec], device: &Device) -> Result<
 
 /// Reads only the metadata of a checkpoint (for `inspect` and for resolving configs).
 pub fn read_meta(bytes: &[u8]) -> Result<(BTreeMap<String, String>, Vec<(String, Vec<usize>)>)> {
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| anyhow::anyhow!("not a valid safetensors checkpoint: {e}"))?;
-    let (_, header) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| anyhow::anyhow!("bad checkpoint header: {e}"))?;
-    let meta: BTreeMap<String, String> = header
-        .metadata()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow::anyhow!("not a valid safetensors checkpoint: {e}"))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow::anyhow!("bad checkpoint header: {e}"))?;
+    let meta: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
     if meta.get("format").map(|s| s.as_str()) != Some(FORMAT) {
         bail!("not a cm checkpoint (no '{FORMAT}' format tag)");
     }
-    let mut tensors: Vec<(String, Vec<usize>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, v)| (n, v.shape().to_vec()))
-        .collect();
+    let mut tensors: Vec<(String, Vec<usize>)> =
+        st.tensors().into_iter().map(|(n, v)| (n, v.shape().to_vec())).collect();
     tensors.sort();
     Ok((meta, tensors))
 }
@@ -224,11 +198,7 @@ pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().to_string();
-            let step = name
-                .strip_prefix("ckpt-")?
-                .strip_suffix(".safetensors")?
-                .parse()
-                .ok()?;
+            let step = name.strip_prefix("ckpt-")?.strip_suffix(".safetensors")?.parse().ok()?;
             Some((step, e.path()))
         })
         .collect();

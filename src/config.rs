@@ -67,19 +67,13 @@ impl<'de> Deserialize<'de> for ModelConfig {
         let kind = match table.remove("kind") {
             None => "mlp".to_string(),
             Some(toml::Value::String(s)) => s,
-            Some(other) => {
-                return Err(D::Error::custom(format!(
-                    "model.kind must be a string, got {other}"
-                )))
-            }
+            Some(other) => return Err(D::Error::custom(format!("model.kind must be a string, got {other}"))),
         };
         match kind.as_str() {
             "mlp" => MlpConfig::deserialize(toml::Value::Table(table))
                 .map(ModelConfig::Mlp)
                 .map_err(D::Error::custom),
-            other => Err(D::Error::custom(format!(
-                "unknown model.kind '{other}': expected mlp"
-            ))),
+            other => Err(D::Error::custom(format!("unknown model.kind '{other}': expected mlp"))),
         }
     }
 }
@@ -148,15 +142,14 @@ impl Default for TrainConfig {
 
 impl Config {
     pub fn from_toml(text: &str) -> Result<Self> {
-        let cfg: Config = toml::from_str(text)
-            .map_err(|e| anyhow::anyhow!("invalid config: {}", e.to_string().trim()))?;
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("invalid config: {}", e.to_string().trim()))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     pub fn load(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
         Self::from_toml(&text).with_context(|| format!("in {}", path.display()))
     }
 
@@ -206,10 +199,7 @@ impl Config {
         anyhow::ensure!(t.log_every >= 1, "train.log_every must be at least 1");
         anyhow::ensure!(t.ckpt_every >= 1, "train.ckpt_every must be at least 1");
         anyhow::ensure!(t.keep_ckpts >= 1, "train.keep_ckpts must be at least 1");
-        anyhow::ensure!(
-            t.max_bad_steps >= 1,
-            "train.max_bad_steps must be at least 1"
-        );
+        anyhow::ensure!(t.max_bad_steps >= 1, "train.max_bad_steps must be at least 1");
         match &self.model {
             ModelConfig::Mlp(m) => m.validate()?,
         }
@@ -246,29 +236,17 @@ mod tests {
             let e = format!("{:#}", Config::from_toml(text).unwrap_err());
             assert!(e.contains(field), "{text}: {e}");
         }
-        let e = format!(
-            "{:#}",
-            Config::from_toml("[method]\nname = \"ictt\"\n").unwrap_err()
-        );
+        let e = format!("{:#}", Config::from_toml("[method]\nname = \"ictt\"\n").unwrap_err());
         assert!(e.contains("ictt"), "{e}");
     }
 
     #[test]
     fn bad_values_are_rejected_by_name() {
-        let e = format!(
-            "{:#}",
-            Config::from_toml("[train]\nlr = -1.0\n").unwrap_err()
-        );
+        let e = format!("{:#}", Config::from_toml("[train]\nlr = -1.0\n").unwrap_err());
         assert!(e.contains("train.lr"), "{e}");
-        let e = format!(
-            "{:#}",
-            Config::from_toml("[model]\ndropout = 1.5\n").unwrap_err()
-        );
+        let e = format!("{:#}", Config::from_toml("[model]\ndropout = 1.5\n").unwrap_err());
         assert!(e.contains("model.dropout"), "{e}");
-        let e = format!(
-            "{:#}",
-            Config::from_toml("[data]\nbatch = 0\n").unwrap_err()
-        );
+        let e = format!("{:#}", Config::from_toml("[data]\nbatch = 0\n").unwrap_err());
         assert!(e.contains("data.batch"), "{e}");
     }
 }

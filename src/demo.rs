@@ -46,8 +46,14 @@ pub struct DemoSummary {
 }
 
 /// Samples from a trained run in raw data coordinates: `n` samples with `steps` steps.
-pub fn sample_raw(
+pub fn sample_raw(setup: &Setup, params: &[Tensor<1>], n: usize, steps: usize, rng: &mut Rng) -> Vec<f64> {
+    sample_raw_with(setup, &setup.objective.sampler(), params, n, steps, rng)
+}
+
+/// [`sample_raw`] with an explicit sampler (e.g. CTM with another γ or time list).
+pub fn sample_raw_with(
     setup: &Setup,
+    sampler: &crate::samplers::Sampler,
     params: &[Tensor<1>],
     n: usize,
     steps: usize,
@@ -60,15 +66,7 @@ pub fn sample_raw(
     let mut left = n;
     while left > 0 {
         let m = left.min(chunk);
-        let x = generate(
-            &setup.objective.sampler(),
-            &setup.model,
-            params,
-            m,
-            steps,
-            rng,
-            &setup.device,
-        );
+        let x = generate(sampler, &setup.model, params, m, steps, rng, &setup.device);
         out.extend(to_vec(x).into_iter().map(|v| v as f64));
         left -= m;
     }
@@ -104,20 +102,12 @@ pub fn evaluate(
 }
 
 /// Runs the demo; writes into `out` and returns the summary.
-pub fn run_demo(
-    cfg: &Config,
-    out: &Path,
-    n_eval: usize,
-    progress: bool,
-    device: &Device,
-) -> Result<DemoSummary> {
+pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device: &Device) -> Result<DemoSummary> {
     let start = std::time::Instant::now();
     let mut cfg = cfg.clone();
-    // CD without an exact teacher: train an EDM teacher first, in a sub-folder.
-    let needs_teacher = matches!(&cfg.method, MethodConfig::Cd(cd) if cd.teacher == "exact")
-        && crate::data::Dataset::from_name(&cfg.data.name)?
-            .gmm()
-            .is_none();
+    // CD / CTM without an exact teacher: train an EDM teacher first, in a sub-folder.
+    let has_exact = crate::data::Dataset::from_name(&cfg.data.name)?.gmm().is_some();
+    let needs_teacher = cfg.method.teacher() == Some("train") || (cfg.method.teacher() == Some("exact") && !has_exact);
     if needs_teacher {
         let mut tcfg = cfg.clone();
         tcfg.method = MethodConfig::by_name("edm")?;
@@ -136,7 +126,8 @@ pub fn run_demo(
             device,
         )?;
         cfg.method.set_teacher(&tdir.display().to_string());
-        // CD starts from the teacher's weights (Song et al. 2023) when the backbones match.
+        // CD starts from the teacher's weights (Song et al. 2023); CTM's two-time backbone
+        // differs from the teacher's.
         if cfg.method.starts_from_teacher() {
             cfg.train.init_from = tdir.display().to_string();
         }
@@ -164,16 +155,12 @@ pub fn summarize(
     train_seconds: f64,
 ) -> Result<DemoSummary> {
     let setup = &trainer.setup;
-    let (data, untrained, one_step, two_step, sets) =
-        evaluate(setup, trainer.ema_net(), n_eval, 0xE7A1);
+    let (data, untrained, one_step, two_step, sets) = evaluate(setup, trainer.ema_net(), n_eval, 0xE7A1);
     let consistency_error = setup
         .gmm_std
         .as_ref()
         .map(|g| consistency_error(setup, trainer.ema_net(), g, 512, 0xC0));
-    let exact_ode = setup
-        .gmm_std
-        .as_ref()
-        .map(|g| exact_ode_report(setup, g, n_eval));
+    let exact_ode = setup.gmm_std.as_ref().map(|g| exact_ode_report(setup, g, n_eval));
     let dim = setup.data.dim();
     if dim == 2 {
         let panels: Vec<(&str, &[f64])> = vec![
@@ -189,10 +176,7 @@ pub fn summarize(
         let c = crate::plot::line_plot("training loss", &[("loss", history)]);
         crate::plot::write_png_atomic(&out.join("loss.png"), &c)?;
     }
-    let npy = crate::data::files::npy_bytes(
-        &sets[1].iter().map(|&v| v as f32).collect::<Vec<_>>(),
-        &[n_eval, dim],
-    );
+    let npy = crate::data::files::npy_bytes(&sets[1].iter().map(|&v| v as f32).collect::<Vec<_>>(), &[n_eval, dim]);
     crate::ckpt::write_atomic(&out.join("samples_1step.npy"), &npy)?;
     let s = DemoSummary {
         method: setup.objective.name().into(),
@@ -208,25 +192,19 @@ pub fn summarize(
         exact_ode,
         out: out.display().to_string(),
     };
-    crate::ckpt::write_atomic(
-        &out.join("summary.json"),
-        serde_json::to_string_pretty(&s)?.as_bytes(),
-    )?;
+    crate::ckpt::write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&s)?.as_bytes())?;
     Ok(s)
 }
 
 /// RMS distance (standardised units) between the learned one-step map f_θ(x, σ) and the exact
 /// consistency map f*(x, σ) (Heun PF-ODE with the exact denoiser, 200 steps from σ to ε) on
 /// points x = x0 + σ z at σ spread over the Karras grid. Only for consistency-function methods.
-pub fn consistency_error(
-    setup: &Setup,
-    params: &[Tensor<1>],
-    gmm: &crate::data::gmm::Gmm,
-    n: usize,
-    seed: u64,
-) -> f64 {
-    let crate::samplers::Sampler::Consistency { eps, t_max, .. } = setup.objective.sampler() else {
-        return f64::NAN;
+pub fn consistency_error(setup: &Setup, params: &[Tensor<1>], gmm: &crate::data::gmm::Gmm, n: usize, seed: u64) -> f64 {
+    // The one-step map: f_θ(x, σ) for consistency functions, G_θ(x, σ, ε) for CTM.
+    let (eps, t_max, ctm) = match setup.objective.sampler() {
+        crate::samplers::Sampler::Consistency { eps, t_max, .. } => (eps, t_max, false),
+        crate::samplers::Sampler::Ctm { eps, t_max, .. } => (eps, t_max, true),
+        _ => return f64::NAN,
     };
     let mut rng = Rng::new(seed);
     let x0 = setup.batch(&mut rng, n);
@@ -235,7 +213,11 @@ pub fn consistency_error(
         .collect();
     let z = rng.normal_tensor([n, setup.data.dim()], &setup.device);
     let x = x0.clone() + z * crate::nets::col(&sigmas, &x0);
-    let learned = setup.model.f(params, x.clone(), &sigmas, None);
+    let learned = if ctm {
+        crate::model::ctm_jump(&setup.model, params, x.clone(), &sigmas, &vec![eps; n], None)
+    } else {
+        setup.model.f(params, x.clone(), &sigmas, None)
+    };
     let exact = exact_consistency_map(gmm, x, &sigmas, eps, 200);
     eval::rms_error(&to_vec64_(learned), &to_vec64_(exact), setup.data.dim())
 }

@@ -49,9 +49,7 @@ pub fn swd(a: &[f64], b: &[f64], dim: usize) -> f64 {
     let mut total = 0.0;
     for th in directions(dim, SWD_PROJECTIONS) {
         let proj = |x: &[f64], n: usize| {
-            let mut p: Vec<f64> = (0..n)
-                .map(|i| (0..dim).map(|j| x[i * dim + j] * th[j]).sum())
-                .collect();
+            let mut p: Vec<f64> = (0..n).map(|i| (0..dim).map(|j| x[i * dim + j] * th[j]).sum()).collect();
             p.sort_by(|x, y| x.total_cmp(y));
             p
         };
@@ -61,12 +59,7 @@ pub fn swd(a: &[f64], b: &[f64], dim: usize) -> f64 {
         } else {
             (quantiles(&pa, m), quantiles(&pb, m))
         };
-        total += qa
-            .iter()
-            .zip(&qb)
-            .map(|(x, y)| (x - y).powi(2))
-            .sum::<f64>()
-            / qa.len() as f64;
+        total += qa.iter().zip(&qb).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / qa.len() as f64;
     }
     (total / SWD_PROJECTIONS as f64).sqrt()
 }
@@ -84,20 +77,12 @@ fn take(x: &[f64], dim: usize) -> &[f64] {
 pub fn mmd2_with(a: &[f64], b: &[f64], dim: usize, bandwidths: &[f64]) -> f64 {
     let (a, b) = (take(a, dim), take(b, dim));
     let (na, nb) = (a.len() / dim, b.len() / dim);
-    let k = |d2: f64| {
-        bandwidths
-            .iter()
-            .map(|h| (-d2 / (2.0 * h * h)).exp())
-            .sum::<f64>()
-    };
+    let k = |d2: f64| bandwidths.iter().map(|h| (-d2 / (2.0 * h * h)).exp()).sum::<f64>();
     let within = |x: &[f64], n: usize| {
         let mut s = 0.0;
         for i in 0..n {
             for j in i + 1..n {
-                s += k(sq_dist(
-                    &x[i * dim..(i + 1) * dim],
-                    &x[j * dim..(j + 1) * dim],
-                ));
+                s += k(sq_dist(&x[i * dim..(i + 1) * dim], &x[j * dim..(j + 1) * dim]));
             }
         }
         2.0 * s / (n * (n - 1)) as f64
@@ -105,10 +90,7 @@ pub fn mmd2_with(a: &[f64], b: &[f64], dim: usize, bandwidths: &[f64]) -> f64 {
     let mut cross = 0.0;
     for i in 0..na {
         for j in 0..nb {
-            cross += k(sq_dist(
-                &a[i * dim..(i + 1) * dim],
-                &b[j * dim..(j + 1) * dim],
-            ));
+            cross += k(sq_dist(&a[i * dim..(i + 1) * dim], &b[j * dim..(j + 1) * dim]));
         }
     }
     within(a, na) + within(b, nb) - 2.0 * cross / (na * nb) as f64
@@ -165,13 +147,7 @@ pub struct Report {
 }
 
 /// Computes [`Report`] of `samples` against `reference` (and the exact density when known).
-pub fn report(
-    samples: &[f64],
-    reference: &[f64],
-    dim: usize,
-    gmm: Option<&Gmm>,
-    scale: f64,
-) -> Report {
+pub fn report(samples: &[f64], reference: &[f64], dim: usize, gmm: Option<&Gmm>, scale: f64) -> Report {
     Report {
         swd: swd(samples, reference, dim),
         mmd: mmd2(samples, reference, dim, scale),
@@ -187,11 +163,7 @@ mod tests {
 
     fn gauss(rng: &mut Rng, n: usize, mean: &[f64], sd: f64) -> Vec<f64> {
         (0..n)
-            .flat_map(|_| {
-                mean.iter()
-                    .map(|m| m + sd * rng.normal())
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|_| mean.iter().map(|m| m + sd * rng.normal()).collect::<Vec<_>>())
             .collect()
     }
 
@@ -239,10 +211,9 @@ mod tests {
             s * (2.0 / std::f64::consts::PI).sqrt() * (-d * d / (2.0 * s * s)).exp()
                 + d * (1.0 - 2.0 * normal_cdf(-d / s))
         };
-        let (m, s1, s2): (f64, f64, f64) = (1.0, 1.0, 2.0);
-        let want = 2.0 * e_abs(m, (s1 * s1 + s2 * s2).sqrt())
-            - e_abs(0.0, 2f64.sqrt() * s1)
-            - e_abs(0.0, 2f64.sqrt() * s2);
+        let (m, s1, s2) = (1.0f64, 1.0f64, 2.0f64);
+        let want =
+            2.0 * e_abs(m, (s1 * s1 + s2 * s2).sqrt()) - e_abs(0.0, 2f64.sqrt() * s1) - e_abs(0.0, 2f64.sqrt() * s2);
         let mut r = Rng::new(3);
         let a = gauss(&mut r, 4000, &[0.0], s1);
         let b = gauss(&mut r, 4000, &[m], s2);
@@ -253,11 +224,7 @@ mod tests {
     #[test]
     fn loglik_of_exact_samples_is_negative_entropy() {
         // For one Gaussian N(0, s² I) in 2-D: E ln p = −ln(2π s²) − 1.
-        let g = Gmm::new(
-            vec![1.0],
-            vec![vec![0.0, 0.0]],
-            vec![vec![0.25, 0.0, 0.0, 0.25]],
-        );
+        let g = Gmm::new(vec![1.0], vec![vec![0.0, 0.0]], vec![vec![0.25, 0.0, 0.0, 0.25]]);
         let xs = g.sample(&mut Rng::new(4), 50_000);
         let want = -(2.0 * std::f64::consts::PI * 0.25).ln() - 1.0;
         assert!((loglik(&xs, &g) - want).abs() < 0.02);

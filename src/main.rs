@@ -9,11 +9,7 @@ use cm::train::{self, RunOptions};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(
-    name = "cm",
-    version,
-    about = "Train, sample and evaluate consistency models"
-)]
+#[command(name = "cm", version, about = "Train, sample and evaluate consistency models")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -165,8 +161,7 @@ fn real_main() -> Result<()> {
             cfg.validate()?;
             let out = out.unwrap_or_else(|| demo::default_out(&method, &data));
             if out.exists() {
-                std::fs::remove_dir_all(&out)
-                    .with_context(|| format!("cannot clear {}", out.display()))?;
+                std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
             }
             eprintln!(
                 "demo: {} on {} for {} steps -> {}",
@@ -182,9 +177,7 @@ fn real_main() -> Result<()> {
                     r.swd,
                     r.mmd,
                     r.energy,
-                    r.loglik
-                        .map(|l| format!("  loglik {l:.4}"))
-                        .unwrap_or_default()
+                    r.loglik.map(|l| format!("  loglik {l:.4}")).unwrap_or_default()
                 )
             };
             eprintln!(
@@ -274,33 +267,20 @@ fn real_main() -> Result<()> {
             let mut rng = cm::rng::Rng::new(seed);
             let xs = demo::sample_raw(&setup, p, n, steps, &mut rng);
             let dim = setup.data.dim();
-            let npy = cm::data::files::npy_bytes(
-                &xs.iter().map(|&v| v as f32).collect::<Vec<_>>(),
-                &[n, dim],
-            );
+            let npy = cm::data::files::npy_bytes(&xs.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[n, dim]);
             cm::ckpt::write_atomic(&out, &npy)?;
             if dim == 2 {
                 let reference = setup.data.sample(&mut cm::rng::Rng::new(seed ^ 1), n);
-                let c = cm::plot::scatter_panels(
-                    &[("data", &reference), (&format!("{steps}-step"), &xs)],
-                    None,
-                );
+                let c = cm::plot::scatter_panels(&[("data", &reference), (&format!("{steps}-step"), &xs)], None);
                 cm::plot::write_png_atomic(&out.with_extension("png"), &c)?;
             }
             eprintln!("wrote {n} samples ({steps} step(s)) to {}", out.display());
         }
-        Cmd::Eval {
-            input,
-            data,
-            n,
-            json,
-        } => {
+        Cmd::Eval { input, data, n, json } => {
             let dev = device("cpu")?;
             let is_file = input.extension().is_some_and(|e| e == "npy" || e == "csv");
             let (ds, xs) = if is_file {
-                let name = data.context(
-                    "evaluating a sample file needs --data NAME (the reference data set)",
-                )?;
+                let name = data.context("evaluating a sample file needs --data NAME (the reference data set)")?;
                 let ds = cm::data::Dataset::from_name(&name)?;
                 let (xs, d) = cm::data::files::load_points(&input)?;
                 if d != ds.dim() {
@@ -314,13 +294,7 @@ fn real_main() -> Result<()> {
                 (ds, xs)
             } else {
                 let (_, setup, state) = train::load_run(&input, &dev)?;
-                let xs = demo::sample_raw(
-                    &setup,
-                    &state.ema[..setup.n_net],
-                    n,
-                    1,
-                    &mut cm::rng::Rng::new(1),
-                );
+                let xs = demo::sample_raw(&setup, &state.ema[..setup.n_net], n, 1, &mut cm::rng::Rng::new(1));
                 (setup.data.clone(), xs)
             };
             let dim = ds.dim();
@@ -333,9 +307,7 @@ fn real_main() -> Result<()> {
                 r.swd,
                 r.mmd,
                 r.energy,
-                r.loglik
-                    .map(|l| format!("  loglik {l:.4}"))
-                    .unwrap_or_default()
+                r.loglik.map(|l| format!("  loglik {l:.4}")).unwrap_or_default()
             );
             if json {
                 print_json(&serde_json::to_value(&r)?);
@@ -374,9 +346,7 @@ fn inspect(what: &str, method: &str, steps: u64, json: bool) -> Result<()> {
                     cm::objectives::MethodConfig::Ct(c) => (
                         ct_n(k, steps, c.s0, c.s1),
                         match c.target {
-                            cm::objectives::TargetPolicy::Scheduled { mu0 } => {
-                                ct_mu(k, steps, c.s0, c.s1, mu0)
-                            }
+                            cm::objectives::TargetPolicy::Scheduled { mu0 } => ct_mu(k, steps, c.s0, c.s1, mu0),
                             cm::objectives::TargetPolicy::Ema { mu } => mu,
                             cm::objectives::TargetPolicy::StopGrad => 0.0,
                         },
@@ -390,15 +360,10 @@ fn inspect(what: &str, method: &str, steps: u64, json: bool) -> Result<()> {
             let grid = karras(18, 0.002, 80.0, 7.0);
             eprintln!(
                 "Karras grid N=18 (ascending): {}",
-                grid.iter()
-                    .map(|s| format!("{s:.4}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                grid.iter().map(|s| format!("{s:.4}")).collect::<Vec<_>>().join(" ")
             );
             if json {
-                print_json(
-                    &serde_json::json!({"method": method, "curriculum": rows, "karras18": grid}),
-                );
+                print_json(&serde_json::json!({"method": method, "curriculum": rows, "karras18": grid}));
             }
         }
         "config" => {
@@ -413,10 +378,8 @@ fn inspect(what: &str, method: &str, steps: u64, json: bool) -> Result<()> {
         }
         path => {
             let file = cm::ckpt::resolve(std::path::Path::new(path))?;
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let (meta, tensors) =
-                cm::ckpt::read_meta(&bytes).with_context(|| format!("in {}", file.display()))?;
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let (meta, tensors) = cm::ckpt::read_meta(&bytes).with_context(|| format!("in {}", file.display()))?;
             for (k, v) in &meta {
                 if k != "config" {
                     println!("{k}: {v}");

@@ -23,28 +23,15 @@ impl Model {
 
     /// Conditioning columns for the network: c_noise(t), then c_noise of each extra time.
     pub fn cond(&self, t: &[f64], extra: &[&[f64]], like: &Tensor<2>) -> Vec<Tensor<2>> {
-        let mut v = vec![col(
-            &t.iter().map(|&s| self.param.c_noise(s)).collect::<Vec<_>>(),
-            like,
-        )];
+        let mut v = vec![col(&t.iter().map(|&s| self.param.c_noise(s)).collect::<Vec<_>>(), like)];
         for e in extra {
-            v.push(col(
-                &e.iter().map(|&s| self.param.c_noise(s)).collect::<Vec<_>>(),
-                like,
-            ));
+            v.push(col(&e.iter().map(|&s| self.param.c_noise(s)).collect::<Vec<_>>(), like));
         }
         v
     }
 
     /// The parameterised output at time `t` (and extra times for two-time networks).
-    pub fn eval(
-        &self,
-        p: &[Tensor<1>],
-        x: Tensor<2>,
-        t: &[f64],
-        extra: &[&[f64]],
-        masks: Option<&Masks>,
-    ) -> Tensor<2> {
+    pub fn eval(&self, p: &[Tensor<1>], x: Tensor<2>, t: &[f64], extra: &[&[f64]], masks: Option<&Masks>) -> Tensor<2> {
         let c = self.param.coeffs(t);
         let cond = self.cond(t, extra, &x);
         let xin = x.clone() * col(&c.c_in, &x);
@@ -61,6 +48,34 @@ impl Model {
     pub fn f(&self, p: &[Tensor<1>], x: Tensor<2>, t: &[f64], masks: Option<&Masks>) -> Tensor<2> {
         self.eval(p, x, t, &[], masks)
     }
+}
+
+/// CTM's g_θ(x, t, s) = c_skip(t)·x + c_out(t)·NN(c_in(t)·x, c_noise(t), c_noise(s)) (EDM
+/// scalings; `model.param` must be [`Param::Ctm`] and the backbone must take two times).
+pub fn ctm_g(model: &Model, p: &[Tensor<1>], x: Tensor<2>, t: &[f64], s: &[f64], masks: Option<&Masks>) -> Tensor<2> {
+    debug_assert!(matches!(model.param, Param::Ctm { .. }), "ctm_g needs Param::Ctm");
+    model.eval(p, x, t, &[s], masks)
+}
+
+/// CTM's jump G_θ(x, t, s) = (s/t)·x + (1 − s/t)·g_θ(x, t, s), per sample (METHODS.md §4).
+/// G_θ(x, t, t) = x exactly: the coefficient of g is exactly 0 and that of x exactly 1.
+pub fn ctm_jump(
+    model: &Model,
+    p: &[Tensor<1>],
+    x: Tensor<2>,
+    t: &[f64],
+    s: &[f64],
+    masks: Option<&Masks>,
+) -> Tensor<2> {
+    let r: Vec<f64> = t.iter().zip(s).map(|(t, s)| s / t).collect();
+    let one_minus: Vec<f64> = r.iter().map(|r| 1.0 - r).collect();
+    let g = ctm_g(model, p, x.clone(), t, s, masks);
+    x.clone() * col(&r, &x) + g * col(&one_minus, &x)
+}
+
+/// CTM's denoiser D_θ(x, σ) = g_θ(x, σ, σ).
+pub fn ctm_denoise(model: &Model, p: &[Tensor<1>], x: Tensor<2>, sigma: &[f64], masks: Option<&Masks>) -> Tensor<2> {
+    ctm_g(model, p, x, sigma, sigma, masks)
 }
 
 /// Something that denoises in EDM coordinates: D(x, σ) ≈ E[x0 | x0 + σ z]. Exact for Gaussian
@@ -80,9 +95,9 @@ pub struct NetDenoiser {
 impl Denoiser for NetDenoiser {
     fn denoise(&self, x: Tensor<2>, sigma: &[f64]) -> Tensor<2> {
         match self.model.param {
-            Param::Edm { .. } | Param::Consistency { .. } => {
-                self.model.f(&self.params, x, sigma, None)
-            }
+            Param::Edm { .. } | Param::Consistency { .. } => self.model.f(&self.params, x, sigma, None),
+            // CTM's denoiser D_θ(x, σ) = g_θ(x, σ, σ) (METHODS.md §4).
+            Param::Ctm { .. } => ctm_denoise(&self.model, &self.params, x, sigma, None),
             Param::TrigFlow { sigma_d, .. } => {
                 // EDM (x, σ) → TrigFlow (x_t = cos t·x, t = atan(σ/σ_d)); v = σ_d F;
                 // x0 = cos t·x_t − sin t·v (METHODS.md §0, §3).
@@ -110,5 +125,35 @@ impl Denoiser for NetDenoiser {
                 xt + v * col(&one_minus, &x)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nets::mlp::{Mlp, MlpConfig};
+    use crate::nets::{init_params, to_vec};
+    use crate::rng::Rng;
+
+    #[test]
+    fn ctm_jump_to_same_time_is_identity() {
+        let dev = Device::flex();
+        let cfg = MlpConfig {
+            hidden: 16,
+            depth: 2,
+            ..Default::default()
+        };
+        let net = Arc::new(Mlp::new(&cfg, 2, 2, 0));
+        let model = Model::new(net.clone(), Param::Ctm { sigma_d: 0.5 });
+        let mut rng = Rng::new(3);
+        let p = init_params(&net.specs(), &mut rng, &dev);
+        let x = rng.normal_tensor([64, 2], &dev).mul_scalar(3.0);
+        let t: Vec<f64> = (0..64).map(|i| 0.002 * (1.15f64).powi(i)).collect();
+        let y = ctm_jump(&model, &p, x.clone(), &t, &t, None);
+        assert_eq!(to_vec(y), to_vec(x.clone()));
+        // And G(x, t, s) really moves for s < t.
+        let s: Vec<f64> = t.iter().map(|t| t * 0.5).collect();
+        let y = ctm_jump(&model, &p, x.clone(), &t, &s, None);
+        assert_ne!(to_vec(y), to_vec(x));
     }
 }

@@ -8,6 +8,9 @@
 //! - [`Param::TrigFlow`]: TrigFlow t ∈ [0, π/2]; f(x, t) = cos t·x − sin t·σ_d·F(x/σ_d, t)
 //!   (Lu & Song 2024, METHODS.md §3). With `velocity` = true it returns σ_d·F (the teacher's
 //!   velocity) instead.
+//! - [`Param::Ctm`]: EDM σ; CTM's g_θ(x, t, s) = c_skip(t)·x + c_out(t)·F(c_in(t)·x, c_noise(t),
+//!   c_noise(s)) with the EDM denoiser's scalings (Kim et al. 2023, METHODS.md §4). The jump
+//!   G_θ(x, t, s) = (s/t)·x + (1 − s/t)·g_θ lives in [`crate::model::ctm_jump`].
 //! - [`Param::Raw`]: F itself, c_noise = t (FACM, MeanFlow: the objective owns the algebra).
 //!
 //! Coefficients are computed in f64 per sample (METHODS.md §7).
@@ -17,9 +20,21 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Param {
-    Consistency { sigma_d: f64, eps: f64 },
-    Edm { sigma_d: f64 },
-    TrigFlow { sigma_d: f64, velocity: bool },
+    Consistency {
+        sigma_d: f64,
+        eps: f64,
+    },
+    Edm {
+        sigma_d: f64,
+    },
+    TrigFlow {
+        sigma_d: f64,
+        velocity: bool,
+    },
+    /// CTM's g_θ: EDM scalings on the first time, a second time input s (METHODS.md §4).
+    Ctm {
+        sigma_d: f64,
+    },
     Raw,
 }
 
@@ -36,7 +51,7 @@ impl Param {
     /// The network's conditioning scalar for time `t` (¼ ln σ for EDM time, t otherwise).
     pub fn c_noise(&self, t: f64) -> f64 {
         match self {
-            Param::Consistency { .. } | Param::Edm { .. } => 0.25 * t.ln(),
+            Param::Consistency { .. } | Param::Edm { .. } | Param::Ctm { .. } => 0.25 * t.ln(),
             Param::TrigFlow { .. } | Param::Raw => t,
         }
     }
@@ -59,7 +74,7 @@ impl Param {
                         1.0 / (s * s + sd2).sqrt(),
                     )
                 }
-                Param::Edm { sigma_d } => {
+                Param::Edm { sigma_d } | Param::Ctm { sigma_d } => {
                     let sd2 = sigma_d * sigma_d;
                     (
                         sd2 / (s * s + sd2),
@@ -88,6 +103,7 @@ impl Param {
         match *self {
             Param::Consistency { sigma_d, .. }
             | Param::Edm { sigma_d }
+            | Param::Ctm { sigma_d }
             | Param::TrigFlow { sigma_d, .. } => sigma_d,
             Param::Raw => 1.0,
         }

@@ -223,23 +223,15 @@ impl Canvas {
 
     /// Encodes the canvas as an 8-bit RGB PNG.
     pub fn to_png_bytes(&self) -> Vec<u8> {
-        assert_eq!(
-            self.px.len(),
-            self.w * self.h,
-            "Canvas px length must be w*h"
-        );
+        assert_eq!(self.px.len(), self.w * self.h, "Canvas px length must be w*h");
         let mut out = Vec::new();
         {
             let mut enc = png::Encoder::new(&mut out, self.w as u32, self.h as u32);
             enc.set_color(png::ColorType::Rgb);
             enc.set_depth(png::BitDepth::Eight);
-            let mut writer = enc
-                .write_header()
-                .expect("PNG header into a Vec cannot fail");
+            let mut writer = enc.write_header().expect("PNG header into a Vec cannot fail");
             let raw: Vec<u8> = self.px.iter().flatten().copied().collect();
-            writer
-                .write_image_data(&raw)
-                .expect("PNG data into a Vec cannot fail");
+            writer.write_image_data(&raw).expect("PNG data into a Vec cannot fail");
         }
         out
     }
@@ -257,8 +249,7 @@ pub fn text_width(s: &str, scale: usize) -> usize {
 }
 
 /// Characters with a real glyph (besides space). Everything else renders as a hollow box.
-pub const FONT_CHARS: &str =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.,-+:=()/%_[]*";
+pub const FONT_CHARS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.,-+:=()/%_[]*";
 
 /// 5x7 glyph rows, top to bottom; bit 4 (0x10) is the leftmost column.
 fn glyph(c: char) -> [u8; 7] {
@@ -478,18 +469,9 @@ fn auto_range(points: &[f64]) -> (f64, f64, f64, f64) {
     let (x0, x1) = (percentile_sorted(&xs, 0.005), percentile_sorted(&xs, 0.995));
     let (y0, y1) = (percentile_sorted(&ys, 0.005), percentile_sorted(&ys, 0.995));
     let span = (x1 - x0).max(y1 - y0) * 1.3;
-    let span = if span > 0.0 && span.is_finite() {
-        span
-    } else {
-        1.0
-    };
+    let span = if span > 0.0 && span.is_finite() { span } else { 1.0 };
     let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
-    (
-        cx - span / 2.0,
-        cx + span / 2.0,
-        cy - span / 2.0,
-        cy + span / 2.0,
-    )
+    (cx - span / 2.0, cx + span / 2.0, cy - span / 2.0, cy + span / 2.0)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -530,9 +512,7 @@ fn scatter_pixel(x: f64, y: f64, r: (f64, f64, f64, f64), ox: i64, oy: i64) -> O
 /// given range (non-finite or empty) also falls back to the automatic one. Points outside the
 /// range are skipped (not clamped), as are NaN/inf points. A trailing odd coordinate is ignored.
 pub fn scatter_panels(panels: &[(&str, &[f64])], range: Option<(f64, f64, f64, f64)>) -> Canvas {
-    let valid = |r: (f64, f64, f64, f64)| {
-        [r.0, r.1, r.2, r.3].iter().all(|v| v.is_finite()) && r.1 > r.0 && r.3 > r.2
-    };
+    let valid = |r: (f64, f64, f64, f64)| [r.0, r.1, r.2, r.3].iter().all(|v| v.is_finite()) && r.1 > r.0 && r.3 > r.2;
     let r = match range {
         Some(r) if valid(r) => r,
         _ => auto_range(panels.first().map(|p| p.1).unwrap_or(&[])),
@@ -581,11 +561,7 @@ pub fn scatter_panels(panels: &[(&str, &[f64])], range: Option<(f64, f64, f64, f
                         if x < ox || y < oy || x >= ox + area || y >= oy + area {
                             continue;
                         }
-                        let a = if dx != 0 && dy != 0 {
-                            alpha * 0.4
-                        } else {
-                            alpha
-                        };
+                        let a = if dx != 0 && dy != 0 { alpha * 0.4 } else { alpha };
                         cv.blend(x, y, DOT, a);
                     }
                 }
@@ -632,10 +608,7 @@ pub fn line_plot(title: &str, series: &[(&str, &[(f64, f64)])]) -> Canvas {
     let (x0, y0) = (LP_LEFT, LP_TOP);
     let (x1, y1) = (LP_W as i64 - LP_RIGHT - 1, LP_H as i64 - LP_BOTTOM - 1);
     let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
-    let all: Vec<(f64, f64)> = series
-        .iter()
-        .flat_map(|s| s.1.iter().filter(finite).copied())
-        .collect();
+    let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.1.iter().filter(finite).copied()).collect();
     let log = !all.is_empty() && all.iter().all(|p| p.1 > 0.0);
     let ty = |v: f64| if log { v.log10() } else { v };
 
@@ -654,11 +627,7 @@ pub fn line_plot(title: &str, series: &[(&str, &[(f64, f64)])]) -> Canvas {
         (xmin, xmax) = (xmin - 0.5, xmax + 0.5);
     }
     if ymax <= ymin {
-        let d = if log || ymin == 0.0 {
-            0.5
-        } else {
-            ymin.abs() * 0.1
-        };
+        let d = if log || ymin == 0.0 { 0.5 } else { ymin.abs() * 0.1 };
         (ymin, ymax) = (ymin - d, ymax + d);
     }
     let pad = (ymax - ymin) * 0.05;
@@ -676,24 +645,12 @@ pub fn line_plot(title: &str, series: &[(&str, &[(f64, f64)])]) -> Canvas {
         let (px, _) = map(t, ymin);
         cv.line(px, y0, px, y1, GRID);
         let label = fmt_tick(t, xstep);
-        cv.text(
-            px - text_width(&label, 1) as i64 / 2,
-            y1 + 6,
-            &label,
-            INK,
-            1,
-        );
+        cv.text(px - text_width(&label, 1) as i64 / 2, y1 + 6, &label, INK, 1);
     }
     for (pos, label) in y_ticks(ymin, ymax, log) {
         let (_, py) = map(xmin, pos);
         cv.line(x0, py, x1, py, GRID);
-        cv.text(
-            x0 - 5 - text_width(&label, 1) as i64,
-            py - 3,
-            &label,
-            INK,
-            1,
-        );
+        cv.text(x0 - 5 - text_width(&label, 1) as i64, py - 3, &label, INK, 1);
     }
     let axis_note = if log { "step  (y: log scale)" } else { "step" };
     cv.text(
@@ -708,11 +665,7 @@ pub fn line_plot(title: &str, series: &[(&str, &[(f64, f64)])]) -> Canvas {
     for pass in 0..2 {
         for (si, (_, pts)) in series.iter().enumerate() {
             let color = PALETTE[si % PALETTE.len()];
-            let color = if pass == 0 {
-                lighten(color, 0.6)
-            } else {
-                color
-            };
+            let color = if pass == 0 { lighten(color, 0.6) } else { color };
             let mut ema: Option<f64> = None;
             let mut prev: Option<(i64, i64)> = None;
             let mut drawn = 0usize;
@@ -745,13 +698,7 @@ pub fn line_plot(title: &str, series: &[(&str, &[(f64, f64)])]) -> Canvas {
             }
         }
     }
-    cv.stroke_rect(
-        x0,
-        y0,
-        (x1 - x0 + 1) as usize,
-        (y1 - y0 + 1) as usize,
-        FRAME,
-    );
+    cv.stroke_rect(x0, y0, (x1 - x0 + 1) as usize, (y1 - y0 + 1) as usize, FRAME);
 
     if all.is_empty() {
         let msg = "no data";
@@ -844,19 +791,8 @@ fn to_byte(v: f32) -> u8 {
 ///
 /// # Panics
 /// If `c` is not 1 or 3, or `images.len() != n*c*h*w` (a shape bug upstream).
-pub fn image_grid(
-    images: &[f32],
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    cols: usize,
-    zoom: usize,
-) -> Canvas {
-    assert!(
-        c == 1 || c == 3,
-        "image_grid: channels must be 1 or 3, got {c}"
-    );
+pub fn image_grid(images: &[f32], n: usize, c: usize, h: usize, w: usize, cols: usize, zoom: usize) -> Canvas {
+    assert!(c == 1 || c == 3, "image_grid: channels must be 1 or 3, got {c}");
     assert_eq!(
         images.len(),
         n * c * h * w,
@@ -884,11 +820,7 @@ pub fn image_grid(
                 let rgb = if c == 1 {
                     [to_byte(img[i]); 3]
                 } else {
-                    [
-                        to_byte(img[i]),
-                        to_byte(img[plane + i]),
-                        to_byte(img[2 * plane + i]),
-                    ]
+                    [to_byte(img[i]), to_byte(img[plane + i]), to_byte(img[2 * plane + i])]
                 };
                 cv.px[(oy + yy) * cv.w + ox + xx] = rgb;
             }
@@ -908,10 +840,7 @@ const ROW_GAP: usize = 8;
 /// Each slot is as wide as the wider of its canvas and its title (canvas and title both
 /// centred in it), slots are separated by 8 px, and everything sits on white.
 pub fn titled_row(parts: &[(&str, &Canvas)]) -> Canvas {
-    let slot_w: Vec<usize> = parts
-        .iter()
-        .map(|(t, c)| c.w.max(text_width(t, 1)))
-        .collect();
+    let slot_w: Vec<usize> = parts.iter().map(|(t, c)| c.w.max(text_width(t, 1))).collect();
     let total_w = slot_w.iter().sum::<usize>() + ROW_GAP * parts.len().saturating_sub(1);
     let max_h = parts.iter().map(|p| p.1.h).max().unwrap_or(0);
     let mut cv = Canvas::new(total_w, TITLE_STRIP + max_h, WHITE);
@@ -956,13 +885,7 @@ mod tests {
         let (w, h, buf) = decode(&cv.to_png_bytes());
         assert_eq!((w, h), (7, 3));
         assert_eq!(buf.len(), 7 * 3 * 3);
-        let at = |x: usize, y: usize| {
-            [
-                buf[(y * 7 + x) * 3],
-                buf[(y * 7 + x) * 3 + 1],
-                buf[(y * 7 + x) * 3 + 2],
-            ]
-        };
+        let at = |x: usize, y: usize| [buf[(y * 7 + x) * 3], buf[(y * 7 + x) * 3 + 1], buf[(y * 7 + x) * 3 + 2]];
         assert_eq!(at(0, 0), [255, 0, 0]);
         assert_eq!(at(6, 2), [0, 255, 0]);
         assert_eq!(at(3, 1), [1, 2, 3]);
@@ -1020,8 +943,7 @@ mod tests {
 
     #[test]
     fn font_every_glyph_has_pixels_and_all_differ() {
-        let rendered: Vec<(char, Canvas)> =
-            FONT_CHARS.chars().map(|c| (c, render_char(c))).collect();
+        let rendered: Vec<(char, Canvas)> = FONT_CHARS.chars().map(|c| (c, render_char(c))).collect();
         for (c, cv) in &rendered {
             let ink = cv.px.iter().filter(|&&p| p == INK).count();
             assert!(ink > 0, "glyph {c:?} renders nothing");
@@ -1079,10 +1001,7 @@ mod tests {
         assert_eq!((full.w, full.h), (2 * SC_PANEL_W, SC_PANEL_H));
         // Dot centre: x=0.25 is a quarter from the left, y=0.75 a quarter from the top.
         let (cx, cy) = expected_px(1, 0.25, 0.75, r);
-        assert_eq!(
-            cx,
-            (SC_PANEL_W + SC_LEFT) as i64 + (0.25f64 * 359.0).round() as i64
-        );
+        assert_eq!(cx, (SC_PANEL_W + SC_LEFT) as i64 + (0.25f64 * 359.0).round() as i64);
         assert_eq!(cy, SC_TOP as i64 + (0.25f64 * 359.0).round() as i64);
         let p = full.get(cx, cy).unwrap();
         assert!(
@@ -1095,10 +1014,7 @@ mod tests {
             for x in 0..full.w as i64 {
                 if full.get(x, y) != empty.get(x, y) {
                     changed += 1;
-                    assert!(
-                        (x - cx).abs() <= 1 && (y - cy).abs() <= 1,
-                        "stray pixel at ({x},{y})"
-                    );
+                    assert!((x - cx).abs() <= 1 && (y - cy).abs() <= 1, "stray pixel at ({x},{y})");
                 }
             }
         }
@@ -1127,10 +1043,7 @@ mod tests {
         let single = lum(cv.get(sx, sy).unwrap());
         let dense = lum(cv.get(dx, dy).unwrap());
         assert!(single < 3 * 255, "single dot invisible");
-        assert!(
-            dense < single,
-            "stacked dots should be darker ({dense} vs {single})"
-        );
+        assert!(dense < single, "stacked dots should be darker ({dense} vs {single})");
     }
 
     #[test]
@@ -1177,14 +1090,8 @@ mod tests {
         pts.extend([1e9, 1e9, f64::NAN, 0.0]); // one outlier + NaN must not matter
         let (x0, x1, y0, y1) = auto_range(&pts);
         assert!((x1 - x0 - (y1 - y0)).abs() < 1e-9, "not square");
-        assert!(
-            x0 < 10.1 && x1 > 11.9 && y0 < -0.9 && y1 > -0.1,
-            "data not covered"
-        );
-        assert!(
-            x1 - x0 < 2.0 * 1.3 + 0.1,
-            "outlier inflated the range: {x0}..{x1}"
-        );
+        assert!(x0 < 10.1 && x1 > 11.9 && y0 < -0.9 && y1 > -0.1, "data not covered");
+        assert!(x1 - x0 < 2.0 * 1.3 + 0.1, "outlier inflated the range: {x0}..{x1}");
         assert!(((x0 + x1) / 2.0 - 11.0).abs() < 0.05 && ((y0 + y1) / 2.0 + 0.5).abs() < 0.05);
         // Panels with no data or degenerate data still give a usable range.
         assert_eq!(auto_range(&[]), (-1.0, 1.0, -1.0, 1.0));
@@ -1236,12 +1143,8 @@ mod tests {
 
     #[test]
     fn line_plot_draws_series_colors_and_handles_edge_cases() {
-        let a: Vec<(f64, f64)> = (0..500)
-            .map(|i| (i as f64, 1.0 / (1.0 + i as f64)))
-            .collect();
-        let b: Vec<(f64, f64)> = (0..500)
-            .map(|i| (i as f64, 0.5 + 0.1 * ((i % 7) as f64)))
-            .collect();
+        let a: Vec<(f64, f64)> = (0..500).map(|i| (i as f64, 1.0 / (1.0 + i as f64))).collect();
+        let b: Vec<(f64, f64)> = (0..500).map(|i| (i as f64, 0.5 + 0.1 * ((i % 7) as f64))).collect();
         let cv = line_plot("loss", &[("a", &a), ("b", &b)]);
         assert_eq!((cv.w, cv.h), (LP_W, LP_H));
         let count = |c: [u8; 3]| cv.px.iter().filter(|&&p| p == c).count();
@@ -1289,10 +1192,7 @@ mod tests {
     fn image_grid_offsets_and_values() {
         let (n, h, w, cols, zoom) = (5usize, 3usize, 2usize, 2usize, 3usize);
         let vals = [-1.0f32, -0.5, 0.0, 0.5, 1.0];
-        let data: Vec<f32> = vals
-            .iter()
-            .flat_map(|&v| std::iter::repeat_n(v, h * w))
-            .collect();
+        let data: Vec<f32> = vals.iter().flat_map(|&v| std::iter::repeat_n(v, h * w)).collect();
         let cv = image_grid(&data, n, 1, h, w, cols, zoom);
         let (cw, ch) = (w * zoom, h * zoom);
         assert_eq!((cv.w, cv.h), (2 * cw + 2, 3 * ch + 2 * 2));
@@ -1349,15 +1249,10 @@ mod tests {
         assert_eq!(cv.get(49, (TITLE_STRIP + 29) as i64), Some([255, 0, 0]));
         let bx = (50 + ROW_GAP) as i64;
         assert_eq!(cv.get(bx, TITLE_STRIP as i64), Some([0, 0, 255]));
-        assert_eq!(
-            cv.get(bx + 39, (TITLE_STRIP + 19) as i64),
-            Some([0, 0, 255])
-        );
+        assert_eq!(cv.get(bx + 39, (TITLE_STRIP + 19) as i64), Some([0, 0, 255]));
         assert_eq!(cv.get(bx, (TITLE_STRIP + 20) as i64), Some(WHITE));
         // Titles are drawn in the strip above each part.
-        let ink_in = |x0: i64, x1: i64| {
-            (0..TITLE_STRIP as i64).any(|y| (x0..x1).any(|x| cv.get(x, y) == Some(INK)))
-        };
+        let ink_in = |x0: i64, x1: i64| (0..TITLE_STRIP as i64).any(|y| (x0..x1).any(|x| cv.get(x, y) == Some(INK)));
         assert!(ink_in(0, 50));
         assert!(ink_in(bx, bx + 40));
         // A title wider than its part widens the slot instead of overlapping the neighbour.

@@ -108,22 +108,13 @@ impl Rng {
     }
 
     /// A standard-normal tensor of the given shape.
-    pub fn normal_tensor<const D: usize>(
-        &mut self,
-        shape: [usize; D],
-        device: &Device,
-    ) -> Tensor<D> {
+    pub fn normal_tensor<const D: usize>(&mut self, shape: [usize; D], device: &Device) -> Tensor<D> {
         let n: usize = shape.iter().product();
         Tensor::from_data(TensorData::new(self.normal_vec(n), shape), device)
     }
 
     /// A dropout keep-mask scaled by 1/(1-p) (inverted dropout); all ones when p = 0.
-    pub fn dropout_mask<const D: usize>(
-        &mut self,
-        shape: [usize; D],
-        p: f64,
-        device: &Device,
-    ) -> Tensor<D> {
+    pub fn dropout_mask<const D: usize>(&mut self, shape: [usize; D], p: f64, device: &Device) -> Tensor<D> {
         let n: usize = shape.iter().product();
         let keep = 1.0 - p;
         let v: Vec<f32> = (0..n)

@@ -4,24 +4,20 @@
 //!   dx/dσ = (x − D(x, σ))/σ (Karras et al. 2022, Alg. 1). CD's teacher step and the exact
 //!   consistency map reuse them.
 //! - [`consistency_multistep`]: Song et al. (2023) Algorithm 1; one step when `taus` is empty.
+//! - [`ctm_gamma`]: CTM's γ-sampling (Kim et al. 2023, METHODS.md §4) on any decreasing list of
+//!   times; γ = 0 deterministic jumps, γ = 1 consistency multistep with f(x, t) = G_θ(x, t, ε).
 //! - [`Sampler`] names the family a trained method samples with; [`generate`] dispatches.
 //!
 //! Time convention: EDM σ (data end ε, noise end T) unless a sampler says otherwise.
 
-use crate::model::{Denoiser, Model};
+use crate::model::{ctm_jump, Denoiser, Model, NetDenoiser};
 use crate::nets::col;
 use crate::rng::Rng;
 use crate::schedule::karras;
 use burn::prelude::*;
 
 /// One Euler or Heun step of the PF-ODE from σ_from to σ_to (per-sample times).
-pub fn ode_step(
-    den: &dyn Denoiser,
-    x: Tensor<2>,
-    s_from: &[f64],
-    s_to: &[f64],
-    heun: bool,
-) -> Tensor<2> {
+pub fn ode_step(den: &dyn Denoiser, x: Tensor<2>, s_from: &[f64], s_to: &[f64], heun: bool) -> Tensor<2> {
     let h: Vec<f64> = s_from.iter().zip(s_to).map(|(a, b)| b - a).collect();
     let inv: Vec<f64> = s_from.iter().map(|s| 1.0 / s).collect();
     let d = (x.clone() - den.denoise(x.clone(), s_from)) * col(&inv, &x);
@@ -45,14 +41,7 @@ pub fn edm_ode(den: &dyn Denoiser, mut x: Tensor<2>, sigmas: &[f64], heun: bool)
 }
 
 /// The ODE sampler: x_T = T·z, then `steps` Heun (or Euler) steps on the Karras grid to ε.
-pub fn ode_sample(
-    den: &dyn Denoiser,
-    z: Tensor<2>,
-    steps: usize,
-    eps: f64,
-    t_max: f64,
-    heun: bool,
-) -> Tensor<2> {
+pub fn ode_sample(den: &dyn Denoiser, z: Tensor<2>, steps: usize, eps: f64, t_max: f64, heun: bool) -> Tensor<2> {
     let mut grid = karras(steps + 1, eps, t_max, 7.0);
     grid.reverse();
     edm_ode(den, z.mul_scalar(t_max), &grid, heun)
@@ -95,6 +84,55 @@ pub fn default_taus(steps: usize, mid: f64, eps: f64, t_max: f64) -> Vec<f64> {
     }
 }
 
+/// CTM γ-sampling (METHODS.md §4). `times` = t_0 > t_1 > … > t_N (t_0 = T, t_N = ε, the data
+/// end). x = t_0·z; for n = 0..N−1: s_n = sqrt(1 − γ²)·(t_{n+1} − ε) + ε, x = G_θ(x, t_n, s_n),
+/// and, unless n = N−1, x += sqrt(t_{n+1}² − s_n²)·z' with fresh z' from `rng` (none is drawn
+/// when γ = 0, so γ = 0 is deterministic given z). ε is the last time of the list.
+pub fn ctm_gamma(model: &Model, p: &[Tensor<1>], z: Tensor<2>, times: &[f64], gamma: f64, rng: &mut Rng) -> Tensor<2> {
+    assert!(
+        times.len() >= 2,
+        "γ-sampling needs at least two times (T and ε), got {}",
+        times.len()
+    );
+    assert!(
+        times.windows(2).all(|w| w[0] > w[1]),
+        "γ-sampling needs strictly decreasing times: {times:?}"
+    );
+    assert!((0.0..=1.0).contains(&gamma), "γ must lie in [0, 1], got {gamma}");
+    let [b, d] = z.dims();
+    let dev = z.device();
+    let eps = *times.last().unwrap();
+    let c = (1.0 - gamma * gamma).max(0.0).sqrt();
+    let mut x = z.mul_scalar(times[0]);
+    let n = times.len() - 1;
+    for i in 0..n {
+        let (t, t_next) = (times[i], times[i + 1]);
+        let s = if i + 1 == n { eps } else { c * (t_next - eps) + eps };
+        x = ctm_jump(model, p, x, &vec![t; b], &vec![s; b], None);
+        if i + 1 < n {
+            let sd = (t_next * t_next - s * s).max(0.0).sqrt();
+            if sd > 0.0 {
+                x = x + rng.normal_tensor([b, d], &dev).mul_scalar(sd);
+            }
+        }
+    }
+    x
+}
+
+/// The `steps + 1` times T = t_0 > … > t_steps = ε of a Karras grid (ρ = 7).
+pub fn karras_desc(steps: usize, eps: f64, t_max: f64) -> Vec<f64> {
+    let mut g = karras(steps.max(1) + 1, eps, t_max, 7.0);
+    g.reverse();
+    g
+}
+
+/// How CTM generates: γ-sampling (jumps of G_θ) or the PF-ODE through D_θ(x, σ) = g_θ(x, σ, σ).
+#[derive(Clone, Debug, PartialEq)]
+pub enum CtmMode {
+    Gamma(f64),
+    Ode { heun: bool },
+}
+
 /// How a trained method generates. Each objective names its family; [`generate`] runs it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Sampler {
@@ -102,6 +140,14 @@ pub enum Sampler {
     Consistency { eps: f64, t_max: f64, mid: f64 },
     /// EDM denoiser: Heun ODE on the Karras grid (steps = number of Heun steps).
     EdmOde { eps: f64, t_max: f64 },
+    /// CTM (METHODS.md §4): `steps` γ-jumps on a Karras grid (or on `times` when not empty,
+    /// which then fixes the number of steps), or `steps` Euler/Heun ODE steps through D_θ.
+    Ctm {
+        eps: f64,
+        t_max: f64,
+        mode: CtmMode,
+        times: Vec<f64>,
+    },
 }
 
 /// Draws `n` samples (standardised coordinates) with `steps` network steps.
@@ -115,17 +161,141 @@ pub fn generate(
     device: &Device,
 ) -> Tensor<2> {
     let z = rng.normal_tensor([n, model.net.dim()], device);
-    match *sampler {
+    match sampler.clone() {
         Sampler::Consistency { eps, t_max, mid } => {
             let taus = default_taus(steps, mid, eps, t_max);
             consistency_multistep(model, p, z, &taus, eps, t_max, rng)
         }
         Sampler::EdmOde { eps, t_max } => {
-            let den = crate::model::NetDenoiser {
+            let den = NetDenoiser {
                 model: model.clone(),
                 params: p.to_vec(),
             };
             ode_sample(&den, z, steps.max(1), eps, t_max, true)
         }
+        Sampler::Ctm {
+            eps,
+            t_max,
+            mode,
+            times,
+        } => match mode {
+            CtmMode::Gamma(gamma) => {
+                let times = if times.is_empty() {
+                    karras_desc(steps, eps, t_max)
+                } else {
+                    times
+                };
+                ctm_gamma(model, p, z, &times, gamma, rng)
+            }
+            CtmMode::Ode { heun } => {
+                let den = NetDenoiser {
+                    model: model.clone(),
+                    params: p.to_vec(),
+                };
+                if times.is_empty() {
+                    ode_sample(&den, z, steps.max(1), eps, t_max, heun)
+                } else {
+                    edm_ode(&den, z.mul_scalar(times[0]), &times, heun)
+                }
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Model;
+    use crate::nets::mlp::{Mlp, MlpConfig};
+    use crate::nets::{init_params, to_vec, Backbone, Masks, ParamSpec};
+    use crate::param::Param;
+    use std::sync::Arc;
+
+    /// A one-time "backbone" whose output is CTM's G_θ(x, t, ε): with `Param::Raw`
+    /// (c_skip = 0, c_out = c_in = 1, c_noise = t) the model's f(x, t) is exactly the
+    /// consistency function f(x, t) = G_θ(x, t, ε).
+    struct CtmAsConsistency {
+        ctm: Model,
+        eps: f64,
+    }
+
+    impl Backbone for CtmAsConsistency {
+        fn specs(&self) -> Vec<ParamSpec> {
+            self.ctm.net.specs()
+        }
+        fn dim(&self) -> usize {
+            self.ctm.net.dim()
+        }
+        fn n_times(&self) -> usize {
+            1
+        }
+        fn dropout(&self) -> f64 {
+            0.0
+        }
+        fn draw_masks(&self, _: &mut Rng, _: usize, _: &Device) -> Option<Masks> {
+            None
+        }
+        fn forward(&self, p: &[Tensor<1>], x: Tensor<2>, cond: &[Tensor<2>], _: Option<&Masks>) -> Tensor<2> {
+            let t = crate::nets::to_vec64(cond[0].clone());
+            let b = t.len();
+            ctm_jump(&self.ctm, p, x, &t, &vec![self.eps; b], None)
+        }
+        fn jvp(
+            &self,
+            _: &[Tensor<1>],
+            _: Tensor<2>,
+            _: Tensor<2>,
+            _: &[Tensor<2>],
+            _: &[Tensor<2>],
+            _: Option<&Masks>,
+        ) -> (Tensor<2>, Tensor<2>) {
+            unimplemented!()
+        }
+    }
+
+    fn ctm_model(seed: u64) -> (Model, Vec<Tensor<1>>) {
+        let dev = Device::flex();
+        let cfg = MlpConfig {
+            hidden: 32,
+            depth: 2,
+            ..Default::default()
+        };
+        let net = Arc::new(Mlp::new(&cfg, 2, 2, seed));
+        let p = init_params(&net.specs(), &mut Rng::new(seed), &dev);
+        (Model::new(net, Param::Ctm { sigma_d: 1.0 }), p)
+    }
+
+    #[test]
+    fn gamma_one_is_consistency_multistep() {
+        let dev = Device::flex();
+        let (ctm, p) = ctm_model(5);
+        let (eps, t_max) = (0.002, 80.0);
+        let cm = Model::new(Arc::new(CtmAsConsistency { ctm: ctm.clone(), eps }), Param::Raw);
+        for steps in [1usize, 2, 4] {
+            let times = karras_desc(steps, eps, t_max);
+            let z = Rng::new(11).normal_tensor([128, 2], &dev);
+            let a = ctm_gamma(&ctm, &p, z.clone(), &times, 1.0, &mut Rng::new(99));
+            let b = consistency_multistep(&cm, &p, z, &times[1..steps], eps, t_max, &mut Rng::new(99));
+            let (a, b) = (to_vec(a), to_vec(b));
+            let err = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+            assert!(err < 1e-5, "steps {steps}: max |γ=1 − multistep| = {err}");
+        }
+    }
+
+    #[test]
+    fn gamma_zero_is_deterministic_given_noise() {
+        let dev = Device::flex();
+        let (ctm, p) = ctm_model(6);
+        let times = karras_desc(4, 0.002, 80.0);
+        let z = Rng::new(1).normal_tensor([64, 2], &dev);
+        let mut r1 = Rng::new(2);
+        let mut r2 = Rng::new(3);
+        let a = ctm_gamma(&ctm, &p, z.clone(), &times, 0.0, &mut r1);
+        let b = ctm_gamma(&ctm, &p, z.clone(), &times, 0.0, &mut r2);
+        assert_eq!(to_vec(a.clone()), to_vec(b));
+        // γ = 0 consumes no randomness; γ > 0 does and then differs.
+        assert_eq!(r1.state(), Rng::new(2).state());
+        let c = ctm_gamma(&ctm, &p, z, &times, 0.5, &mut r1);
+        assert_ne!(to_vec(a), to_vec(c));
     }
 }

@@ -54,11 +54,7 @@ impl Setup {
             .gmm()
             .map(|g| g.standardized(&standardizer.mean, &standardizer.std));
         let objective = cfg.method.build(dim)?;
-        let sigma_d = if cfg.data.sigma_d > 0.0 {
-            cfg.data.sigma_d
-        } else {
-            1.0
-        };
+        let sigma_d = if cfg.data.sigma_d > 0.0 { cfg.data.sigma_d } else { 1.0 };
         let net = build_net(&cfg.model, dim, objective.n_times(), cfg.train.seed);
         let model = Model::new(net.clone(), objective.param(sigma_d));
         let mut specs = net.specs();
@@ -77,10 +73,7 @@ impl Setup {
             Some(path) => Some(load_teacher(Path::new(path), &standardizer, device)?),
         };
         if objective.needs_teacher() && teacher.is_none() {
-            bail!(
-                "method '{}' needs a teacher (method.teacher)",
-                objective.name()
-            );
+            bail!("method '{}' needs a teacher (method.teacher)", objective.name());
         }
         Ok(Self {
             cfg: cfg.clone(),
@@ -111,8 +104,7 @@ impl Setup {
 
 /// Loads a trained network (its EMA weights) as a denoiser; its data standardisation must match.
 pub fn load_teacher(path: &Path, st: &Standardizer, device: &Device) -> Result<Arc<dyn Denoiser>> {
-    let (cfg, setup, state) =
-        load_run(path, device).with_context(|| format!("loading teacher {}", path.display()))?;
+    let (cfg, setup, state) = load_run(path, device).with_context(|| format!("loading teacher {}", path.display()))?;
     if &setup.standardizer != st {
         bail!(
             "teacher {} was trained on different data ({}); its standardisation differs",
@@ -134,8 +126,7 @@ pub fn load_run(path: &Path, device: &Device) -> Result<(Config, Setup, State)> 
     let cfg = Config::from_toml(meta.get("config").context("checkpoint has no config")?)
         .with_context(|| format!("config stored in {}", file.display()))?;
     let setup = Setup::new(&cfg, device)?;
-    let state = ckpt::from_bytes(&bytes, &setup.specs, device)
-        .with_context(|| format!("in {}", file.display()))?;
+    let state = ckpt::from_bytes(&bytes, &setup.specs, device).with_context(|| format!("in {}", file.display()))?;
     Ok((cfg, setup, state))
 }
 
@@ -207,11 +198,7 @@ impl Trainer {
     /// Continues from a checkpoint state.
     pub fn from_state(setup: Setup, state: State) -> Self {
         let rng = Rng::from_state(state.rng);
-        let bad_total = state
-            .meta
-            .get("bad_steps")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let bad_total = state.meta.get("bad_steps").and_then(|s| s.parse().ok()).unwrap_or(0);
         Self {
             setup,
             state,
@@ -317,11 +304,7 @@ impl Trainer {
             } else {
                 self.state.target = self.state.online.clone();
             }
-            self.state.ema = ema(
-                &self.state.ema,
-                &self.state.online,
-                self.setup.cfg.train.eval_ema,
-            );
+            self.state.ema = ema(&self.state.ema, &self.state.online, self.setup.cfg.train.eval_ema);
         }
         self.state.step += 1;
         last
@@ -354,11 +337,7 @@ impl Trainer {
                 let rho_inf = 2.0 / (1.0 - b2) - 1.0;
                 let rho = rho_inf - 2.0 * k as f64 * b2.powi(k as i32) / bc2;
                 if rho > 5.0 {
-                    Some(
-                        ((rho - 4.0) * (rho - 2.0) * rho_inf
-                            / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho))
-                            .sqrt(),
-                    )
+                    Some(((rho - 4.0) * (rho - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho)).sqrt())
                 } else {
                     None
                 }
@@ -386,10 +365,8 @@ impl Trainer {
     pub fn snapshot(&self) -> State {
         let mut s = self.state.clone();
         s.rng = self.rng.state();
-        s.meta
-            .insert("bad_steps".into(), self.bad_total.to_string());
-        s.meta
-            .insert("method".into(), self.setup.objective.name().into());
+        s.meta.insert("bad_steps".into(), self.bad_total.to_string());
+        s.meta.insert("method".into(), self.setup.objective.name().into());
         s.meta.insert("config".into(), self.setup.cfg.to_toml());
         s.meta.insert(
             "standardizer".into(),
@@ -447,31 +424,30 @@ pub fn run(cfg: &Config, opts: &RunOptions, device: &Device) -> Result<(Trainer,
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create output folder {}", opts.out.display()))?;
     let probe = opts.out.join(".write-test");
-    std::fs::write(&probe, b"ok")
-        .with_context(|| format!("output folder {} is not writable", opts.out.display()))?;
+    std::fs::write(&probe, b"ok").with_context(|| format!("output folder {} is not writable", opts.out.display()))?;
     let _ = std::fs::remove_file(&probe);
     let existing = ckpt::list(&opts.out);
     let mut trainer = if opts.resume && !existing.is_empty() {
         let (stored_cfg, setup, state) = load_run(&opts.out, device)?;
-        if stored_cfg.method != cfg.method
-            || stored_cfg.model != cfg.model
-            || stored_cfg.data != cfg.data
-        {
-            bail!("--resume: the config differs from the run's stored config in {} (data, model or method)", opts.out.display());
+        if stored_cfg.method != cfg.method || stored_cfg.model != cfg.model || stored_cfg.data != cfg.data {
+            bail!(
+                "--resume: the config differs from the run's stored config in {} (data, model or method)",
+                opts.out.display()
+            );
         }
         let mut setup = setup;
         setup.cfg.train.steps = cfg.train.steps;
         Trainer::from_state(setup, state)
     } else {
         if !existing.is_empty() {
-            bail!("{} already holds checkpoints: pass --resume to continue it or choose another --out", opts.out.display());
+            bail!(
+                "{} already holds checkpoints: pass --resume to continue it or choose another --out",
+                opts.out.display()
+            );
         }
         Trainer::new(Setup::new(cfg, device)?)?
     };
-    ckpt::write_atomic(
-        &opts.out.join("config.toml"),
-        trainer.setup.cfg.to_toml().as_bytes(),
-    )?;
+    ckpt::write_atomic(&opts.out.join("config.toml"), trainer.setup.cfg.to_toml().as_bytes())?;
     let log_path = opts.out.join("log.jsonl");
     let mut history = read_history(&log_path, trainer.state.step);
     let mut log = std::fs::OpenOptions::new()
@@ -497,11 +473,7 @@ pub fn run(cfg: &Config, opts: &RunOptions, device: &Device) -> Result<(Trainer,
         let s = trainer.state.step;
         if s % t.log_every == 0 || s == t.steps {
             let rate = (s - first) as f64 / start.elapsed().as_secs_f64().max(1e-9);
-            let mean = if acc.1 > 0 {
-                acc.0 / acc.1 as f64
-            } else {
-                f64::NAN
-            };
+            let mean = if acc.1 > 0 { acc.0 / acc.1 as f64 } else { f64::NAN };
             let mut rec = serde_json::json!({
                 "step": s, "loss": mean, "lr": trainer.lr(), "grad_norm": r.grad_norm,
                 "steps_per_s": rate, "skipped_total": trainer.bad_total,

@@ -80,14 +80,10 @@ pub fn parse_npy(bytes: &[u8]) -> Result<(Vec<f64>, usize)> {
     let item = match descr.as_str() {
         "<f4" | "<i4" => 4,
         "<f8" | "<i8" => 8,
-        other => bail!(
-            "unsupported .npy dtype '{other}': expected little-endian float32/float64/int32/int64"
-        ),
+        other => bail!("unsupported .npy dtype '{other}': expected little-endian float32/float64/int32/int64"),
     };
     let count = n.checked_mul(d).context("the .npy shape overflows")?;
-    let need = count
-        .checked_mul(item)
-        .context("the .npy shape overflows")?;
+    let need = count.checked_mul(item).context("the .npy shape overflows")?;
     if data.len() < need {
         bail!(
             "truncated .npy: the header promises {need} bytes of data, the file has {}",
@@ -124,10 +120,7 @@ fn npy_header(bytes: &[u8]) -> Result<(Vec<usize>, String, &[u8])> {
             if bytes.len() < 12 {
                 bail!("truncated .npy header");
             }
-            (
-                u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
-                12,
-            )
+            (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12)
         }
         v => bail!("unsupported .npy version {v}"),
     };
@@ -144,10 +137,7 @@ fn npy_header(bytes: &[u8]) -> Result<(Vec<usize>, String, &[u8])> {
             .find(&format!("'{key}'"))
             .with_context(|| format!(".npy header has no '{key}'"))?;
         let rest = &header[i + key.len() + 2..];
-        let rest = rest
-            .trim_start()
-            .strip_prefix(':')
-            .context("bad .npy header")?;
+        let rest = rest.trim_start().strip_prefix(':').context("bad .npy header")?;
         Ok(rest.trim_start())
     };
     let descr = field("descr")?;
@@ -178,13 +168,7 @@ fn npy_header(bytes: &[u8]) -> Result<(Vec<usize>, String, &[u8])> {
 pub fn npy_bytes(vals: &[f32], shape: &[usize]) -> Vec<u8> {
     let shape_s = match shape {
         [n] => format!("({n},)"),
-        s => format!(
-            "({})",
-            s.iter()
-                .map(|v| v.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        s => format!("({})", s.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")),
     };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_s}, }}");
     let total = 10 + header.len() + 1;

@@ -95,10 +95,7 @@ impl Gmm {
             }
             let l = cholesky(&c, d);
             let logdet: f64 = (0..d).map(|i| 2.0 * l[i * d + i].ln()).sum();
-            log_norm.push(
-                self.weights[k].ln()
-                    - 0.5 * (logdet + d as f64 * (2.0 * std::f64::consts::PI).ln()),
-            );
+            log_norm.push(self.weights[k].ln() - 0.5 * (logdet + d as f64 * (2.0 * std::f64::consts::PI).ln()));
             chol.push(l);
         }
         Factored { chol, log_norm }
@@ -211,11 +208,7 @@ impl Gmm {
             covs: self
                 .covs
                 .iter()
-                .map(|c| {
-                    (0..d * d)
-                        .map(|ij| c[ij] / (scale[ij / d] * scale[ij % d]))
-                        .collect()
-                })
+                .map(|c| (0..d * d).map(|ij| c[ij] / (scale[ij / d] * scale[ij % d])).collect())
                 .collect(),
         }
     }
@@ -224,13 +217,7 @@ impl Gmm {
     pub fn moments(&self) -> (Vec<f64>, Vec<f64>) {
         let d = self.dim;
         let mean: Vec<f64> = (0..d)
-            .map(|i| {
-                self.weights
-                    .iter()
-                    .zip(&self.means)
-                    .map(|(w, m)| w * m[i])
-                    .sum()
-            })
+            .map(|i| self.weights.iter().zip(&self.means).map(|(w, m)| w * m[i]).sum())
             .collect();
         let std: Vec<f64> = (0..d)
             .map(|i| {
@@ -273,11 +260,7 @@ mod tests {
     #[test]
     fn single_gaussian_denoiser_is_wiener_filter() {
         // One isotropic component N(m, s² I): E[x0|x] = m + s²/(s²+σ²)(x − m).
-        let g = Gmm::new(
-            vec![1.0],
-            vec![vec![1.0, -2.0]],
-            vec![vec![0.25, 0.0, 0.0, 0.25]],
-        );
+        let g = Gmm::new(vec![1.0], vec![vec![1.0, -2.0]], vec![vec![0.25, 0.0, 0.0, 0.25]]);
         let x = [3.0, 1.0];
         let d = g.denoise_rows(&x, &[0.5]);
         let k = 0.25 / (0.25 + 0.25);
@@ -318,11 +301,7 @@ mod tests {
                 pts.push(lo + (j as f64 + 0.5) * h);
             }
         }
-        let total: f64 = g
-            .log_density(&pts, 0.0)
-            .iter()
-            .map(|l| l.exp() * h * h)
-            .sum();
+        let total: f64 = g.log_density(&pts, 0.0).iter().map(|l| l.exp() * h * h).sum();
         assert!((total - 1.0).abs() < 1e-4, "{total}");
     }
 
@@ -334,8 +313,7 @@ mod tests {
         for i in 0..2 {
             let col: Vec<f64> = xs.iter().skip(i).step_by(2).cloned().collect();
             let mean = col.iter().sum::<f64>() / col.len() as f64;
-            let sd =
-                (col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / col.len() as f64).sqrt();
+            let sd = (col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / col.len() as f64).sqrt();
             assert!((mean - m[i]).abs() < 0.01, "{mean} {}", m[i]);
             assert!((sd - s[i]).abs() < 0.01, "{sd} {}", s[i]);
         }

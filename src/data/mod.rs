@@ -70,11 +70,7 @@ pub enum Dataset {
     /// A built-in distribution with an exact sampler but no closed-form density.
     Toy { name: String, kind: Toy },
     /// Points loaded from a file, drawn uniformly with replacement.
-    Points {
-        name: String,
-        dim: usize,
-        xs: Vec<f64>,
-    },
+    Points { name: String, dim: usize, xs: Vec<f64> },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -120,11 +116,7 @@ impl Dataset {
                 gmm: Gmm::new(
                     vec![0.5, 0.3, 0.2],
                     vec![vec![-1.5, 0.0], vec![1.5, 1.0], vec![0.5, -1.5]],
-                    vec![
-                        vec![0.30, 0.20, 0.20, 0.30],
-                        iso(0.25),
-                        vec![0.05, -0.02, -0.02, 0.20],
-                    ],
+                    vec![vec![0.30, 0.20, 0.20, 0.30], iso(0.25), vec![0.05, -0.02, -0.02, 0.20]],
                 ),
             },
             // A 1-D two-mode mixture (sCD's consistency-error test).
@@ -173,9 +165,7 @@ impl Dataset {
 
     pub fn name(&self) -> &str {
         match self {
-            Dataset::Gmm { name, .. }
-            | Dataset::Toy { name, .. }
-            | Dataset::Points { name, .. } => name,
+            Dataset::Gmm { name, .. } | Dataset::Toy { name, .. } | Dataset::Points { name, .. } => name,
         }
     }
 
@@ -221,9 +211,7 @@ impl Dataset {
                 Standardizer { mean, std }
             }
             Dataset::Points { dim, xs, .. } => Standardizer::fit(xs, *dim),
-            Dataset::Toy { .. } => {
-                Standardizer::fit(&self.sample(&mut Rng::new(0x5EED), 100_000), 2)
-            }
+            Dataset::Toy { .. } => Standardizer::fit(&self.sample(&mut Rng::new(0x5EED), 100_000), 2),
         }
     }
 }
@@ -256,10 +244,7 @@ fn toy_point(kind: Toy, rng: &mut Rng) -> [f64; 2] {
         Toy::Rings => {
             let r = [0.5, 1.0, 1.5][rng.below(3)];
             let a = 2.0 * PI * rng.uniform();
-            [
-                r * a.cos() + 0.04 * rng.normal(),
-                r * a.sin() + 0.04 * rng.normal(),
-            ]
+            [r * a.cos() + 0.04 * rng.normal(), r * a.sin() + 0.04 * rng.normal()]
         }
         Toy::Pinwheel => {
             // Five arms; radial offset r ~ N(1, 0.3²), tangential N(0, 0.05²), rotated by
@@ -303,9 +288,6 @@ mod tests {
     #[test]
     fn unknown_name_is_a_clear_error() {
         let e = Dataset::from_name("ring9").unwrap_err().to_string();
-        assert!(
-            e.contains("unknown data set 'ring9'") && e.contains("ring8"),
-            "{e}"
-        );
+        assert!(e.contains("unknown data set 'ring9'") && e.contains("ring8"), "{e}");
     }
 }

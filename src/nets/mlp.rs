@@ -70,21 +70,13 @@ impl Default for MlpConfig {
 
 impl MlpConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            self.hidden >= 1,
-            "model.hidden must be at least 1, got {}",
-            self.hidden
-        );
+        anyhow::ensure!(self.hidden >= 1, "model.hidden must be at least 1, got {}", self.hidden);
         anyhow::ensure!(
             self.emb_hidden >= 1,
             "model.emb_hidden must be at least 1, got {}",
             self.emb_hidden
         );
-        anyhow::ensure!(
-            self.depth >= 1,
-            "model.depth must be at least 1, got {}",
-            self.depth
-        );
+        anyhow::ensure!(self.depth >= 1, "model.depth must be at least 1, got {}", self.depth);
         anyhow::ensure!(
             self.emb_dim >= 2 && self.emb_dim % 2 == 0,
             "model.emb_dim must be even and at least 2, got {}",
@@ -128,11 +120,7 @@ impl Mlp {
         let freq_vals: Vec<f32> = match cfg.embedding {
             Embedding::Positional => (0..half)
                 .map(|j| {
-                    let f = if half == 1 {
-                        0.0
-                    } else {
-                        j as f64 / (half - 1) as f64
-                    };
+                    let f = if half == 1 { 0.0 } else { j as f64 / (half - 1) as f64 };
                     cfg.max_freq.powf(f) as f32
                 })
                 .collect(),
@@ -143,18 +131,8 @@ impl Mlp {
                     .collect()
             }
         };
-        let freqs = b.add(
-            "time_embed.freqs",
-            vec![1, half],
-            Init::Values(freq_vals),
-            false,
-        );
-        let temb = b.linear(
-            "time_embed.linear",
-            cfg.emb_dim * n_times,
-            cfg.emb_hidden,
-            false,
-        );
+        let freqs = b.add("time_embed.freqs", vec![1, half], Init::Values(freq_vals), false);
+        let temb = b.linear("time_embed.linear", cfg.emb_dim * n_times, cfg.emb_hidden, false);
         let input = b.linear("input", dim, h, false);
         let mut hidden = Vec::new();
         let mut modul = Vec::new();
@@ -196,12 +174,7 @@ impl Mlp {
         Tensor::cat(parts, 1)
     }
 
-    fn embed_jvp(
-        &self,
-        p: &[Tensor<1>],
-        cond: &[Tensor<2>],
-        dcond: &[Tensor<2>],
-    ) -> (Tensor<2>, Tensor<2>) {
+    fn embed_jvp(&self, p: &[Tensor<1>], cond: &[Tensor<2>], dcond: &[Tensor<2>]) -> (Tensor<2>, Tensor<2>) {
         let half = self.cfg.emb_dim / 2;
         let w = p[self.freqs].clone().reshape([1, half]);
         let mut y = Vec::new();
@@ -236,13 +209,7 @@ impl Mlp {
         }
     }
 
-    fn modulate_jvp(
-        &self,
-        a: Tensor<2>,
-        da: Tensor<2>,
-        m: Tensor<2>,
-        dm: Tensor<2>,
-    ) -> (Tensor<2>, Tensor<2>) {
+    fn modulate_jvp(&self, a: Tensor<2>, da: Tensor<2>, m: Tensor<2>, dm: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
         let h = self.cfg.hidden;
         match self.cfg.modulation {
             Modulation::Shift => (a + m, da + dm),
@@ -288,13 +255,7 @@ impl Backbone for Mlp {
         ))
     }
 
-    fn forward(
-        &self,
-        p: &[Tensor<1>],
-        x: Tensor<2>,
-        cond: &[Tensor<2>],
-        masks: Option<&Masks>,
-    ) -> Tensor<2> {
+    fn forward(&self, p: &[Tensor<1>], x: Tensor<2>, cond: &[Tensor<2>], masks: Option<&Masks>) -> Tensor<2> {
         assert_eq!(
             cond.len(),
             self.n_times,
@@ -305,11 +266,7 @@ impl Backbone for Mlp {
         let e = activation::silu(self.temb.forward(p, self.embed(p, cond)));
         let mut h = x;
         for l in 0..self.cfg.depth {
-            let lin = if l == 0 {
-                &self.input
-            } else {
-                &self.hidden[l - 1]
-            };
+            let lin = if l == 0 { &self.input } else { &self.hidden[l - 1] };
             let a = lin.forward(p, h);
             let m = self.modul[l].forward(p, e.clone());
             h = activation::silu(self.modulate(a, m));
@@ -341,11 +298,7 @@ impl Backbone for Mlp {
         let (e, de) = silu_jvp(self.temb.forward(p, emb), self.temb.tangent(p, demb));
         let (mut h, mut dh) = (x, dx);
         for l in 0..self.cfg.depth {
-            let lin = if l == 0 {
-                &self.input
-            } else {
-                &self.hidden[l - 1]
-            };
+            let lin = if l == 0 { &self.input } else { &self.hidden[l - 1] };
             let (a, da) = (lin.forward(p, h), lin.tangent(p, dh));
             let (m, dm) = (
                 self.modul[l].forward(p, e.clone()),

@@ -55,25 +55,12 @@ pub fn init_params(specs: &[ParamSpec], rng: &mut Rng, device: &Device) -> Vec<T
         .map(|s| {
             let n = s.numel();
             let v: Vec<f32> = match &s.init {
-                Init::Uniform(b) => (0..n)
-                    .map(|_| ((2.0 * rng.uniform() - 1.0) * b) as f32)
-                    .collect(),
-                Init::Normal(sd) => rng
-                    .normal_vec(n)
-                    .into_iter()
-                    .map(|x| x * *sd as f32)
-                    .collect(),
+                Init::Uniform(b) => (0..n).map(|_| ((2.0 * rng.uniform() - 1.0) * b) as f32).collect(),
+                Init::Normal(sd) => rng.normal_vec(n).into_iter().map(|x| x * *sd as f32).collect(),
                 Init::Zeros => vec![0.0; n],
                 Init::Ones => vec![1.0; n],
                 Init::Values(v) => {
-                    assert_eq!(
-                        v.len(),
-                        n,
-                        "{}: {} values for {} elements",
-                        s.name,
-                        v.len(),
-                        n
-                    );
+                    assert_eq!(v.len(), n, "{}: {} values for {} elements", s.name, v.len(), n);
                     v.clone()
                 }
             };
@@ -89,13 +76,7 @@ pub struct SpecBuilder {
 }
 
 impl SpecBuilder {
-    pub fn add(
-        &mut self,
-        name: impl Into<String>,
-        shape: Vec<usize>,
-        init: Init,
-        trainable: bool,
-    ) -> usize {
+    pub fn add(&mut self, name: impl Into<String>, shape: Vec<usize>, init: Init, trainable: bool) -> usize {
         self.specs.push(ParamSpec {
             name: name.into(),
             shape,
@@ -152,24 +133,14 @@ pub fn silu_jvp(a: Tensor<2>, da: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
 /// Pixel norm over the feature axis, x / sqrt(mean(x²) + ε) (Karras et al. 2018), with tangent
 /// dn = dx/r − x·mean(x·dx)/r³.
 pub fn pixel_norm(x: Tensor<2>) -> Tensor<2> {
-    let r = x
-        .clone()
-        .square()
-        .mean_dim(1)
-        .add_scalar(PIXEL_NORM_EPS)
-        .sqrt();
+    let r = x.clone().square().mean_dim(1).add_scalar(PIXEL_NORM_EPS).sqrt();
     x / r
 }
 
 pub const PIXEL_NORM_EPS: f64 = 1e-8;
 
 pub fn pixel_norm_jvp(x: Tensor<2>, dx: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
-    let r = x
-        .clone()
-        .square()
-        .mean_dim(1)
-        .add_scalar(PIXEL_NORM_EPS)
-        .sqrt();
+    let r = x.clone().square().mean_dim(1).add_scalar(PIXEL_NORM_EPS).sqrt();
     let m = (x.clone() * dx.clone()).mean_dim(1);
     let r3 = r.clone() * r.clone() * r.clone();
     let dn = dx / r.clone() - x.clone() * m / r3;
@@ -194,13 +165,7 @@ pub trait Backbone: Send + Sync {
     fn dropout(&self) -> f64;
     /// Draws the dropout masks for a batch (None when dropout is off).
     fn draw_masks(&self, rng: &mut Rng, batch: usize, device: &Device) -> Option<Masks>;
-    fn forward(
-        &self,
-        p: &[Tensor<1>],
-        x: Tensor<2>,
-        cond: &[Tensor<2>],
-        masks: Option<&Masks>,
-    ) -> Tensor<2>;
+    fn forward(&self, p: &[Tensor<1>], x: Tensor<2>, cond: &[Tensor<2>], masks: Option<&Masks>) -> Tensor<2>;
     /// Output and its directional derivative along (dx, dcond). Runs on plain tensors.
     fn jvp(
         &self,
@@ -217,10 +182,7 @@ pub trait Backbone: Send + Sync {
 pub fn col(vals: &[f64], like: &Tensor<2>) -> Tensor<2> {
     let dev = like.device();
     let dtype = like.dtype();
-    Tensor::<2>::from_data(
-        TensorData::new(vals.to_vec(), [vals.len(), 1]),
-        (&dev, dtype),
-    )
+    Tensor::<2>::from_data(TensorData::new(vals.to_vec(), [vals.len(), 1]), (&dev, dtype))
 }
 
 /// A `[B, 1]` column in f32 on `device`.
@@ -231,18 +193,12 @@ pub fn col_f32(vals: &[f64], device: &Device) -> Tensor<2> {
 
 /// Reads a tensor back as `Vec<f32>`.
 pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .expect("f32 data")
+    t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 data")
 }
 
 /// Reads a tensor back as `Vec<f64>` (any float dtype).
 pub fn to_vec64<const D: usize>(t: Tensor<D>) -> Vec<f64> {
-    t.into_data()
-        .convert::<f64>()
-        .try_to_vec::<f64>()
-        .expect("f64 data")
+    t.into_data().convert::<f64>().try_to_vec::<f64>().expect("f64 data")
 }
 
 /// Builds a `[n, d]` tensor from row-major f32 values.

@@ -61,23 +61,13 @@ impl Cd {
             anyhow::bail!("method.target: CD takes stop-grad or a fixed EMA, not the CT schedule");
         }
         let grid = karras(cfg.n, cfg.time.eps, cfg.time.t_max, cfg.time.rho);
-        let c = if cfg.huber_c > 0.0 {
-            cfg.huber_c
-        } else {
-            huber_c(dim)
-        };
+        let c = if cfg.huber_c > 0.0 { cfg.huber_c } else { huber_c(dim) };
         Ok(Self { cfg, grid, c })
     }
 
     /// The CD target f_{θ⁻}(x̂_n, σ_n) and the online estimate for given draws; exposed so tests
     /// can compare with an analytic teacher step.
-    pub fn teacher_step(
-        &self,
-        teacher: &dyn Denoiser,
-        x: Tensor<2>,
-        s_hi: &[f64],
-        s_lo: &[f64],
-    ) -> Tensor<2> {
+    pub fn teacher_step(&self, teacher: &dyn Denoiser, x: Tensor<2>, s_hi: &[f64], s_lo: &[f64]) -> Tensor<2> {
         ode_step(teacher, x, s_hi, s_lo, self.cfg.solver == Solver::Heun)
     }
 }
@@ -119,9 +109,7 @@ impl Objective for Cd {
     }
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, _phase: usize) -> LossOut {
         let [b, d] = x0.dims();
-        let teacher = ctx
-            .teacher
-            .expect("CD needs a teacher (checked when the run starts)");
+        let teacher = ctx.teacher.expect("CD needs a teacher (checked when the run starts)");
         let idx: Vec<usize> = (0..b).map(|_| ctx.rng.below(self.grid.len() - 1)).collect();
         let s_lo: Vec<f64> = idx.iter().map(|&i| self.grid[i]).collect();
         let s_hi: Vec<f64> = idx.iter().map(|&i| self.grid[i + 1]).collect();
@@ -132,10 +120,7 @@ impl Objective for Cd {
         let target = ctx.model.f(ctx.target, x_lo, &s_lo, masks.as_ref());
         let est = ctx.model.f(ctx.online, x_hi, &s_hi, masks.as_ref());
         let loss = distance(self.cfg.distance, est, target, self.c).mean();
-        LossOut {
-            loss,
-            terms: vec![],
-        }
+        LossOut { loss, terms: vec![] }
     }
     fn sampler(&self) -> Sampler {
         self.cfg.time.consistency_sampler()

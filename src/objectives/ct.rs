@@ -48,11 +48,7 @@ impl Ct {
             cfg.s1
         );
         super::cd::check_time(&cfg.time)?;
-        let c = if cfg.huber_c > 0.0 {
-            cfg.huber_c
-        } else {
-            huber_c(dim)
-        };
+        let c = if cfg.huber_c > 0.0 { cfg.huber_c } else { huber_c(dim) };
         Ok(Self { cfg, c })
     }
     pub fn grid(&self, step: u64, total: u64) -> Vec<f64> {
@@ -75,9 +71,7 @@ impl Objective for Ct {
         match self.cfg.target {
             TargetPolicy::StopGrad => None,
             TargetPolicy::Ema { mu } => Some(mu),
-            TargetPolicy::Scheduled { mu0 } => {
-                Some(ct_mu(step, total, self.cfg.s0, self.cfg.s1, mu0))
-            }
+            TargetPolicy::Scheduled { mu0 } => Some(ct_mu(step, total, self.cfg.s0, self.cfg.s1, mu0)),
         }
     }
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, _phase: usize) -> LossOut {

@@ -29,11 +29,7 @@ pub struct Dsm {
 
 impl Dsm {
     pub fn new(cfg: DsmConfig) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            cfg.p_std > 0.0,
-            "method.p_std must be positive, got {}",
-            cfg.p_std
-        );
+        anyhow::ensure!(cfg.p_std > 0.0, "method.p_std must be positive, got {}", cfg.p_std);
         Ok(Self { cfg })
     }
 }
@@ -54,19 +50,13 @@ impl Objective for Dsm {
         let sigma: Vec<f64> = (0..b)
             .map(|_| (self.cfg.p_mean + self.cfg.p_std * ctx.rng.normal()).exp())
             .collect();
-        let w: Vec<f64> = sigma
-            .iter()
-            .map(|s| (s * s + sd * sd) / (s * sd).powi(2))
-            .collect();
+        let w: Vec<f64> = sigma.iter().map(|s| (s * s + sd * sd) / (s * sd).powi(2)).collect();
         let z = ctx.rng.normal_tensor([b, d], ctx.device);
         let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);
         let x = x0.clone() + z * col(&sigma, &x0);
         let den = ctx.model.f(ctx.online, x, &sigma, masks.as_ref());
         let loss = weighted_mean((den - x0).square().mean_dim(1), &w);
-        LossOut {
-            loss,
-            terms: vec![],
-        }
+        LossOut { loss, terms: vec![] }
     }
     fn sampler(&self) -> Sampler {
         Sampler::EdmOde {

@@ -44,17 +44,9 @@ pub struct Ect {
 impl Ect {
     pub fn new(cfg: EctConfig, dim: usize) -> anyhow::Result<Self> {
         anyhow::ensure!(cfg.q > 1.0, "method.q must exceed 1, got {}", cfg.q);
-        anyhow::ensure!(
-            cfg.p_std > 0.0,
-            "method.p_std must be positive, got {}",
-            cfg.p_std
-        );
+        anyhow::ensure!(cfg.p_std > 0.0, "method.p_std must be positive, got {}", cfg.p_std);
         super::cd::check_time(&cfg.time)?;
-        let c = if cfg.huber_c > 0.0 {
-            cfg.huber_c
-        } else {
-            huber_c(dim)
-        };
+        let c = if cfg.huber_c > 0.0 { cfg.huber_c } else { huber_c(dim) };
         Ok(Self { cfg, c })
     }
     pub fn stage(&self, step: u64, total: u64) -> u32 {
@@ -92,10 +84,7 @@ impl Objective for Ect {
             })
             .collect();
         // r below ε means "the data end": the target is x0 itself (f(x, ε) = x).
-        let r: Vec<f64> = sigma
-            .iter()
-            .map(|&s| ect_r(s, stage, self.cfg.q).max(t.eps))
-            .collect();
+        let r: Vec<f64> = sigma.iter().map(|&s| ect_r(s, stage, self.cfg.q).max(t.eps)).collect();
         let w: Vec<f64> = sigma.iter().zip(&r).map(|(s, r)| 1.0 / (s - r)).collect();
         let z = ctx.rng.normal_tensor([b, d], ctx.device);
         let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);

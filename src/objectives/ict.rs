@@ -51,17 +51,9 @@ impl Ict {
             cfg.s0,
             cfg.s1
         );
-        anyhow::ensure!(
-            cfg.p_std > 0.0,
-            "method.p_std must be positive, got {}",
-            cfg.p_std
-        );
+        anyhow::ensure!(cfg.p_std > 0.0, "method.p_std must be positive, got {}", cfg.p_std);
         super::cd::check_time(&cfg.time)?;
-        let c = if cfg.huber_c > 0.0 {
-            cfg.huber_c
-        } else {
-            huber_c(dim)
-        };
+        let c = if cfg.huber_c > 0.0 { cfg.huber_c } else { huber_c(dim) };
         Ok(Self { cfg, c })
     }
 
@@ -96,13 +88,7 @@ impl Objective for Ict {
         let w: Vec<f64> = s_lo
             .iter()
             .zip(&s_hi)
-            .map(|(lo, hi)| {
-                if self.cfg.weighting {
-                    1.0 / (hi - lo)
-                } else {
-                    1.0
-                }
-            })
+            .map(|(lo, hi)| if self.cfg.weighting { 1.0 / (hi - lo) } else { 1.0 })
             .collect();
         let z = ctx.rng.normal_tensor([b, d], ctx.device);
         let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);

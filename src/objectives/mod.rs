@@ -9,6 +9,7 @@
 
 pub mod cd;
 pub mod ct;
+pub mod ctm;
 pub mod dsm;
 pub mod ect;
 pub mod ict;
@@ -91,12 +92,7 @@ pub fn distance(kind: Distance, a: Tensor<2>, b: Tensor<2>, c: f64) -> Tensor<2>
     match kind {
         Distance::L2 => diff.square().mean_dim(1),
         Distance::L1 => diff.abs().mean_dim(1),
-        Distance::PseudoHuber => diff
-            .square()
-            .sum_dim(1)
-            .add_scalar(c * c)
-            .sqrt()
-            .sub_scalar(c),
+        Distance::PseudoHuber => diff.square().sum_dim(1).add_scalar(c * c).sqrt().sub_scalar(c),
     }
 }
 
@@ -164,6 +160,8 @@ pub enum MethodConfig {
     Ct(ct::CtConfig),
     Ict(ict::IctConfig),
     Ect(ect::EctConfig),
+    /// Consistency trajectory models (METHODS.md §4).
+    Ctm(ctm::CtmConfig),
 }
 
 impl Default for MethodConfig {
@@ -173,7 +171,7 @@ impl Default for MethodConfig {
 }
 
 /// Names accepted by `--method`.
-pub const METHODS: &[&str] = &["ict", "ct", "cd", "ect", "edm"];
+pub const METHODS: &[&str] = &["ict", "ct", "cd", "ect", "ctm", "edm"];
 
 impl MethodConfig {
     /// The default configuration of a method by name.
@@ -184,10 +182,8 @@ impl MethodConfig {
             "ct" => MethodConfig::Ct(Default::default()),
             "ict" => MethodConfig::Ict(Default::default()),
             "ect" => MethodConfig::Ect(Default::default()),
-            other => anyhow::bail!(
-                "unknown method '{other}': expected one of {}",
-                METHODS.join(", ")
-            ),
+            "ctm" => MethodConfig::Ctm(Default::default()),
+            other => anyhow::bail!("unknown method '{other}': expected one of {}", METHODS.join(", ")),
         })
     }
 
@@ -198,21 +194,25 @@ impl MethodConfig {
             MethodConfig::Ct(c) => Box::new(ct::Ct::new(c.clone(), dim)?),
             MethodConfig::Ict(c) => Box::new(ict::Ict::new(c.clone(), dim)?),
             MethodConfig::Ect(c) => Box::new(ect::Ect::new(c.clone(), dim)?),
+            MethodConfig::Ctm(c) => Box::new(ctm::Ctm::new(c.clone(), dim)?),
         })
     }
 
-    /// The teacher setting, for methods that distil: `exact`, `train`, or a run folder.
-    pub fn teacher(&self) -> Option<&str> {
+    /// Points a distilling method at a teacher (a run folder or `exact`).
+    pub fn set_teacher(&mut self, teacher: &str) {
         match self {
-            MethodConfig::Cd(c) => Some(&c.teacher),
-            _ => None,
+            MethodConfig::Cd(c) => c.teacher = teacher.into(),
+            MethodConfig::Ctm(c) => c.teacher = teacher.into(),
+            _ => {}
         }
     }
 
-    /// Points a distilling method at a trained teacher.
-    pub fn set_teacher(&mut self, path: &str) {
-        if let MethodConfig::Cd(c) = self {
-            c.teacher = path.into();
+    /// The teacher setting, for methods that distil.
+    pub fn teacher(&self) -> Option<&str> {
+        match self {
+            MethodConfig::Cd(c) => Some(&c.teacher),
+            MethodConfig::Ctm(c) => Some(&c.teacher),
+            _ => None,
         }
     }
 

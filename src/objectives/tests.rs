@@ -33,9 +33,7 @@ fn consistency_function_is_identity_at_eps_for_random_weights() {
             crate::samplers::Sampler::Consistency { eps, .. } => eps,
             other => panic!("{other:?}"),
         };
-        let y = setup
-            .model
-            .f(&p[..setup.n_net], x.clone(), &vec![eps; 64], None);
+        let y = setup.model.f(&p[..setup.n_net], x.clone(), &vec![eps; 64], None);
         assert_eq!(
             crate::nets::to_vec(x),
             crate::nets::to_vec(y),
@@ -56,18 +54,11 @@ fn cd_teacher_step_with_exact_gmm_equals_analytic_euler_and_heun() {
     let n = 32;
     let xs: Vec<f64> = (0..n * 2).map(|_| 2.0 * rng.normal()).collect();
     let (hi, lo) = (1.09, 0.585);
-    let x = Tensor::<2>::from_data(
-        TensorData::new(xs.clone(), [n, 2]),
-        (&dev, burn::tensor::DType::F64),
-    );
+    let x = Tensor::<2>::from_data(TensorData::new(xs.clone(), [n, 2]), (&dev, burn::tensor::DType::F64));
     // Analytic steps in f64 on the CPU.
     let d1 = g.denoise_rows(&xs, &vec![hi; n]);
     let slope1: Vec<f64> = xs.iter().zip(&d1).map(|(x, d)| (x - d) / hi).collect();
-    let euler: Vec<f64> = xs
-        .iter()
-        .zip(&slope1)
-        .map(|(x, s)| x + (lo - hi) * s)
-        .collect();
+    let euler: Vec<f64> = xs.iter().zip(&slope1).map(|(x, s)| x + (lo - hi) * s).collect();
     let d2 = g.denoise_rows(&euler, &vec![lo; n]);
     let heun: Vec<f64> = xs
         .iter()
@@ -87,8 +78,7 @@ fn cd_teacher_step_with_exact_gmm_equals_analytic_euler_and_heun() {
             2,
         )
         .unwrap();
-        let got =
-            to_vec64(cd.teacher_step(&g as &dyn Denoiser, x.clone(), &vec![hi; n], &vec![lo; n]));
+        let got = to_vec64(cd.teacher_step(&g as &dyn Denoiser, x.clone(), &vec![hi; n], &vec![lo; n]));
         for (a, b) in got.iter().zip(&want) {
             assert!((a - b).abs() < 2e-5, "{solver:?}: {a} vs {b}");
         }
@@ -105,20 +95,11 @@ fn exact_consistency_map_lands_on_the_data_end() {
         vec![vec![-2.0], vec![2.0]],
         vec![vec![0.01], vec![0.01]],
     );
-    let x = Tensor::<2>::from_data(
-        TensorData::new(vec![0.7f32, -3.0, 30.0, -25.0], [4, 1]),
-        &dev,
-    );
+    let x = Tensor::<2>::from_data(TensorData::new(vec![0.7f32, -3.0, 30.0, -25.0], [4, 1]), &dev);
     let s = [0.0021, 0.0021, 40.0, 40.0];
     let y = to_vec64(crate::demo::exact_consistency_map(&g, x, &s, 0.002, 100));
-    assert!(
-        (y[0] - 0.7).abs() < 1e-3 && (y[1] + 3.0).abs() < 1e-3,
-        "{y:?}"
-    );
-    assert!(
-        (y[2] - 2.0).abs() < 0.35 && (y[3] + 2.0).abs() < 0.35,
-        "{y:?}"
-    );
+    assert!((y[0] - 0.7).abs() < 1e-3 && (y[1] + 3.0).abs() < 1e-3, "{y:?}");
+    assert!((y[2] - 2.0).abs() < 0.35 && (y[3] + 2.0).abs() < 0.35, "{y:?}");
 }
 
 /// Trains `method` briefly on ring8 and returns (untrained SWD, trained 1-step SWD, 2-step SWD).
