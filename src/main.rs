@@ -79,6 +79,16 @@ enum Cmd {
         /// Use the online weights instead of the evaluation EMA.
         #[arg(long)]
         online: bool,
+        /// Explicit decreasing noise levels after the first step (consistency: intermediate σ
+        /// of multistep sampling; CTM: the jump times, ending at ε), comma separated.
+        #[arg(long, value_delimiter = ',')]
+        times: Option<Vec<f64>>,
+        /// CTM γ-sampling: 0 = deterministic jumps, 1 = consistency multistep.
+        #[arg(long)]
+        gamma: Option<f64>,
+        /// CTM ODE sampling through the denoiser D_θ: `heun` or `euler`.
+        #[arg(long)]
+        ode: Option<String>,
     },
     /// Metrics of a sample file (or a run) against its data.
     Eval {
@@ -256,6 +266,9 @@ fn real_main() -> Result<()> {
             seed,
             out,
             online,
+            times,
+            gamma,
+            ode,
         } => {
             let dev = device("cpu")?;
             let (_, setup, state) = train::load_run(&run, &dev)?;
@@ -264,8 +277,15 @@ fn real_main() -> Result<()> {
             } else {
                 &state.ema[..setup.n_net]
             };
+            let ode = match ode.as_deref() {
+                None => None,
+                Some("heun") => Some(true),
+                Some("euler") => Some(false),
+                Some(other) => bail!("--ode must be heun or euler, got '{other}'"),
+            };
+            let sampler = cm::samplers::with_options(&setup.objective.sampler(), times, gamma, ode)?;
             let mut rng = cm::rng::Rng::new(seed);
-            let xs = demo::sample_raw(&setup, p, n, steps, &mut rng);
+            let xs = demo::sample_raw_with(&setup, &sampler, p, n, steps, &mut rng);
             let dim = setup.data.dim();
             let npy = cm::data::files::npy_bytes(&xs.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[n, dim]);
             cm::ckpt::write_atomic(&out, &npy)?;

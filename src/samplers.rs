@@ -140,6 +140,9 @@ pub enum Sampler {
     Consistency { eps: f64, t_max: f64, mid: f64 },
     /// EDM denoiser: Heun ODE on the Karras grid (steps = number of Heun steps).
     EdmOde { eps: f64, t_max: f64 },
+    /// Consistency multistep on explicit decreasing intermediate noise levels `taus`
+    /// (the first step is always from T).
+    ConsistencyTaus { eps: f64, t_max: f64, taus: Vec<f64> },
     /// CTM (METHODS.md §4): `steps` γ-jumps on a Karras grid (or on `times` when not empty,
     /// which then fixes the number of steps), or `steps` Euler/Heun ODE steps through D_θ.
     Ctm {
@@ -166,6 +169,7 @@ pub fn generate(
             let taus = default_taus(steps, mid, eps, t_max);
             consistency_multistep(model, p, z, &taus, eps, t_max, rng)
         }
+        Sampler::ConsistencyTaus { eps, t_max, taus } => consistency_multistep(model, p, z, &taus, eps, t_max, rng),
         Sampler::EdmOde { eps, t_max } => {
             let den = NetDenoiser {
                 model: model.clone(),
@@ -298,4 +302,64 @@ mod tests {
         let c = ctm_gamma(&ctm, &p, z, &times, 0.5, &mut r1);
         assert_ne!(to_vec(a), to_vec(c));
     }
+}
+
+/// Applies command-line sampler options to a method's sampler: explicit noise levels
+/// (`times`, decreasing), CTM's γ, or CTM's ODE mode. Options a sampler does not have are errors.
+pub fn with_options(
+    base: &Sampler,
+    times: Option<Vec<f64>>,
+    gamma: Option<f64>,
+    ode: Option<bool>,
+) -> anyhow::Result<Sampler> {
+    if let Some(t) = &times {
+        anyhow::ensure!(
+            t.windows(2).all(|w| w[0] > w[1]) && t.iter().all(|v| v.is_finite() && *v > 0.0),
+            "--times must be positive and strictly decreasing, got {t:?}"
+        );
+    }
+    if let Some(g) = gamma {
+        anyhow::ensure!((0.0..=1.0).contains(&g), "--gamma must be in [0, 1], got {g}");
+    }
+    Ok(match base.clone() {
+        Sampler::Consistency { eps, t_max, .. } | Sampler::ConsistencyTaus { eps, t_max, .. } => {
+            anyhow::ensure!(
+                gamma.is_none() && ode.is_none(),
+                "--gamma and --ode apply to CTM runs only"
+            );
+            match times {
+                Some(taus) => {
+                    anyhow::ensure!(
+                        taus.iter().all(|&v| v > eps && v < t_max),
+                        "--times must lie in (eps, T) = ({eps}, {t_max}) for consistency sampling"
+                    );
+                    Sampler::ConsistencyTaus { eps, t_max, taus }
+                }
+                None => base.clone(),
+            }
+        }
+        Sampler::Ctm {
+            eps,
+            t_max,
+            mode,
+            times: t0,
+        } => Sampler::Ctm {
+            eps,
+            t_max,
+            mode: match (gamma, ode) {
+                (Some(_), Some(_)) => anyhow::bail!("give --gamma or --ode, not both"),
+                (Some(g), None) => CtmMode::Gamma(g),
+                (None, Some(heun)) => CtmMode::Ode { heun },
+                (None, None) => mode,
+            },
+            times: times.unwrap_or(t0),
+        },
+        other => {
+            anyhow::ensure!(
+                times.is_none() && gamma.is_none() && ode.is_none(),
+                "this run's sampler takes no --times, --gamma or --ode"
+            );
+            other
+        }
+    })
 }
