@@ -18,6 +18,8 @@ pub fn demo_config(method: &str, data: &str) -> Result<Config> {
     let mut cfg = Config::default();
     cfg.data.name = data.into();
     cfg.method = MethodConfig::by_name(method)?;
+    let crate::config::ModelConfig::Mlp(m) = &mut cfg.model;
+    cfg.method.recommend_model(m);
     cfg.train.steps = 3000;
     cfg.train.lr = 1e-3;
     cfg.train.ckpt_every = 1000;
@@ -78,19 +80,20 @@ pub fn evaluate(setup: &Setup, params: &[Tensor<1>], n: usize, seed: u64) -> (Re
 pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device: &Device) -> Result<DemoSummary> {
     let start = std::time::Instant::now();
     let mut cfg = cfg.clone();
-    // CD without an exact teacher: train an EDM teacher first, in a sub-folder.
-    let needs_teacher = matches!(&cfg.method, MethodConfig::Cd(cd) if cd.teacher == "exact")
+    // A distilling method (CD, sCD, FACM with teacher = "exact") on data without an exact
+    // denoiser: train an EDM teacher first, in a sub-folder.
+    let needs_teacher = cfg.method.teacher() == Some("exact")
         && crate::data::Dataset::from_name(&cfg.data.name)?.gmm().is_none();
     if needs_teacher {
         let mut tcfg = cfg.clone();
         tcfg.method = MethodConfig::by_name("edm")?;
         let tdir = out.join("teacher");
         if progress {
-            eprintln!("training an EDM teacher for CD in {}", tdir.display());
+            eprintln!("training an EDM teacher in {}", tdir.display());
         }
         train::run(&tcfg, &RunOptions { out: tdir.clone(), resume: true, progress, stop_after: None }, device)?;
-        if let MethodConfig::Cd(cd) = &mut cfg.method {
-            cd.teacher = tdir.display().to_string();
+        cfg.method.set_teacher(&tdir.display().to_string());
+        if let MethodConfig::Cd(_) = &cfg.method {
             cfg.train.init_from = tdir.display().to_string();
         }
     }
@@ -142,8 +145,12 @@ pub fn summarize(trainer: &Trainer, history: &[(f64, f64)], out: &Path, n_eval: 
 /// consistency map f*(x, σ) (Heun PF-ODE with the exact denoiser, 200 steps from σ to ε) on
 /// points x = x0 + σ z at σ spread over the Karras grid. Only for consistency-function methods.
 pub fn consistency_error(setup: &Setup, params: &[Tensor<1>], gmm: &crate::data::gmm::Gmm, n: usize, seed: u64) -> f64 {
-    let crate::samplers::Sampler::Consistency { eps, t_max, .. } = setup.objective.sampler() else {
-        return f64::NAN;
+    let (eps, t_max) = match setup.objective.sampler() {
+        crate::samplers::Sampler::Consistency { eps, t_max, .. } => (eps, t_max),
+        crate::samplers::Sampler::TrigFlow { sigma_max, .. } => {
+            return trigflow_consistency_error(setup, params, gmm, n, seed, sigma_max)
+        }
+        _ => return f64::NAN,
     };
     let mut rng = Rng::new(seed);
     let x0 = setup.batch(&mut rng, n);
@@ -152,6 +159,23 @@ pub fn consistency_error(setup: &Setup, params: &[Tensor<1>], gmm: &crate::data:
     let x = x0.clone() + z * crate::nets::col(&sigmas, &x0);
     let learned = setup.model.f(params, x.clone(), &sigmas, None);
     let exact = exact_consistency_map(gmm, x, &sigmas, eps, 200);
+    eval::rms_error(&to_vec64_(learned), &to_vec64_(exact), setup.data.dim())
+}
+
+/// The TrigFlow analogue of [`consistency_error`]: points x_t = cos t·x0 + sin t·σ_d z at t
+/// spread over the TrigFlow times of the Karras grid up to σ_max; the exact map integrates the
+/// exact PF-ODE in EDM coordinates (x_t / cos t, σ_d tan t) down to σ = 1e-4.
+pub fn trigflow_consistency_error(setup: &Setup, params: &[Tensor<1>], gmm: &crate::data::gmm::Gmm, n: usize, seed: u64, sigma_max: f64) -> f64 {
+    let sd = setup.model.param.sigma_d();
+    let mut rng = Rng::new(seed);
+    let x0 = setup.batch(&mut rng, n);
+    let sigmas: Vec<f64> = (0..n).map(|i| crate::schedule::karras_ramp((i as f64 + 0.5) / n as f64, 0.002, sigma_max, 7.0)).collect();
+    let t: Vec<f64> = sigmas.iter().map(|&s| crate::process::edm_to_trig_t(s, sd)).collect();
+    let z = rng.normal_tensor([n, setup.data.dim()], &setup.device);
+    let x_edm = x0.clone() + z * crate::nets::col(&sigmas, &x0);
+    let x_t = crate::process::edm_to_trig_x(x_edm.clone(), &t);
+    let learned = setup.model.f(params, x_t, &t, None);
+    let exact = exact_consistency_map(gmm, x_edm, &sigmas, 1e-4, 200);
     eval::rms_error(&to_vec64_(learned), &to_vec64_(exact), setup.data.dim())
 }
 

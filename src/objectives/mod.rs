@@ -11,7 +11,10 @@ pub mod cd;
 pub mod ct;
 pub mod dsm;
 pub mod ect;
+pub mod facm;
 pub mod ict;
+pub mod meanflow;
+pub mod scm;
 
 use crate::model::{Denoiser, Model};
 use crate::nets::{col, ParamSpec};
@@ -148,6 +151,17 @@ pub enum MethodConfig {
     Ct(ct::CtConfig),
     Ict(ict::IctConfig),
     Ect(ect::EctConfig),
+    /// TrigFlow diffusion teacher (velocity loss ‖σ_d F − v‖²).
+    Trigflow(scm::TrigFlowConfig),
+    /// Continuous-time consistency training on TrigFlow.
+    Sct(scm::ScmConfig),
+    /// Continuous-time consistency distillation on TrigFlow.
+    Scd(scm::ScmConfig),
+    /// FACM with the expanded time interval.
+    Facm(facm::FacmConfig),
+    /// FACM with the auxiliary time condition.
+    FacmAux(facm::FacmConfig),
+    Meanflow(meanflow::MeanFlowConfig),
 }
 
 impl Default for MethodConfig {
@@ -157,7 +171,7 @@ impl Default for MethodConfig {
 }
 
 /// Names accepted by `--method`.
-pub const METHODS: &[&str] = &["ict", "ct", "cd", "ect", "edm"];
+pub const METHODS: &[&str] = &["ict", "ct", "cd", "ect", "edm", "trigflow", "sct", "scd", "facm", "facm-aux", "meanflow"];
 
 impl MethodConfig {
     /// The default configuration of a method by name.
@@ -168,6 +182,12 @@ impl MethodConfig {
             "ct" => MethodConfig::Ct(Default::default()),
             "ict" => MethodConfig::Ict(Default::default()),
             "ect" => MethodConfig::Ect(Default::default()),
+            "trigflow" => MethodConfig::Trigflow(Default::default()),
+            "sct" => MethodConfig::Sct(Default::default()),
+            "scd" => MethodConfig::Scd(Default::default()),
+            "facm" => MethodConfig::Facm(Default::default()),
+            "facm-aux" => MethodConfig::FacmAux(Default::default()),
+            "meanflow" => MethodConfig::Meanflow(Default::default()),
             other => anyhow::bail!("unknown method '{other}': expected one of {}", METHODS.join(", ")),
         })
     }
@@ -179,6 +199,12 @@ impl MethodConfig {
             MethodConfig::Ct(c) => Box::new(ct::Ct::new(c.clone(), dim)?),
             MethodConfig::Ict(c) => Box::new(ict::Ict::new(c.clone(), dim)?),
             MethodConfig::Ect(c) => Box::new(ect::Ect::new(c.clone(), dim)?),
+            MethodConfig::Trigflow(c) => Box::new(scm::TrigFlowDsm::new(c.clone())?),
+            MethodConfig::Sct(c) => Box::new(scm::Scm::new(c.clone(), false)?),
+            MethodConfig::Scd(c) => Box::new(scm::Scm::new(c.clone(), true)?),
+            MethodConfig::Facm(c) => Box::new(facm::Facm::new(c.clone(), false)?),
+            MethodConfig::FacmAux(c) => Box::new(facm::Facm::new(c.clone(), true)?),
+            MethodConfig::Meanflow(c) => Box::new(meanflow::MeanFlow::new(c.clone())?),
         })
     }
 
@@ -186,7 +212,29 @@ impl MethodConfig {
     pub fn teacher(&self) -> Option<&str> {
         match self {
             MethodConfig::Cd(c) => Some(&c.teacher),
+            MethodConfig::Scd(c) => Some(&c.teacher),
+            MethodConfig::Facm(c) | MethodConfig::FacmAux(c) if !c.teacher.is_empty() => Some(&c.teacher),
             _ => None,
+        }
+    }
+
+    /// Points a distilling method at a trained teacher folder (used by the demo when the data
+    /// has no exact denoiser).
+    pub fn set_teacher(&mut self, path: &str) {
+        match self {
+            MethodConfig::Cd(c) => c.teacher = path.into(),
+            MethodConfig::Scd(c) => c.teacher = path.into(),
+            MethodConfig::Facm(c) | MethodConfig::FacmAux(c) => c.teacher = path.into(),
+            _ => {}
+        }
+    }
+
+    /// Backbone settings the method's paper recommends, applied to a demo MLP config: sCM and
+    /// TrigFlow use scale-shift modulation with adaptive double normalisation.
+    pub fn recommend_model(&self, m: &mut crate::nets::mlp::MlpConfig) {
+        if let MethodConfig::Sct(_) | MethodConfig::Scd(_) | MethodConfig::Trigflow(_) = self {
+            m.modulation = crate::nets::mlp::Modulation::ScaleShift;
+            m.double_norm = true;
         }
     }
 }
@@ -195,3 +243,6 @@ impl MethodConfig {
 pub fn fill(v: f64, b: usize) -> Vec<f64> {
     vec![v; b]
 }
+
+#[cfg(test)]
+mod tests;
