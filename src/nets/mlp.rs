@@ -352,8 +352,9 @@ mod tests {
     #[test]
     fn fd_fallback_default_step_matches_exact_jvp() {
         for (name, cfg, nt) in variants() {
+            // h = 1e-3·|t| leaves an O(h²ω²) truncation error (ω up to 16): ~1.5e-4 measured.
             let e = jvp_error(&cfg, nt, true);
-            assert!(e < 1e-4, "{name}: relative error of the default-step FD fallback {e}");
+            assert!(e < 1e-3, "{name}: relative error of the default-step FD fallback {e}");
         }
     }
 
