@@ -126,3 +126,27 @@ fn trigflow_teacher_short_run_beats_untrained() {
     let (un, _, two, _) = swd_after("trigflow", 300);
     assert!(two < 0.5 * un, "2-step ODE SWD {two} vs untrained {un}");
 }
+
+/// `jvp = "finite-difference"` parses, and its sCM target agrees with the exact tangent pass.
+#[test]
+fn scm_target_fd_fallback_matches_exact() {
+    let cfg = Config::from_toml("[method]\nname = \"sct\"\njvp = \"finite-difference\"\ntangent_warmup = 0\n").unwrap();
+    let MethodConfig::Sct(fd_cfg) = cfg.method.clone() else { panic!("not sct") };
+    assert_eq!(fd_cfg.jvp, crate::nets::JvpMode::FiniteDifference);
+    let exact = scm::Scm::new(scm::ScmConfig { jvp: crate::nets::JvpMode::Exact, ..fd_cfg.clone() }, false).unwrap();
+    let fd = scm::Scm::new(fd_cfg, false).unwrap();
+    let cfg = small_cfg("sct", "ring8", 1);
+    let dev = Device::flex();
+    let setup = Setup::new(&cfg, &dev).unwrap();
+    let p = init_params(&setup.specs, &mut Rng::new(3), &dev);
+    let mut rng = Rng::new(5);
+    let x = rng.normal_tensor([64, 2], &dev);
+    let v = rng.normal_tensor([64, 2], &dev);
+    let t: Vec<f64> = (0..64).map(|i| 0.02 + 1.5 * i as f64 / 64.0).collect();
+    let (a, _, _) = exact.target(&setup.model, &p[..setup.n_net], x.clone(), v.clone(), &t, 1.0, None);
+    let (b, _, _) = fd.target(&setup.model, &p[..setup.n_net], x, v, &t, 1.0, None);
+    let (a, b) = (crate::nets::to_vec64(a), crate::nets::to_vec64(b));
+    let num: f64 = a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
+    let den: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!(num / den < 1e-3, "relative difference {}", num / den);
+}
