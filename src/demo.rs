@@ -18,6 +18,8 @@ pub fn demo_config(method: &str, data: &str) -> Result<Config> {
     let mut cfg = Config::default();
     cfg.data.name = data.into();
     cfg.method = MethodConfig::by_name(method)?;
+    let crate::config::ModelConfig::Mlp(m) = &mut cfg.model;
+    cfg.method.recommend_model(m);
     cfg.train.steps = 3000;
     cfg.train.lr = 1e-3;
     cfg.train.ckpt_every = 1000;
@@ -113,7 +115,7 @@ pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device:
         tcfg.method = MethodConfig::by_name("edm")?;
         let tdir = out.join("teacher");
         if progress {
-            eprintln!("training an EDM teacher for CD in {}", tdir.display());
+            eprintln!("training an EDM teacher in {}", tdir.display());
         }
         train::run(
             &tcfg,
@@ -200,10 +202,14 @@ pub fn summarize(
 /// consistency map f*(x, σ) (Heun PF-ODE with the exact denoiser, 200 steps from σ to ε) on
 /// points x = x0 + σ z at σ spread over the Karras grid. Only for consistency-function methods.
 pub fn consistency_error(setup: &Setup, params: &[Tensor<1>], gmm: &crate::data::gmm::Gmm, n: usize, seed: u64) -> f64 {
-    // The one-step map: f_θ(x, σ) for consistency functions, G_θ(x, σ, ε) for CTM.
+    // The one-step map: f_θ(x, σ) for consistency functions, G_θ(x, σ, ε) for CTM,
+    // the TrigFlow consistency function for sCM.
     let (eps, t_max, ctm) = match setup.objective.sampler() {
         crate::samplers::Sampler::Consistency { eps, t_max, .. } => (eps, t_max, false),
         crate::samplers::Sampler::Ctm { eps, t_max, .. } => (eps, t_max, true),
+        crate::samplers::Sampler::TrigFlow { sigma_max, .. } => {
+            return trigflow_consistency_error(setup, params, gmm, n, seed, sigma_max)
+        }
         _ => return f64::NAN,
     };
     let mut rng = Rng::new(seed);
@@ -219,6 +225,32 @@ pub fn consistency_error(setup: &Setup, params: &[Tensor<1>], gmm: &crate::data:
         setup.model.f(params, x.clone(), &sigmas, None)
     };
     let exact = exact_consistency_map(gmm, x, &sigmas, eps, 200);
+    eval::rms_error(&to_vec64_(learned), &to_vec64_(exact), setup.data.dim())
+}
+
+/// The TrigFlow analogue of [`consistency_error`]: points x_t = cos t·x0 + sin t·σ_d z at t
+/// spread over the TrigFlow times of the Karras grid up to σ_max; the exact map integrates the
+/// exact PF-ODE in EDM coordinates (x_t / cos t, σ_d tan t) down to σ = 1e-4.
+pub fn trigflow_consistency_error(
+    setup: &Setup,
+    params: &[Tensor<1>],
+    gmm: &crate::data::gmm::Gmm,
+    n: usize,
+    seed: u64,
+    sigma_max: f64,
+) -> f64 {
+    let sd = setup.model.param.sigma_d();
+    let mut rng = Rng::new(seed);
+    let x0 = setup.batch(&mut rng, n);
+    let sigmas: Vec<f64> = (0..n)
+        .map(|i| crate::schedule::karras_ramp((i as f64 + 0.5) / n as f64, 0.002, sigma_max, 7.0))
+        .collect();
+    let t: Vec<f64> = sigmas.iter().map(|&s| crate::process::edm_to_trig_t(s, sd)).collect();
+    let z = rng.normal_tensor([n, setup.data.dim()], &setup.device);
+    let x_edm = x0.clone() + z * crate::nets::col(&sigmas, &x0);
+    let x_t = crate::process::edm_to_trig_x(x_edm.clone(), &t);
+    let learned = setup.model.f(params, x_t, &t, None);
+    let exact = exact_consistency_map(gmm, x_edm, &sigmas, 1e-4, 200);
     eval::rms_error(&to_vec64_(learned), &to_vec64_(exact), setup.data.dim())
 }
 

@@ -27,6 +27,7 @@ pub mod nets;
 pub mod objectives;
 pub mod param;
 pub mod plot;
+pub mod process;
 pub mod rng;
 pub mod samplers;
 pub mod schedule;

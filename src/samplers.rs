@@ -151,6 +151,105 @@ pub enum Sampler {
         mode: CtmMode,
         times: Vec<f64>,
     },
+    /// sCM consistency function in TrigFlow time (METHODS.md §3): x_T = σ_d·z,
+    /// T = atan(σ_max/σ_d), x̂ = f(x_T, T); further steps re-noise to t_mid (2 steps) or to the
+    /// TrigFlow times of an (n+1)-point Karras grid (n > 2).
+    TrigFlow { sigma_max: f64, t_mid: f64 },
+    /// TrigFlow diffusion model (velocity σ_d·F): Heun on dx/dt = σ_d·F(x/σ_d, t) from T to 0
+    /// through the TrigFlow times of a Karras grid.
+    TrigFlowOde { sigma_max: f64 },
+    /// FACM (t = 1 data, METHODS.md §5): on t_k = k/n, x_end = x + (1 − t)·F(x, t) with the
+    /// consistency time input(s) (t, or (t, r = 1) when `aux`), x ← t_next·x_end + (1 − t_next)·z'.
+    Facm { aux: bool },
+    /// MeanFlow (t = 0 data, METHODS.md §6): z_r = z_t − (t − r)·u(z_t, r, t) on t_k = 1 − k/n.
+    MeanFlow,
+}
+
+/// TrigFlow times of an `steps`-step sCM sampler below T (decreasing).
+pub fn trig_mids(steps: usize, t_mid: f64, sigma_max: f64, sigma_d: f64) -> Vec<f64> {
+    match steps {
+        0 | 1 => vec![],
+        2 => vec![t_mid],
+        n => {
+            let mut g = karras(n + 1, 0.002, sigma_max, 7.0);
+            g.reverse();
+            g[1..n]
+                .iter()
+                .map(|&s| crate::process::edm_to_trig_t(s, sigma_d))
+                .collect()
+        }
+    }
+}
+
+/// sCM multistep sampling (METHODS.md §3).
+pub fn trigflow_multistep(
+    model: &Model,
+    p: &[Tensor<1>],
+    z: Tensor<2>,
+    mids: &[f64],
+    t_max: f64,
+    rng: &mut Rng,
+) -> Tensor<2> {
+    let [b, d] = z.dims();
+    let dev = z.device();
+    let sd = model.param.sigma_d();
+    let mut x = model.f(p, z.mul_scalar(sd), &vec![t_max; b], None);
+    for &t in mids {
+        let n = rng.normal_tensor([b, d], &dev);
+        let xm = x.mul_scalar(t.cos()) + n.mul_scalar(t.sin() * sd);
+        x = model.f(p, xm, &vec![t; b], None);
+    }
+    x
+}
+
+/// Heun on the TrigFlow PF-ODE of a velocity model (`model.f` = σ_d·F) through `ts` (decreasing).
+pub fn trigflow_ode(model: &Model, p: &[Tensor<1>], mut x: Tensor<2>, ts: &[f64]) -> Tensor<2> {
+    let b = x.dims()[0];
+    for w in ts.windows(2) {
+        let h = w[1] - w[0];
+        let v1 = model.f(p, x.clone(), &vec![w[0]; b], None);
+        let xe = x.clone() + v1.clone().mul_scalar(h);
+        let v2 = model.f(p, xe, &vec![w[1]; b], None);
+        x = x + (v1 + v2).mul_scalar(0.5 * h);
+    }
+    x
+}
+
+/// FACM multistep sampling from noise `z` (METHODS.md §5).
+pub fn facm_sample(model: &Model, p: &[Tensor<1>], z: Tensor<2>, steps: usize, aux: bool, rng: &mut Rng) -> Tensor<2> {
+    let [b, d] = z.dims();
+    let dev = z.device();
+    let n = steps.max(1);
+    let mut x = z;
+    let mut x_end = x.clone();
+    for k in 0..n {
+        let t = k as f64 / n as f64;
+        let tv = vec![t; b];
+        let ones = vec![1.0; b];
+        let extra: Vec<&[f64]> = if aux { vec![&ones] } else { vec![] };
+        let f = model.eval(p, x.clone(), &tv, &extra, None);
+        x_end = x.clone() + f.mul_scalar(1.0 - t);
+        if k + 1 < n {
+            let tn = (k + 1) as f64 / n as f64;
+            let zn = rng.normal_tensor([b, d], &dev);
+            x = x_end.clone().mul_scalar(tn) + zn.mul_scalar(1.0 - tn);
+        }
+    }
+    x_end
+}
+
+/// MeanFlow sampling from noise `z`: z_r = z_t − (t − r)·u(z_t, r, t) (METHODS.md §6).
+pub fn meanflow_sample(model: &Model, p: &[Tensor<1>], z: Tensor<2>, steps: usize) -> Tensor<2> {
+    let b = z.dims()[0];
+    let n = steps.max(1);
+    let mut x = z;
+    for k in 0..n {
+        let t = 1.0 - k as f64 / n as f64;
+        let r = 1.0 - (k + 1) as f64 / n as f64;
+        let u = model.eval(p, x.clone(), &vec![r; b], &[&vec![t; b]], None);
+        x = x - u.mul_scalar(t - r);
+    }
+    x
 }
 
 /// Draws `n` samples (standardised coordinates) with `steps` network steps.
@@ -203,6 +302,24 @@ pub fn generate(
                 }
             }
         },
+        Sampler::TrigFlow { sigma_max, t_mid } => {
+            let sd = model.param.sigma_d();
+            let t_max = crate::process::edm_to_trig_t(sigma_max, sd);
+            let mids = trig_mids(steps, t_mid, sigma_max, sd);
+            trigflow_multistep(model, p, z, &mids, t_max, rng)
+        }
+        Sampler::TrigFlowOde { sigma_max } => {
+            let sd = model.param.sigma_d();
+            let mut ts: Vec<f64> = karras(steps.max(1) + 1, 0.002, sigma_max, 7.0)
+                .into_iter()
+                .rev()
+                .map(|s| crate::process::edm_to_trig_t(s, sd))
+                .collect();
+            *ts.last_mut().unwrap() = 0.0;
+            trigflow_ode(model, p, z.mul_scalar(sd), &ts)
+        }
+        Sampler::Facm { aux } => facm_sample(model, p, z, steps, aux, rng),
+        Sampler::MeanFlow => meanflow_sample(model, p, z, steps),
     }
 }
 

@@ -205,3 +205,143 @@ pub fn to_vec64<const D: usize>(t: Tensor<D>) -> Vec<f64> {
 pub fn tensor2(v: Vec<f32>, n: usize, d: usize, device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(v, [n, d]), device)
 }
+
+/// How an objective computes a JVP: the backbone's exact tangent pass, or the central
+/// finite-difference fallback [`fd_jvp`] (METHODS.md §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JvpMode {
+    Exact,
+    FiniteDifference,
+}
+
+/// JVP by the chosen mode (see [`Backbone::jvp`] and [`fd_jvp`]).
+pub fn jvp_with(
+    mode: JvpMode,
+    net: &dyn Backbone,
+    p: &[Tensor<1>],
+    x: Tensor<2>,
+    dx: Tensor<2>,
+    cond: &[Tensor<2>],
+    dcond: &[Tensor<2>],
+    masks: Option<&Masks>,
+) -> (Tensor<2>, Tensor<2>) {
+    match mode {
+        JvpMode::Exact => net.jvp(p, x, dx, cond, dcond, masks),
+        JvpMode::FiniteDifference => fd_jvp(net, p, x, dx, cond, dcond, masks),
+    }
+}
+
+/// Finite-difference fallback for [`Backbone::jvp`] (METHODS.md §3): central difference in
+/// f64 on the no-grad network, per-sample step h = max(1e-3·|t|, 1e-6) with |t| the largest
+/// time input of the sample, the same dropout masks on both sides. Returns (F, dF) in the dtype
+/// of `x`.
+pub fn fd_jvp(
+    net: &dyn Backbone,
+    p: &[Tensor<1>],
+    x: Tensor<2>,
+    dx: Tensor<2>,
+    cond: &[Tensor<2>],
+    dcond: &[Tensor<2>],
+    masks: Option<&Masks>,
+) -> (Tensor<2>, Tensor<2>) {
+    let b = x.dims()[0];
+    let mut tmax = vec![0.0f64; b];
+    for c in cond {
+        for (m, v) in tmax.iter_mut().zip(to_vec64(c.clone())) {
+            *m = m.max(v.abs());
+        }
+    }
+    let h: Vec<f64> = tmax.iter().map(|t| (1e-3 * t).max(1e-6)).collect();
+    fd_jvp_steps(net, p, x, dx, cond, dcond, masks, &h)
+}
+
+/// [`fd_jvp`] with explicit per-sample steps `h`.
+#[allow(clippy::too_many_arguments)]
+pub fn fd_jvp_steps(
+    net: &dyn Backbone,
+    p: &[Tensor<1>],
+    x: Tensor<2>,
+    dx: Tensor<2>,
+    cond: &[Tensor<2>],
+    dcond: &[Tensor<2>],
+    masks: Option<&Masks>,
+    h: &[f64],
+) -> (Tensor<2>, Tensor<2>) {
+    use burn::tensor::DType;
+    let dtype = x.dtype();
+    let p64: Vec<Tensor<1>> = p.iter().map(|t| t.clone().cast(DType::F64)).collect();
+    let m64 = masks.map(|m| Masks(m.0.iter().map(|t| t.clone().cast(DType::F64)).collect()));
+    let x64 = x.cast(DType::F64);
+    let dx64 = dx.cast(DType::F64);
+    let hc = col(h, &x64);
+    let inv2h: Vec<f64> = h.iter().map(|h| 0.5 / h).collect();
+    let shifted = |sign: f64| -> (Tensor<2>, Vec<Tensor<2>>) {
+        let xs = x64.clone() + dx64.clone() * hc.clone().mul_scalar(sign);
+        let cs = cond
+            .iter()
+            .zip(dcond)
+            .map(|(c, dc)| c.clone().cast(DType::F64) + dc.clone().cast(DType::F64) * hc.clone().mul_scalar(sign))
+            .collect();
+        (xs, cs)
+    };
+    let (xp, cp) = shifted(1.0);
+    let (xm, cm) = shifted(-1.0);
+    let plus = net.forward(&p64, xp, &cp, m64.as_ref());
+    let minus = net.forward(&p64, xm, &cm, m64.as_ref());
+    let d = (plus - minus) * col(&inv2h, &x64);
+    let c64: Vec<Tensor<2>> = cond.iter().map(|c| c.clone().cast(DType::F64)).collect();
+    let y = net.forward(&p64, x64, &c64, m64.as_ref());
+    (y.cast(dtype), d.cast(dtype))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::DType;
+
+    fn rnd(rng: &mut Rng, n: usize, d: usize, dev: &Device) -> Tensor<2> {
+        rng.normal_tensor([n, d], dev).cast(DType::F64)
+    }
+
+    fn max_rel(a: &[f64], b: &[f64]) -> f64 {
+        let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
+        let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+        num / den.max(1e-300)
+    }
+
+    /// Element-wise central difference of a map on [B, H] in f64.
+    fn fd_map(f: impl Fn(Tensor<2>) -> Tensor<2>, x: Tensor<2>, dx: Tensor<2>, h: f64) -> Vec<f64> {
+        let p = f(x.clone() + dx.clone().mul_scalar(h));
+        let m = f(x - dx.mul_scalar(h));
+        to_vec64((p - m).div_scalar(2.0 * h))
+    }
+
+    #[test]
+    fn silu_jvp_matches_finite_difference() {
+        let dev = Device::flex();
+        let mut rng = Rng::new(3);
+        let x = rnd(&mut rng, 16, 33, &dev).mul_scalar(3.0);
+        let dx = rnd(&mut rng, 16, 33, &dev);
+        let (y, dy) = silu_jvp(x.clone(), dx.clone());
+        assert!(max_rel(&to_vec64(y), &to_vec64(activation::silu(x.clone()))) < 1e-14);
+        let fd = fd_map(activation::silu, x, dx, 1e-6);
+        let e = max_rel(&to_vec64(dy), &fd);
+        assert!(e < 1e-8, "silu_jvp relative error {e}");
+    }
+
+    #[test]
+    fn pixel_norm_jvp_matches_finite_difference() {
+        let dev = Device::flex();
+        let mut rng = Rng::new(4);
+        for scale in [1.0, 1e-2, 30.0] {
+            let x = rnd(&mut rng, 16, 33, &dev).mul_scalar(scale);
+            let dx = rnd(&mut rng, 16, 33, &dev).mul_scalar(scale);
+            let (y, dy) = pixel_norm_jvp(x.clone(), dx.clone());
+            assert!(max_rel(&to_vec64(y), &to_vec64(pixel_norm(x.clone()))) < 1e-14);
+            let fd = fd_map(pixel_norm, x, dx, 1e-6);
+            let e = max_rel(&to_vec64(dy), &fd);
+            assert!(e < 1e-7, "pixel_norm_jvp relative error {e} at scale {scale}");
+        }
+    }
+}

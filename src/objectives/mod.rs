@@ -12,7 +12,10 @@ pub mod ct;
 pub mod ctm;
 pub mod dsm;
 pub mod ect;
+pub mod facm;
 pub mod ict;
+pub mod meanflow;
+pub mod scm;
 #[cfg(test)]
 mod tests;
 
@@ -162,6 +165,17 @@ pub enum MethodConfig {
     Ect(ect::EctConfig),
     /// Consistency trajectory models (METHODS.md §4).
     Ctm(ctm::CtmConfig),
+    /// TrigFlow diffusion teacher (velocity loss ‖σ_d F − v‖²).
+    Trigflow(scm::TrigFlowConfig),
+    /// Continuous-time consistency training on TrigFlow.
+    Sct(scm::ScmConfig),
+    /// Continuous-time consistency distillation on TrigFlow.
+    Scd(scm::ScmConfig),
+    /// FACM with the expanded time interval.
+    Facm(facm::FacmConfig),
+    /// FACM with the auxiliary time condition.
+    FacmAux(facm::FacmConfig),
+    Meanflow(meanflow::MeanFlowConfig),
 }
 
 impl Default for MethodConfig {
@@ -171,7 +185,9 @@ impl Default for MethodConfig {
 }
 
 /// Names accepted by `--method`.
-pub const METHODS: &[&str] = &["ict", "ct", "cd", "ect", "ctm", "edm"];
+pub const METHODS: &[&str] = &[
+    "ict", "ct", "cd", "ect", "ctm", "edm", "trigflow", "sct", "scd", "facm", "facm-aux", "meanflow",
+];
 
 impl MethodConfig {
     /// The default configuration of a method by name.
@@ -183,6 +199,12 @@ impl MethodConfig {
             "ict" => MethodConfig::Ict(Default::default()),
             "ect" => MethodConfig::Ect(Default::default()),
             "ctm" => MethodConfig::Ctm(Default::default()),
+            "trigflow" => MethodConfig::Trigflow(Default::default()),
+            "sct" => MethodConfig::Sct(Default::default()),
+            "scd" => MethodConfig::Scd(Default::default()),
+            "facm" => MethodConfig::Facm(Default::default()),
+            "facm-aux" => MethodConfig::FacmAux(Default::default()),
+            "meanflow" => MethodConfig::Meanflow(Default::default()),
             other => anyhow::bail!("unknown method '{other}': expected one of {}", METHODS.join(", ")),
         })
     }
@@ -195,6 +217,12 @@ impl MethodConfig {
             MethodConfig::Ict(c) => Box::new(ict::Ict::new(c.clone(), dim)?),
             MethodConfig::Ect(c) => Box::new(ect::Ect::new(c.clone(), dim)?),
             MethodConfig::Ctm(c) => Box::new(ctm::Ctm::new(c.clone(), dim)?),
+            MethodConfig::Trigflow(c) => Box::new(scm::TrigFlowDsm::new(c.clone())?),
+            MethodConfig::Sct(c) => Box::new(scm::Scm::new(c.clone(), false)?),
+            MethodConfig::Scd(c) => Box::new(scm::Scm::new(c.clone(), true)?),
+            MethodConfig::Facm(c) => Box::new(facm::Facm::new(c.clone(), false)?),
+            MethodConfig::FacmAux(c) => Box::new(facm::Facm::new(c.clone(), true)?),
+            MethodConfig::Meanflow(c) => Box::new(meanflow::MeanFlow::new(c.clone())?),
         })
     }
 
@@ -203,6 +231,8 @@ impl MethodConfig {
         match self {
             MethodConfig::Cd(c) => c.teacher = teacher.into(),
             MethodConfig::Ctm(c) => c.teacher = teacher.into(),
+            MethodConfig::Scd(c) => c.teacher = teacher.into(),
+            MethodConfig::Facm(c) | MethodConfig::FacmAux(c) => c.teacher = teacher.into(),
             _ => {}
         }
     }
@@ -212,6 +242,8 @@ impl MethodConfig {
         match self {
             MethodConfig::Cd(c) => Some(&c.teacher),
             MethodConfig::Ctm(c) => Some(&c.teacher),
+            MethodConfig::Scd(c) => Some(&c.teacher),
+            MethodConfig::Facm(c) | MethodConfig::FacmAux(c) if !c.teacher.is_empty() => Some(&c.teacher),
             _ => None,
         }
     }
@@ -220,9 +252,21 @@ impl MethodConfig {
     pub fn starts_from_teacher(&self) -> bool {
         matches!(self, MethodConfig::Cd(_))
     }
+
+    /// Backbone settings the method's paper recommends, applied to a demo MLP config: sCM and
+    /// TrigFlow use scale-shift modulation with adaptive double normalisation.
+    pub fn recommend_model(&self, m: &mut crate::nets::mlp::MlpConfig) {
+        if let MethodConfig::Sct(_) | MethodConfig::Scd(_) | MethodConfig::Trigflow(_) = self {
+            m.modulation = crate::nets::mlp::Modulation::ScaleShift;
+            m.double_norm = true;
+        }
+    }
 }
 
 /// Batch-constant helper: the same value for every sample.
 pub fn fill(v: f64, b: usize) -> Vec<f64> {
     vec![v; b]
 }
+
+#[cfg(test)]
+mod tests_continuous;
