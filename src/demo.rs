@@ -38,6 +38,8 @@ pub struct DemoSummary {
     pub untrained: Report,
     pub one_step: Report,
     pub two_step: Report,
+    /// Four network steps with the method's own sampler (CTM: γ = 0 jumps).
+    pub four_step: Report,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consistency_error: Option<f64>,
     /// The exact PF-ODE sampler (Heun, [`EXACT_ODE_STEPS`] steps with the exact denoiser), where
@@ -158,6 +160,14 @@ pub fn summarize(
 ) -> Result<DemoSummary> {
     let setup = &trainer.setup;
     let (data, untrained, one_step, two_step, sets) = evaluate(setup, trainer.ema_net(), n_eval, 0xE7A1);
+    let four_step = {
+        let dim = setup.data.dim();
+        let mut rng = Rng::new(0xE7A1);
+        let reference = setup.data.sample(&mut rng, n_eval);
+        let xs = sample_raw(setup, trainer.ema_net(), n_eval, 4, &mut Rng::new(0xF0F4));
+        let scale = setup.standardizer.std.iter().sum::<f64>() / dim as f64;
+        eval::report(&xs, &reference, dim, setup.data.gmm(), scale)
+    };
     let consistency_error = setup
         .gmm_std
         .as_ref()
@@ -190,6 +200,7 @@ pub fn summarize(
         untrained,
         one_step,
         two_step,
+        four_step,
         consistency_error,
         exact_ode,
         out: out.display().to_string(),

@@ -198,6 +198,7 @@ fn real_main() -> Result<()> {
             row("untrained 1-step", &s.untrained);
             row("1-step", &s.one_step);
             row("2-step", &s.two_step);
+            row("4-step", &s.four_step);
             if let Some(r) = &s.exact_ode {
                 row("exact ODE (Heun)", r);
             }
