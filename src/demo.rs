@@ -111,7 +111,7 @@ pub fn run_demo(
     let mut cfg = cfg.clone();
     // CD without an exact teacher: train an EDM teacher first, in a sub-folder.
     let needs_teacher = matches!(&cfg.method, MethodConfig::Cd(cd) if cd.teacher == "exact")
-        && crate::data::Dataset::from_name(&cfg.data.name)?
+        && crate::data::Dataset::from_spec(&cfg.data.name, &cfg.data.image_options())?
             .gmm()
             .is_none();
     if needs_teacher {
@@ -150,6 +150,29 @@ pub fn run_demo(
     summarize(&trainer, &history, out, n_eval, train_seconds)
 }
 
+/// A grid of the first (up to) `n` images of a flat sample set (values in [-1, 1]).
+pub fn image_grid_of(xs: &[f64], (c, h, w): (usize, usize, usize), n: usize) -> crate::plot::Canvas {
+    let d = c * h * w;
+    let n = n.min(xs.len() / d);
+    let v: Vec<f32> = xs[..n * d].iter().map(|&x| x as f32).collect();
+    let cols = (n as f64).sqrt().ceil() as usize;
+    let zoom = (64 / h.max(w)).clamp(1, 4);
+    crate::plot::image_grid(&v, n, c, h, w, cols, zoom)
+}
+
+/// Data, 1-step and 2-step image grids side by side (`sets` as returned by [`evaluate`]:
+/// fresh data, 1-step, 2-step, untrained).
+pub fn image_comparison(
+    sets: &[Vec<f64>],
+    shape: (usize, usize, usize),
+    n: usize,
+) -> crate::plot::Canvas {
+    let data = image_grid_of(&sets[0], shape, n);
+    let one = image_grid_of(&sets[1], shape, n);
+    let two = image_grid_of(&sets[2], shape, n);
+    crate::plot::titled_row(&[("data", &data), ("1-step", &one), ("2-step", &two)])
+}
+
 /// Metrics and plots of a finished trainer.
 pub fn summarize(
     trainer: &Trainer,
@@ -174,6 +197,10 @@ pub fn summarize(
             ("2-step", &sets[2]),
         ];
         let c = crate::plot::scatter_panels(&panels, None);
+        crate::plot::write_png_atomic(&out.join("samples.png"), &c)?;
+    }
+    if let Some(shape) = setup.data.image_shape() {
+        let c = image_comparison(&sets, shape, 64);
         crate::plot::write_png_atomic(&out.join("samples.png"), &c)?;
     }
     if !history.is_empty() {
