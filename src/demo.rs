@@ -22,6 +22,20 @@ pub fn demo_config(method: &str, data: &str) -> Result<Config> {
     cfg.train.lr = 1e-3;
     cfg.train.ckpt_every = 1000;
     cfg.train.log_every = 25;
+    if crate::data::IMAGE_PREFIXES
+        .iter()
+        .any(|p| data.starts_with(p))
+    {
+        // Images: a small U-Net (configs/mnist-ict-tiny.toml), fewer and smaller steps.
+        cfg.model = crate::config::ModelConfig::Unet(crate::nets::unet::UnetConfig {
+            base: 16,
+            ..Default::default()
+        });
+        cfg.data.batch = 64;
+        cfg.train.lr = 2e-4;
+        cfg.train.steps = 500;
+        cfg.train.ckpt_every = 250;
+    }
     Ok(cfg)
 }
 
