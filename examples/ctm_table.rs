@@ -28,7 +28,9 @@ fn main() -> anyhow::Result<()> {
         let mut cfg = demo_config("ctm", "ring8")?;
         cfg.train.steps = steps;
         // Sized for 2 shared cores: hidden 128, batch 256.
-        let cm::config::ModelConfig::Mlp(m) = &mut cfg.model;
+        let cm::config::ModelConfig::Mlp(m) = &mut cfg.model else {
+            unreachable!("the default model is an MLP")
+        };
         m.hidden = 128;
         cfg.data.batch = 256;
         if let MethodConfig::Ctm(c) = &mut cfg.method {

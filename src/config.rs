@@ -18,6 +18,7 @@
 //! ```
 
 use crate::nets::mlp::MlpConfig;
+use crate::nets::unet::UnetConfig;
 use crate::objectives::MethodConfig;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -37,8 +38,28 @@ pub struct DataConfig {
     /// Built-in distribution name or a `.csv` / `.npy` file.
     pub name: String,
     pub batch: usize,
-    /// σ_d for the parameterisation (0 = the standardised data's std, i.e. 1).
+    /// σ_d for the parameterisation (0 = automatic: 0.5 for images in [-1, 1], else the
+    /// standardised data's std, i.e. 1).
     pub sigma_d: f64,
+    /// Images: random horizontal flips.
+    pub hflip: bool,
+    /// `folder:` images: side length after centre crop and resize.
+    pub image_size: usize,
+    /// `folder:` images: convert to grey (else RGB).
+    pub grey: bool,
+    /// `mnist:` / `fashion-mnist:`: use the test split (t10k).
+    pub test_split: bool,
+}
+
+impl DataConfig {
+    pub fn image_options(&self) -> crate::data::ImageOptions {
+        crate::data::ImageOptions {
+            hflip: self.hflip,
+            size: self.image_size,
+            grey: self.grey,
+            test_split: self.test_split,
+        }
+    }
 }
 
 impl Default for DataConfig {
@@ -47,6 +68,10 @@ impl Default for DataConfig {
             name: "ring8".into(),
             batch: 512,
             sigma_d: 0.0,
+            hflip: false,
+            image_size: 32,
+            grey: false,
+            test_split: false,
         }
     }
 }
@@ -56,6 +81,7 @@ impl Default for DataConfig {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ModelConfig {
     Mlp(MlpConfig),
+    Unet(UnetConfig),
 }
 
 /// `kind` may be omitted (serde's internally tagged enums cannot default their tag), so the
@@ -73,7 +99,12 @@ impl<'de> Deserialize<'de> for ModelConfig {
             "mlp" => MlpConfig::deserialize(toml::Value::Table(table))
                 .map(ModelConfig::Mlp)
                 .map_err(D::Error::custom),
-            other => Err(D::Error::custom(format!("unknown model.kind '{other}': expected mlp"))),
+            "unet" => UnetConfig::deserialize(toml::Value::Table(table))
+                .map(ModelConfig::Unet)
+                .map_err(D::Error::custom),
+            other => Err(D::Error::custom(format!(
+                "unknown model.kind '{other}': expected mlp or unet"
+            ))),
         }
     }
 }
@@ -202,6 +233,7 @@ impl Config {
         anyhow::ensure!(t.max_bad_steps >= 1, "train.max_bad_steps must be at least 1");
         match &self.model {
             ModelConfig::Mlp(m) => m.validate()?,
+            ModelConfig::Unet(u) => u.validate()?,
         }
         self.method.build(1)?;
         Ok(())
@@ -217,6 +249,9 @@ mod tests {
         let c = Config::default();
         let back = Config::from_toml(&c.to_toml()).unwrap();
         assert_eq!(c, back);
+        let mut u = Config::default();
+        u.model = ModelConfig::Unet(UnetConfig::default());
+        assert_eq!(Config::from_toml(&u.to_toml()).unwrap(), u);
         for m in crate::objectives::METHODS {
             let mut c = Config::default();
             c.method = MethodConfig::by_name(m).unwrap();
@@ -246,6 +281,16 @@ mod tests {
         assert!(e.contains("train.lr"), "{e}");
         let e = format!("{:#}", Config::from_toml("[model]\ndropout = 1.5\n").unwrap_err());
         assert!(e.contains("model.dropout"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::from_toml("[model]\nkind = \"unet\"\nmults = []\n").unwrap_err()
+        );
+        assert!(e.contains("model.mults"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::from_toml("[model]\nkind = \"unet\"\nhidden = 3\n").unwrap_err()
+        );
+        assert!(e.contains("hidden"), "{e}");
         let e = format!("{:#}", Config::from_toml("[data]\nbatch = 0\n").unwrap_err());
         assert!(e.contains("data.batch"), "{e}");
     }

@@ -18,12 +18,24 @@ pub fn demo_config(method: &str, data: &str) -> Result<Config> {
     let mut cfg = Config::default();
     cfg.data.name = data.into();
     cfg.method = MethodConfig::by_name(method)?;
-    let crate::config::ModelConfig::Mlp(m) = &mut cfg.model;
-    cfg.method.recommend_model(m);
+    if let crate::config::ModelConfig::Mlp(m) = &mut cfg.model {
+        cfg.method.recommend_model(m);
+    }
     cfg.train.steps = 3000;
     cfg.train.lr = 1e-3;
     cfg.train.ckpt_every = 1000;
     cfg.train.log_every = 25;
+    if crate::data::IMAGE_PREFIXES.iter().any(|p| data.starts_with(p)) {
+        // Images: a small U-Net (configs/mnist-ict-tiny.toml), fewer and smaller steps.
+        cfg.model = crate::config::ModelConfig::Unet(crate::nets::unet::UnetConfig {
+            base: 16,
+            ..Default::default()
+        });
+        cfg.data.batch = 64;
+        cfg.train.lr = 2e-4;
+        cfg.train.steps = 500;
+        cfg.train.ckpt_every = 250;
+    }
     Ok(cfg)
 }
 
@@ -109,8 +121,11 @@ pub fn evaluate(
 pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device: &Device) -> Result<DemoSummary> {
     let start = std::time::Instant::now();
     let mut cfg = cfg.clone();
-    // CD / CTM without an exact teacher: train an EDM teacher first, in a sub-folder.
-    let has_exact = crate::data::Dataset::from_name(&cfg.data.name)?.gmm().is_some();
+    // A distilling method trains its own EDM teacher first when asked to (`teacher = "train"`)
+    // or when the data has no exact denoiser.
+    let has_exact = crate::data::Dataset::from_spec(&cfg.data.name, &cfg.data.image_options())?
+        .gmm()
+        .is_some();
     let needs_teacher = cfg.method.teacher() == Some("train") || (cfg.method.teacher() == Some("exact") && !has_exact);
     if needs_teacher {
         let mut tcfg = cfg.clone();
@@ -150,6 +165,25 @@ pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device:
     summarize(&trainer, &history, out, n_eval, train_seconds)
 }
 
+/// A grid of the first (up to) `n` images of a flat sample set (values in [-1, 1]).
+pub fn image_grid_of(xs: &[f64], (c, h, w): (usize, usize, usize), n: usize) -> crate::plot::Canvas {
+    let d = c * h * w;
+    let n = n.min(xs.len() / d);
+    let v: Vec<f32> = xs[..n * d].iter().map(|&x| x as f32).collect();
+    let cols = (n as f64).sqrt().ceil() as usize;
+    let zoom = (64 / h.max(w)).clamp(1, 4);
+    crate::plot::image_grid(&v, n, c, h, w, cols, zoom)
+}
+
+/// Data, 1-step and 2-step image grids side by side (`sets` as returned by [`evaluate`]:
+/// fresh data, 1-step, 2-step, untrained).
+pub fn image_comparison(sets: &[Vec<f64>], shape: (usize, usize, usize), n: usize) -> crate::plot::Canvas {
+    let data = image_grid_of(&sets[0], shape, n);
+    let one = image_grid_of(&sets[1], shape, n);
+    let two = image_grid_of(&sets[2], shape, n);
+    crate::plot::titled_row(&[("data", &data), ("1-step", &one), ("2-step", &two)])
+}
+
 /// Metrics and plots of a finished trainer.
 pub fn summarize(
     trainer: &Trainer,
@@ -182,6 +216,10 @@ pub fn summarize(
             ("2-step", &sets[2]),
         ];
         let c = crate::plot::scatter_panels(&panels, None);
+        crate::plot::write_png_atomic(&out.join("samples.png"), &c)?;
+    }
+    if let Some(shape) = setup.data.image_shape() {
+        let c = image_comparison(&sets, shape, 64);
         crate::plot::write_png_atomic(&out.join("samples.png"), &c)?;
     }
     if !history.is_empty() {

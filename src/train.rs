@@ -38,24 +38,31 @@ pub struct Setup {
 }
 
 /// Builds the backbone of a config.
-pub fn build_net(cfg: &ModelConfig, dim: usize, n_times: usize, seed: u64) -> Arc<dyn Backbone> {
-    match cfg {
+pub fn build_net(cfg: &ModelConfig, dim: usize, n_times: usize, seed: u64) -> Result<Arc<dyn Backbone>> {
+    Ok(match cfg {
         ModelConfig::Mlp(m) => Arc::new(Mlp::new(m, dim, n_times, seed)),
-    }
+        ModelConfig::Unet(u) => Arc::new(crate::nets::unet::Unet::new(u, dim, n_times, seed)?),
+    })
 }
 
 impl Setup {
     pub fn new(cfg: &Config, device: &Device) -> Result<Self> {
         cfg.validate()?;
-        let data = Dataset::from_name(&cfg.data.name)?;
+        let data = Dataset::from_spec(&cfg.data.name, &cfg.data.image_options())?;
         let dim = data.dim();
         let standardizer = data.standardizer();
         let gmm_std = data
             .gmm()
             .map(|g| g.standardized(&standardizer.mean, &standardizer.std));
         let objective = cfg.method.build(dim)?;
-        let sigma_d = if cfg.data.sigma_d > 0.0 { cfg.data.sigma_d } else { 1.0 };
-        let net = build_net(&cfg.model, dim, objective.n_times(), cfg.train.seed);
+        let sigma_d = if cfg.data.sigma_d > 0.0 {
+            cfg.data.sigma_d
+        } else if data.image_shape().is_some() {
+            0.5
+        } else {
+            1.0
+        };
+        let net = build_net(&cfg.model, dim, objective.n_times(), cfg.train.seed)?;
         let model = Model::new(net.clone(), objective.param(sigma_d));
         let mut specs = net.specs();
         let n_net = specs.len();

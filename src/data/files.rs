@@ -110,7 +110,7 @@ pub fn parse_npy(bytes: &[u8]) -> Result<(Vec<f64>, usize)> {
 }
 
 /// Returns (shape, descr, data bytes) of a `.npy` file.
-fn npy_header(bytes: &[u8]) -> Result<(Vec<usize>, String, &[u8])> {
+pub(crate) fn npy_header(bytes: &[u8]) -> Result<(Vec<usize>, String, &[u8])> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         bail!("not a .npy file (wrong magic)");
     }

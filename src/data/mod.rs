@@ -6,12 +6,15 @@
 
 pub mod files;
 pub mod gmm;
+pub mod idx;
+pub mod images;
 
 use crate::rng::Rng;
 use anyhow::{bail, Result};
 use gmm::Gmm;
 use serde::{Deserialize, Serialize};
 use std::f64::consts::PI;
+use std::sync::Arc;
 
 /// Per-dimension affine standardisation x' = (x − mean)/std.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,7 +74,41 @@ pub enum Dataset {
     Toy { name: String, kind: Toy },
     /// Points loaded from a file, drawn uniformly with replacement.
     Points { name: String, dim: usize, xs: Vec<f64> },
+    /// Images (pixel values mapped to [-1, 1], never standardised), drawn uniformly with
+    /// replacement, optionally flipped left-right with probability ½.
+    Images {
+        name: String,
+        images: Arc<images::Images>,
+        hflip: bool,
+    },
 }
+
+/// How image data sets are read (the image fields of `[data]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageOptions {
+    /// Random horizontal flips.
+    pub hflip: bool,
+    /// `folder:` images are centre-cropped and resized to this side length.
+    pub size: usize,
+    /// `folder:` images are converted to grey (else RGB).
+    pub grey: bool,
+    /// `mnist:` / `fashion-mnist:` split: the test set (t10k) instead of the training set.
+    pub test_split: bool,
+}
+
+impl Default for ImageOptions {
+    fn default() -> Self {
+        Self {
+            hflip: false,
+            size: 32,
+            grey: false,
+            test_split: false,
+        }
+    }
+}
+
+/// The prefixes that name image data sets.
+pub const IMAGE_PREFIXES: &[&str] = &["mnist:", "fashion-mnist:", "idx:", "folder:", "npy:"];
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Toy {
@@ -95,8 +132,38 @@ pub const BUILTIN: &[&str] = &[
 ];
 
 impl Dataset {
-    /// A built-in by name, or a `.csv` / `.npy` file by path.
+    /// A built-in by name, a `.csv` / `.npy` point file by path, or an image set
+    /// (`mnist:DIR`, `fashion-mnist:DIR`, `idx:FILE`, `folder:DIR`, `npy:FILE`) with default
+    /// image options.
     pub fn from_name(name: &str) -> Result<Self> {
+        Self::from_spec(name, &ImageOptions::default())
+    }
+
+    /// Like [`Dataset::from_name`], with the image options given.
+    pub fn from_spec(name: &str, opt: &ImageOptions) -> Result<Self> {
+        if let Some((prefix, path)) = name.split_once(':') {
+            let p = std::path::Path::new(path);
+            let im = match prefix {
+                "mnist" | "fashion-mnist" => Some(images::load_mnist_dir(p, opt.test_split)?),
+                "idx" => Some(images::load_idx_images(p)?),
+                "npy" => Some(images::load_npy_images(p)?),
+                "folder" => Some(images::load_folder(
+                    p,
+                    &images::FolderOptions {
+                        size: opt.size,
+                        grey: opt.grey,
+                    },
+                )?),
+                _ => None,
+            };
+            if let Some(im) = im {
+                return Ok(Dataset::Images {
+                    name: name.into(),
+                    images: Arc::new(im),
+                    hflip: opt.hflip,
+                });
+            }
+        }
         let iso = |s: f64| vec![s * s, 0.0, 0.0, s * s];
         Ok(match name {
             // The default: 8 equal modes on a ring of radius 2, each with std 0.2.
@@ -157,15 +224,27 @@ impl Dataset {
                 }
             }
             other => bail!(
-                "unknown data set '{other}': expected one of {} or a path ending in .csv or .npy",
-                BUILTIN.join(", ")
+                "unknown data set '{other}': expected one of {}, a path ending in .csv or .npy, or an image set {}PATH",
+                BUILTIN.join(", "),
+                IMAGE_PREFIXES.join("PATH, ")
             ),
         })
     }
 
     pub fn name(&self) -> &str {
         match self {
-            Dataset::Gmm { name, .. } | Dataset::Toy { name, .. } | Dataset::Points { name, .. } => name,
+            Dataset::Gmm { name, .. }
+            | Dataset::Toy { name, .. }
+            | Dataset::Points { name, .. }
+            | Dataset::Images { name, .. } => name,
+        }
+    }
+
+    /// The image shape (C, H, W) of an image data set.
+    pub fn image_shape(&self) -> Option<(usize, usize, usize)> {
+        match self {
+            Dataset::Images { images, .. } => Some((images.c, images.h, images.w)),
+            _ => None,
         }
     }
 
@@ -174,6 +253,7 @@ impl Dataset {
             Dataset::Gmm { gmm, .. } => gmm.dim,
             Dataset::Toy { .. } => 2,
             Dataset::Points { dim, .. } => *dim,
+            Dataset::Images { images, .. } => images.dim(),
         }
     }
 
@@ -199,6 +279,7 @@ impl Dataset {
                 }
                 out
             }
+            Dataset::Images { images, hflip, .. } => images.sample(rng, n, *hflip),
         }
     }
 
@@ -211,6 +292,8 @@ impl Dataset {
                 Standardizer { mean, std }
             }
             Dataset::Points { dim, xs, .. } => Standardizer::fit(xs, *dim),
+            // Images live in [-1, 1] already (σ_d = 0.5): no standardisation.
+            Dataset::Images { images, .. } => Standardizer::identity(images.dim()),
             Dataset::Toy { .. } => Standardizer::fit(&self.sample(&mut Rng::new(0x5EED), 100_000), 2),
         }
     }
@@ -283,6 +366,22 @@ mod tests {
         for p in xs.chunks(2) {
             assert_eq!(((p[0].floor() + p[1].floor()) as i64).rem_euclid(2), 0);
         }
+    }
+
+    #[test]
+    fn idx_fixture_is_an_unstandardised_image_set() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/mnist-t10k-256-images-idx3-ubyte"
+        );
+        let d = Dataset::from_name(&format!("idx:{path}")).unwrap();
+        assert_eq!(d.dim(), 784);
+        assert_eq!(d.image_shape(), Some((1, 28, 28)));
+        assert_eq!(d.standardizer(), Standardizer::identity(784));
+        let xs = d.sample(&mut Rng::new(0), 4);
+        assert!(xs.iter().all(|v| (-1.0..=1.0).contains(v)));
+        let e = Dataset::from_name("mnist:/nonexistent").unwrap_err().to_string();
+        assert!(e.contains("train-images-idx3-ubyte"), "{e}");
     }
 
     #[test]

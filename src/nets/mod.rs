@@ -15,6 +15,7 @@
 //! input): the parameterisation decides what c is (¼ ln σ, TrigFlow t, FACM t, ...).
 
 pub mod mlp;
+pub mod unet;
 
 use crate::rng::Rng;
 use burn::prelude::*;

@@ -571,7 +571,9 @@ mod tests {
         let mut cfg = crate::demo::demo_config("ctm", "ring8").unwrap();
         cfg.train.steps = 300;
         cfg.data.batch = 256;
-        let crate::config::ModelConfig::Mlp(m) = &mut cfg.model;
+        let crate::config::ModelConfig::Mlp(m) = &mut cfg.model else {
+            unreachable!("the default model is an MLP")
+        };
         m.hidden = 128;
         let setup = crate::train::Setup::new(&cfg, &dev).unwrap();
         let mut tr = crate::train::Trainer::new(setup).unwrap();

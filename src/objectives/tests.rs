@@ -15,7 +15,9 @@ fn small_cfg(method: &str, steps: u64) -> Config {
     c.method = MethodConfig::by_name(method).unwrap();
     c.train.steps = steps;
     c.data.batch = 256;
-    let crate::config::ModelConfig::Mlp(m) = &mut c.model;
+    let crate::config::ModelConfig::Mlp(m) = &mut c.model else {
+        unreachable!("the default model is an MLP")
+    };
     m.hidden = 128;
     m.emb_hidden = 64;
     c

@@ -13,7 +13,9 @@ use crate::train::{Setup, Trainer};
 
 fn small_cfg(method: &str, data: &str, steps: u64) -> Config {
     let mut cfg = demo_config(method, data).unwrap();
-    let ModelConfig::Mlp(m) = &mut cfg.model;
+    let ModelConfig::Mlp(m) = &mut cfg.model else {
+        unreachable!("the default model is an MLP")
+    };
     m.hidden = 128;
     cfg.data.batch = 256;
     cfg.train.steps = steps;

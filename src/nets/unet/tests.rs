@@ -1,0 +1,225 @@
+//! U-Net shape tests and tangent-pass checks against f64 central finite differences.
+
+use super::*;
+use burn::tensor::DType;
+
+fn dev() -> Device {
+    Device::flex()
+}
+
+fn t64<const D: usize>(v: Vec<f64>, shape: [usize; D]) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(v, shape), (&dev(), DType::F64))
+}
+
+fn randn<const D: usize>(rng: &mut Rng, shape: [usize; D], s: f64) -> Tensor<D> {
+    let n = shape.iter().product();
+    t64((0..n).map(|_| s * rng.normal()).collect(), shape)
+}
+
+/// Random f64 parameters for every spec (so zero-initialised layers still matter).
+fn params64(specs: &[ParamSpec], rng: &mut Rng) -> Vec<Tensor<1>> {
+    specs
+        .iter()
+        .map(|s| {
+            let n = s.numel();
+            let v: Vec<f64> = match &s.init {
+                Init::Values(v) => v.iter().map(|&x| x as f64).collect(),
+                Init::Ones => (0..n).map(|_| 1.0 + 0.2 * rng.normal()).collect(),
+                _ => {
+                    let fan = if s.shape.len() > 1 {
+                        s.shape[1..].iter().product::<usize>().max(1)
+                    } else {
+                        4
+                    };
+                    (0..n).map(|_| rng.normal() / (fan as f64).sqrt()).collect()
+                }
+            };
+            t64(v, [n])
+        })
+        .collect()
+}
+
+fn rel_err<const D: usize>(fd: Tensor<D>, an: Tensor<D>) -> f64 {
+    let (a, b) = (to_vec64(fd), to_vec64(an));
+    let num: f64 = a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
+    let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    assert!(den > 1e-8, "degenerate tangent (norm {den})");
+    num / den
+}
+
+/// Checks the tangent of a Dual-to-Dual map at (x, dx) against a central difference.
+fn check4(name: &str, f: impl Fn(Dual<4>) -> Dual<4>, x: Tensor<4>, dx: Tensor<4>) {
+    let h = 1e-5;
+    let an = f(Dual::new(x.clone(), Some(dx.clone()))).d.unwrap();
+    let plus = f(Dual::new(x.clone() + dx.clone().mul_scalar(h), None)).v;
+    let minus = f(Dual::new(x - dx.mul_scalar(h), None)).v;
+    let fd = (plus - minus).div_scalar(2.0 * h);
+    let e = rel_err(fd, an);
+    assert!(e < 1e-4, "{name}: relative error {e:e}");
+}
+
+#[test]
+fn layer_tangents_match_finite_differences() {
+    let mut rng = Rng::new(11);
+    let mut b = SpecBuilder::default();
+    let conv = Conv::add(&mut b, "c", 4, 8, 3, false);
+    let gn = GroupNorm::add(&mut b, "g", 8);
+    let p = params64(&b.specs, &mut rng);
+    let x = randn(&mut rng, [2, 4, 6, 6], 1.0);
+    let dx = randn(&mut rng, [2, 4, 6, 6], 1.0);
+    check4("conv", |d| conv.apply(&p, d), x.clone(), dx.clone());
+    let y = randn(&mut rng, [2, 8, 6, 6], 1.0);
+    let dy = randn(&mut rng, [2, 8, 6, 6], 1.0);
+    check4("group norm", |d| gn.apply(&p, d), y.clone(), dy.clone());
+    check4("silu", |d| d.silu(), y.clone(), dy.clone());
+    check4("down", down, y.clone(), dy.clone());
+    check4("up", up, y.clone(), dy.clone());
+    // Modulation: tangent along both h and the scale/shift m (m as a function of h here via
+    // a fixed linear read-out, so one direction moves both).
+    let m0 = randn(&mut rng, [2, 16], 0.5);
+    let dm = randn(&mut rng, [2, 16], 0.5);
+    for dn in [false, true] {
+        let f = |d: Dual<4>| {
+            // m moves with the same step as h: m(t) = m0 + t·dm.
+            let t =
+                d.v.clone()
+                    .narrow(1, 0, 1)
+                    .narrow(2, 0, 1)
+                    .narrow(3, 0, 1)
+                    .reshape([2, 1]);
+            let _ = t;
+            let m = Dual::new(m0.clone(), d.d.as_ref().map(|_| dm.clone()));
+            modulate(d, m, 8, dn)
+        };
+        // Finite difference along (dy, dm) jointly.
+        let h = 1e-5;
+        let an = f(Dual::new(y.clone(), Some(dy.clone()))).d.unwrap();
+        let g = |s: f64| {
+            let m = Dual::new(m0.clone() + dm.clone().mul_scalar(s), None);
+            modulate(Dual::new(y.clone() + dy.clone().mul_scalar(s), None), m, 8, dn).v
+        };
+        let fd = (g(h) - g(-h)).div_scalar(2.0 * h);
+        let e = rel_err(fd, an);
+        assert!(e < 1e-4, "modulation (double_norm {dn}): relative error {e:e}");
+    }
+}
+
+fn net_check(cfg: &UnetConfig, n_times: usize, dim: usize, dropout_masks: bool) {
+    let net = Unet::new(cfg, dim, n_times, 3).unwrap();
+    let mut rng = Rng::new(5);
+    let p = params64(&net.specs(), &mut rng);
+    let bsz = 2;
+    let x = randn(&mut rng, [bsz, dim], 1.0);
+    let dx = randn(&mut rng, [bsz, dim], 1.0);
+    let cond: Vec<Tensor<2>> = (0..n_times).map(|_| randn(&mut rng, [bsz, 1], 0.5)).collect();
+    let dcond: Vec<Tensor<2>> = (0..n_times).map(|_| randn(&mut rng, [bsz, 1], 0.5)).collect();
+    let masks = if dropout_masks {
+        net.draw_masks(&mut rng, bsz, &dev())
+            .map(|m| Masks(m.0.into_iter().map(|t| t.cast(DType::F64)).collect()))
+    } else {
+        None
+    };
+    let (y, dy) = net.jvp(&p, x.clone(), dx.clone(), &cond, &dcond, masks.as_ref());
+    let y2 = net.forward(&p, x.clone(), &cond, masks.as_ref());
+    assert!(
+        rel_err(y2, y.clone()) < 1e-12,
+        "jvp's primal output differs from forward"
+    );
+    let h = 1e-5;
+    let at = |s: f64| {
+        let c: Vec<Tensor<2>> = cond
+            .iter()
+            .zip(&dcond)
+            .map(|(c, d)| c.clone() + d.clone().mul_scalar(s))
+            .collect();
+        net.forward(&p, x.clone() + dx.clone().mul_scalar(s), &c, masks.as_ref())
+    };
+    let fd = (at(h) - at(-h)).div_scalar(2.0 * h);
+    let e = rel_err(fd, dy);
+    assert!(e < 1e-4, "{cfg:?}: full-net relative error {e:e}");
+}
+
+#[test]
+fn full_net_tangent_matches_finite_differences() {
+    let cfg = UnetConfig {
+        base: 8,
+        mults: vec![1, 2],
+        res_blocks: 1,
+        attention: true,
+        double_norm: true,
+        dropout: 0.2,
+        ..Default::default()
+    };
+    net_check(&cfg, 2, 64, true);
+    let cfg = UnetConfig {
+        base: 8,
+        mults: vec![1, 1, 2],
+        attention: false,
+        embedding: Embedding::Fourier,
+        ..Default::default()
+    };
+    net_check(&cfg, 1, 3 * 8 * 8, false);
+}
+
+#[test]
+fn forward_shapes_and_zero_output_init() {
+    let net = Unet::new(&UnetConfig::default(), 784, 1, 0).unwrap();
+    let p = init_params(&net.specs(), &mut Rng::new(0), &dev());
+    let x = Tensor::<2>::zeros([3, 784], &dev());
+    let c = Tensor::<2>::zeros([3, 1], &dev());
+    let y = net.forward(&p, x, &[c], None);
+    assert_eq!(y.dims(), [3, 784]);
+    assert!(to_vec(y).iter().all(|&v| v == 0.0));
+    assert!(image_shape(785).is_err());
+    assert_eq!(image_shape(3072).unwrap(), (3, 32, 32));
+    let e = Unet::new(
+        &UnetConfig {
+            mults: vec![1, 1, 1, 1],
+            ..Default::default()
+        },
+        784,
+        1,
+        0,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("divisible"), "{e}");
+}
+
+#[test]
+fn tiny_mnist_config_trains_on_the_fixture_and_writes_a_grid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cfg = crate::config::Config::load(&root.join("configs/mnist-ict-tiny.toml")).unwrap();
+    cfg.data.name = format!(
+        "idx:{}",
+        root.join("tests/fixtures/mnist-t10k-256-images-idx3-ubyte").display()
+    );
+    cfg.data.batch = 8;
+    cfg.train.steps = 3;
+    cfg.train.log_every = 1;
+    let out = std::env::temp_dir().join(format!("cm-unet-tiny-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let (trainer, history) = crate::train::run(
+        &cfg,
+        &crate::train::RunOptions {
+            out: out.clone(),
+            resume: false,
+            progress: false,
+            stop_after: None,
+        },
+        &dev(),
+    )
+    .unwrap();
+    assert_eq!(trainer.state.step, 3);
+    assert!(history.iter().all(|(_, l)| l.is_finite()), "{history:?}");
+    let setup = &trainer.setup;
+    let shape = setup.data.image_shape().unwrap();
+    assert_eq!(shape, (1, 28, 28));
+    let xs = crate::demo::sample_raw(setup, trainer.ema_net(), 4, 2, &mut Rng::new(1));
+    assert!(xs.iter().all(|v| v.is_finite()));
+    let grid = crate::demo::image_grid_of(&xs, shape, 4);
+    let path = out.join("grid.png");
+    crate::plot::write_png_atomic(&path, &grid).unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() > 100);
+    let _ = std::fs::remove_dir_all(&out);
+}

