@@ -184,6 +184,18 @@ pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
     v
 }
 
+/// Removes temporary files that a killed writer left in `dir` (`.NAME.tmp-PID` from
+/// [`write_atomic`]); they are never read, this only reclaims their space.
+pub fn remove_stale_temps(dir: &Path) {
+    let me = format!(".tmp-{}", std::process::id());
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') && name.contains(".tmp-") && !name.ends_with(&me) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Resolves a run folder (its newest checkpoint) or a checkpoint file.
 pub fn resolve(path: &Path) -> Result<PathBuf> {
     if path.is_dir() {

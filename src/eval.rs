@@ -202,7 +202,7 @@ mod tests {
     fn energy_distance_matches_closed_form_in_1d() {
         // For X − Y ~ N(δ, s²): E|X − Y| = s√(2/π) e^{−δ²/2s²} + δ(1 − 2Φ(−δ/s)).
         let e_abs = |d: f64, s: f64| s * (2.0 / std::f64::consts::PI).sqrt() * (-d * d / (2.0 * s * s)).exp() + d * (1.0 - 2.0 * normal_cdf(-d / s));
-        let (m, s1, s2) = (1.0, 1.0, 2.0);
+        let (m, s1, s2) = (1.0f64, 1.0f64, 2.0f64);
         let want = 2.0 * e_abs(m, (s1 * s1 + s2 * s2).sqrt()) - e_abs(0.0, 2f64.sqrt() * s1) - e_abs(0.0, 2f64.sqrt() * s2);
         let mut r = Rng::new(3);
         let a = gauss(&mut r, 4000, &[0.0], s1);

@@ -1,0 +1,12 @@
+//! Integration tests: the real `cm` executable and the library's loop and IO.
+//!
+//! One test binary (`cargo test --release --test it`); modules by concern.
+
+mod common;
+mod bad_input;
+mod conformance;
+mod kill;
+mod nonfinite;
+mod props;
+mod regressions;
+mod resume;
