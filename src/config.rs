@@ -47,10 +47,26 @@ impl Default for DataConfig {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ModelConfig {
     Mlp(MlpConfig),
+}
+
+/// `kind` may be left out of `[model]`: it defaults to `"mlp"` (as documented above).
+impl<'de> Deserialize<'de> for ModelConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(tag = "kind", rename_all = "kebab-case")]
+        enum Tagged {
+            Mlp(MlpConfig),
+        }
+        let mut table = toml::Table::deserialize(d)?;
+        table.entry("kind").or_insert_with(|| "mlp".into());
+        match Tagged::deserialize(toml::Value::Table(table)).map_err(serde::de::Error::custom)? {
+            Tagged::Mlp(m) => Ok(ModelConfig::Mlp(m)),
+        }
+    }
 }
 
 impl Default for ModelConfig {
@@ -195,6 +211,8 @@ mod tests {
             let e = format!("{:#}", Config::from_toml(text).unwrap_err());
             assert!(e.contains(field), "{text}: {e}");
         }
+        let e = format!("{:#}", Config::from_toml("[model]\nkind = \"cnn\"\n").unwrap_err());
+        assert!(e.contains("cnn"), "{e}");
         let e = format!("{:#}", Config::from_toml("[method]\nname = \"ictt\"\n").unwrap_err());
         assert!(e.contains("ictt"), "{e}");
     }

@@ -20,3 +20,16 @@ fn seed_beyond_i64_is_rejected_not_a_panic() {
     assert_cli_error(&["train", "--out", s(&dir.join("run")), "--steps", "18446744073709551615"], &["train.steps"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `[model]` without `kind` was rejected with "missing field `kind`" although the docs give
+/// `kind = "mlp"` as the default; it now defaults, and unknown fields are still named.
+#[test]
+fn model_section_without_kind_defaults_to_mlp() {
+    let c = Config::from_toml("[model]\nhidden = 16\n").unwrap();
+    let cm::config::ModelConfig::Mlp(m) = &c.model;
+    assert_eq!(m.hidden, 16);
+    let e = format!("{:#}", Config::from_toml("[model]\nhiden = 16\n").unwrap_err());
+    assert!(e.contains("hiden"), "{e}");
+    let e = format!("{:#}", Config::from_toml("[model]\nkind = \"cnn\"\n").unwrap_err());
+    assert!(e.contains("cnn"), "{e}");
+}
