@@ -5,6 +5,7 @@
 mod common;
 mod bad_input;
 mod conformance;
+mod fuzzloop;
 mod kill;
 mod nonfinite;
 mod props;
