@@ -184,13 +184,17 @@ pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
     v
 }
 
-/// Removes temporary files that a killed writer left in `dir` (`.NAME.tmp-PID` from
-/// [`write_atomic`]); they are never read, this only reclaims their space.
+/// Removes temporary files that a killed writer left in a run folder (`.NAME.tmp-PID` from
+/// [`write_atomic`], NAME one of the run's own files); they are never read, this only
+/// reclaims their space. Anything else in the folder is left alone.
 pub fn remove_stale_temps(dir: &Path) {
-    let me = format!(".tmp-{}", std::process::id());
+    let me = std::process::id().to_string();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        if name.starts_with('.') && name.contains(".tmp-") && !name.ends_with(&me) {
+        let Some((stem, pid)) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-")) else { continue };
+        let ours = (stem.starts_with("ckpt-") && stem.ends_with(".safetensors"))
+            || matches!(stem, "config.toml" | "loss.png");
+        if ours && !pid.is_empty() && pid.bytes().all(|c| c.is_ascii_digit()) && pid != me {
             let _ = std::fs::remove_file(e.path());
         }
     }

@@ -123,3 +123,16 @@ fn sigkill_at_random_moments_then_resume_is_bit_identical() {
     assert_same_state(&a, &b, "killed-and-resumed vs uninterrupted");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn stale_temp_files_are_removed_and_others_kept() {
+    let dir = scratch("temps");
+    let stale = write(&dir.join(".ckpt-00000010.safetensors.tmp-999999"), "torn");
+    let cfg_tmp = write(&dir.join(".config.toml.tmp-123"), "torn");
+    let user = write(&dir.join(".notes.tmp-1"), "keep");
+    let other = write(&dir.join("ckpt-notes.txt"), "keep");
+    cm::ckpt::remove_stale_temps(&dir);
+    assert!(!stale.exists() && !cfg_tmp.exists());
+    assert!(user.exists() && other.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
