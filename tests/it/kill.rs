@@ -121,6 +121,9 @@ fn sigkill_at_random_moments_then_resume_is_bit_identical() {
     let (_, _, b) = cm::train::load_run(&run, &dev()).unwrap();
     assert_eq!(b.step, STEPS);
     assert_same_state(&a, &b, "killed-and-resumed vs uninterrupted");
+    // Checkpoint files are byte-for-byte reproducible too (sorted metadata).
+    let name = cm::ckpt::file_name(STEPS);
+    assert!(std::fs::read(reference.join(&name)).unwrap() == std::fs::read(run.join(&name)).unwrap(), "final checkpoint files differ");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
