@@ -94,7 +94,27 @@ pub fn to_bytes(state: &State, specs: &[ParamSpec]) -> Result<Vec<u8>> {
             .collect::<Vec<_>>()
             .join(","),
     );
-    Ok(safetensors::serialize(views, &Some(meta))?)
+    canonical_header(safetensors::serialize(views, &Some(meta))?)
+}
+
+/// Rewrites a serialised safetensors file with its metadata keys sorted. `serialize` takes the
+/// metadata as a `HashMap`, whose order changes from process to process; sorted, the same
+/// state always gives the same bytes. Tensor offsets are relative to the data, so only the
+/// header (kept 8-byte aligned, padded with spaces) changes.
+fn canonical_header(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let n = u64::from_le_bytes(bytes[..8].try_into()?) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n])?;
+    if let Some(serde_json::Value::Object(m)) = header.get_mut("__metadata__") {
+        let sorted: BTreeMap<String, serde_json::Value> = std::mem::take(m).into_iter().collect();
+        m.extend(sorted);
+    }
+    let mut text = serde_json::to_vec(&header)?;
+    text.resize(text.len().div_ceil(8) * 8, b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
 }
 
 /// Parses and validates a checkpoint against `specs`. Every failure is an error naming it.
@@ -204,6 +224,24 @@ pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
         .collect();
     v.sort();
     v
+}
+
+/// Removes temporary files that a killed writer left in a run folder (`.NAME.tmp-PID` from
+/// [`write_atomic`], NAME one of the run's own files); they are never read, this only
+/// reclaims their space. Anything else in the folder is left alone.
+pub fn remove_stale_temps(dir: &Path) {
+    let me = std::process::id().to_string();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some((stem, pid)) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-")) else {
+            continue;
+        };
+        let ours =
+            (stem.starts_with("ckpt-") && stem.ends_with(".safetensors")) || matches!(stem, "config.toml" | "loss.png");
+        if ours && !pid.is_empty() && pid.bytes().all(|c| c.is_ascii_digit()) && pid != me {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Resolves a run folder (its newest checkpoint) or a checkpoint file.

@@ -231,6 +231,23 @@ impl Config {
         anyhow::ensure!(t.ckpt_every >= 1, "train.ckpt_every must be at least 1");
         anyhow::ensure!(t.keep_ckpts >= 1, "train.keep_ckpts must be at least 1");
         anyhow::ensure!(t.max_bad_steps >= 1, "train.max_bad_steps must be at least 1");
+        // TOML integers are signed 64-bit: larger values could not be stored with the run.
+        for (name, v) in [
+            ("train.steps", t.steps),
+            ("train.warmup", t.warmup),
+            ("train.seed", t.seed),
+            ("train.log_every", t.log_every),
+            ("train.ckpt_every", t.ckpt_every),
+            ("train.max_bad_steps", t.max_bad_steps),
+            ("train.keep_ckpts", t.keep_ckpts as u64),
+            ("data.batch", self.data.batch as u64),
+        ] {
+            anyhow::ensure!(
+                v <= i64::MAX as u64,
+                "{name} must be at most {} (a TOML integer), got {v}",
+                i64::MAX
+            );
+        }
         match &self.model {
             ModelConfig::Mlp(m) => m.validate()?,
             ModelConfig::Unet(u) => u.validate()?,
@@ -271,6 +288,8 @@ mod tests {
             let e = format!("{:#}", Config::from_toml(text).unwrap_err());
             assert!(e.contains(field), "{text}: {e}");
         }
+        let e = format!("{:#}", Config::from_toml("[model]\nkind = \"cnn\"\n").unwrap_err());
+        assert!(e.contains("cnn"), "{e}");
         let e = format!("{:#}", Config::from_toml("[method]\nname = \"ictt\"\n").unwrap_err());
         assert!(e.contains("ictt"), "{e}");
     }

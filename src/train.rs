@@ -206,12 +206,14 @@ impl Trainer {
     pub fn from_state(setup: Setup, state: State) -> Self {
         let rng = Rng::from_state(state.rng);
         let bad_total = state.meta.get("bad_steps").and_then(|s| s.parse().ok()).unwrap_or(0);
+        // The consecutive-bad counter is saved too, so `max_bad_steps` counts across a resume.
+        let bad_run = state.meta.get("bad_run").and_then(|s| s.parse().ok()).unwrap_or(0);
         Self {
             setup,
             state,
             rng,
             bad_total,
-            bad_run: 0,
+            bad_run,
         }
     }
 
@@ -373,6 +375,7 @@ impl Trainer {
         let mut s = self.state.clone();
         s.rng = self.rng.state();
         s.meta.insert("bad_steps".into(), self.bad_total.to_string());
+        s.meta.insert("bad_run".into(), self.bad_run.to_string());
         s.meta.insert("method".into(), self.setup.objective.name().into());
         s.meta.insert("config".into(), self.setup.cfg.to_toml());
         s.meta.insert(
@@ -428,11 +431,24 @@ pub type History = Vec<(f64, f64)>;
 
 /// Trains a config into `opts.out` (resolved config, JSONL log, checkpoints, loss curve PNG).
 pub fn run(cfg: &Config, opts: &RunOptions, device: &Device) -> Result<(Trainer, History)> {
+    run_with(cfg, opts, device, |t| t.step())
+}
+
+/// [`run`] with the per-step call supplied by the caller: `step(trainer)` must take exactly one
+/// optimizer step (normally [`Trainer::step`]). Tests use it to inject faults, e.g. batches of
+/// NaN through [`Trainer::step_on`], into an otherwise ordinary run.
+pub fn run_with(
+    cfg: &Config,
+    opts: &RunOptions,
+    device: &Device,
+    mut step: impl FnMut(&mut Trainer) -> StepLog,
+) -> Result<(Trainer, History)> {
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create output folder {}", opts.out.display()))?;
     let probe = opts.out.join(".write-test");
     std::fs::write(&probe, b"ok").with_context(|| format!("output folder {} is not writable", opts.out.display()))?;
     let _ = std::fs::remove_file(&probe);
+    ckpt::remove_stale_temps(&opts.out);
     let existing = ckpt::list(&opts.out);
     let mut trainer = if opts.resume && !existing.is_empty() {
         let (stored_cfg, setup, state) = load_run(&opts.out, device)?;
@@ -471,7 +487,7 @@ pub fn run(cfg: &Config, opts: &RunOptions, device: &Device) -> Result<(Trainer,
         if opts.stop_after.is_some_and(|n| ran >= n) {
             break;
         }
-        let r = trainer.step();
+        let r = step(&mut trainer);
         ran += 1;
         if !r.skipped {
             acc.0 += r.loss;

@@ -1,0 +1,152 @@
+//! Kill safety: SIGKILL `cm train` at pseudo-random moments (during start-up, mid-step, while a
+//! checkpoint is being written, right after one lands), `--resume` each time, and check that
+//! every checkpoint on disk loads and that the finished run equals an uninterrupted one bit
+//! for bit.
+
+use crate::common::*;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const STEPS: u64 = 1000;
+const MIN_KILLS: usize = 24;
+
+/// splitmix64: the deterministic source of the kill schedule.
+struct Mix(u64);
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn spawn(cfg: &Path, out: &Path) -> Child {
+    Command::new(cm_bin())
+        .args(["train", s(cfg), "--out", s(out), "--resume"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn cm train")
+}
+
+fn has_temp(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().contains(".safetensors.tmp-"))
+}
+
+fn newest(dir: &Path) -> Option<u64> {
+    cm::ckpt::list(dir).last().map(|(s, _)| *s)
+}
+
+/// Polls until `cond` holds, the child exits, or 10 s pass.
+fn wait_for(child: &mut Child, mut cond: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
+        if cond() || child.try_wait().unwrap().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_then_resume_is_bit_identical() {
+    let dir = scratch("kill");
+    let mut cfg = small_cfg("ict", 11, STEPS);
+    cfg.train.log_every = 7; // not a divisor of ckpt_every: log and checkpoint cadences differ
+    let cfg_path = write(&dir.join("c.toml"), cfg.to_toml());
+    let reference = dir.join("ref");
+    let (ok, err) = cm(&["train", s(&cfg_path), "--out", s(&reference)]);
+    assert!(ok, "uninterrupted run failed: {err}");
+
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let mut mix = Mix(0xC0FF_EE00_D15E_A5E5);
+    let (mut kills, mut finished) = (0usize, false);
+    let mut modes = [0usize; 4];
+    for _ in 0..200 {
+        let before = newest(&run);
+        let mut child = spawn(&cfg_path, &run);
+        let mode = mix.below(4) as usize;
+        match mode {
+            // During start-up: config parse, checkpoint load, first steps.
+            0 => std::thread::sleep(Duration::from_micros(mix.below(15_000))),
+            // While a checkpoint is being written (its temp file exists).
+            1 => wait_for(&mut child, || has_temp(&run)),
+            // Just after a checkpoint lands (rename done, pruning, next steps).
+            2 => {
+                wait_for(&mut child, || newest(&run) > before);
+                std::thread::sleep(Duration::from_micros(mix.below(3_000)));
+            }
+            // Anywhere in the middle of training.
+            _ => std::thread::sleep(Duration::from_micros(mix.below(60_000))),
+        }
+        child.kill().ok(); // SIGKILL on Unix
+        let status = child.wait().unwrap();
+        if status.success() {
+            finished = true;
+        } else {
+            kills += 1;
+            modes[mode] += 1;
+        }
+        // Every checkpoint on disk loads, whatever moment the kill hit.
+        for p in ckpt_files(&run) {
+            let r = cm::train::load_run(&p, &dev());
+            assert!(
+                r.is_ok(),
+                "after kill {kills}: {} does not load: {:#}",
+                p.display(),
+                r.err().unwrap()
+            );
+        }
+        if finished || kills >= MIN_KILLS && newest(&run) == Some(STEPS) {
+            break;
+        }
+        if kills >= MIN_KILLS {
+            // Enough kills: let the last resume run to the end.
+            let st = spawn(&cfg_path, &run).wait().unwrap();
+            assert!(st.success(), "final resume failed");
+            finished = true;
+            break;
+        }
+    }
+    eprintln!(
+        "kill safety: {kills} kills survived (start-up {}, during write {}, after save {}, mid-step {})",
+        modes[0], modes[1], modes[2], modes[3]
+    );
+    assert!(finished, "the run never finished");
+    assert!(kills >= 20, "only {kills} kills landed before the run finished");
+    let (_, _, a) = cm::train::load_run(&reference, &dev()).unwrap();
+    let (_, _, b) = cm::train::load_run(&run, &dev()).unwrap();
+    assert_eq!(b.step, STEPS);
+    assert_same_state(&a, &b, "killed-and-resumed vs uninterrupted");
+    // Checkpoint files are byte-for-byte reproducible too (sorted metadata).
+    let name = cm::ckpt::file_name(STEPS);
+    assert!(
+        std::fs::read(reference.join(&name)).unwrap() == std::fs::read(run.join(&name)).unwrap(),
+        "final checkpoint files differ"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn stale_temp_files_are_removed_and_others_kept() {
+    let dir = scratch("temps");
+    let stale = write(&dir.join(".ckpt-00000010.safetensors.tmp-999999"), "torn");
+    let cfg_tmp = write(&dir.join(".config.toml.tmp-123"), "torn");
+    let user = write(&dir.join(".notes.tmp-1"), "keep");
+    let other = write(&dir.join("ckpt-notes.txt"), "keep");
+    cm::ckpt::remove_stale_temps(&dir);
+    assert!(!stale.exists() && !cfg_tmp.exists());
+    assert!(user.exists() && other.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,13 @@
+//! Integration tests: the real `cm` executable and the library's loop and IO.
+//!
+//! One test binary (`cargo test --release --test it`); modules by concern.
+
+mod bad_input;
+mod common;
+mod conformance;
+mod fuzzloop;
+mod kill;
+mod nonfinite;
+mod props;
+mod regressions;
+mod resume;

@@ -1,0 +1,43 @@
+//! Inputs found by fuzzing (fuzz/) that once misbehaved, kept as regular tests.
+//!
+//! `props::config_roundtrips` found: a `train.seed` ≥ 2⁶³ (reachable with `cm train --seed`)
+//! passed validation, then `Config::to_toml` panicked when the run was saved, since TOML
+//! integers are signed 64-bit. Validation now rejects it by name.
+
+use crate::common::*;
+use cm::config::Config;
+
+#[test]
+fn seed_beyond_i64_is_rejected_not_a_panic() {
+    let mut c = Config::default();
+    c.train.seed = 1 << 63;
+    let e = format!("{:#}", c.validate().unwrap_err());
+    assert!(e.contains("train.seed") && e.contains("9223372036854775807"), "{e}");
+    c.train.seed = i64::MAX as u64;
+    assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+    let dir = scratch("bigseed");
+    assert_cli_error(
+        &["train", "--out", s(&dir.join("run")), "--seed", "9223372036854775808"],
+        &["train.seed"],
+    );
+    assert_cli_error(
+        &["train", "--out", s(&dir.join("run")), "--steps", "18446744073709551615"],
+        &["train.steps"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `[model]` without `kind` was rejected with "missing field `kind`" although the docs give
+/// `kind = "mlp"` as the default; it now defaults, and unknown fields are still named.
+#[test]
+fn model_section_without_kind_defaults_to_mlp() {
+    let c = Config::from_toml("[model]\nhidden = 16\n").unwrap();
+    let cm::config::ModelConfig::Mlp(m) = &c.model else {
+        unreachable!("the default model is an MLP")
+    };
+    assert_eq!(m.hidden, 16);
+    let e = format!("{:#}", Config::from_toml("[model]\nhiden = 16\n").unwrap_err());
+    assert!(e.contains("hiden"), "{e}");
+    let e = format!("{:#}", Config::from_toml("[model]\nkind = \"cnn\"\n").unwrap_err());
+    assert!(e.contains("cnn"), "{e}");
+}
