@@ -234,7 +234,11 @@ pub fn summarize(
         let xs = sample_raw(setup, trainer.ema_net(), n_eval, 4, &mut Rng::new(0xF0F4));
         let scale = setup.standardizer.std.iter().sum::<f64>() / dim as f64;
         let ev = image_evaluator(setup, &reference);
-        with_image_metrics(eval::report(&xs, &reference, dim, setup.data.gmm(), scale), ev.as_ref(), &xs)
+        with_image_metrics(
+            eval::report(&xs, &reference, dim, setup.data.gmm(), scale),
+            ev.as_ref(),
+            &xs,
+        )
     };
     let consistency_error = setup
         .gmm_std

@@ -127,9 +127,15 @@ impl Classifier {
         let st = safetensors::SafeTensors::deserialize(bytes).context("not a safetensors file")?;
         let mut params = Vec::new();
         for (name, shape) in PARAMS {
-            let t = st.tensor(name).with_context(|| format!("classifier weights have no '{name}'"))?;
+            let t = st
+                .tensor(name)
+                .with_context(|| format!("classifier weights have no '{name}'"))?;
             if t.dtype() != safetensors::Dtype::F32 || t.shape() != shape {
-                bail!("classifier tensor '{name}' is {:?} {:?}, expected F32 {shape:?}", t.dtype(), t.shape());
+                bail!(
+                    "classifier tensor '{name}' is {:?} {:?}, expected F32 {shape:?}",
+                    t.dtype(),
+                    t.shape()
+                );
             }
             let v: Vec<f32> = t
                 .data()
@@ -151,12 +157,21 @@ impl Classifier {
             .zip(&self.params)
             .map(|((n, s), t)| {
                 let v = crate::nets::to_vec(t.clone());
-                (n.to_string(), v.iter().flat_map(|x| x.to_le_bytes()).collect(), s.to_vec())
+                (
+                    n.to_string(),
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    s.to_vec(),
+                )
             })
             .collect();
         let views: Vec<(String, safetensors::tensor::TensorView)> = data
             .iter()
-            .map(|(n, b, s)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+            .map(|(n, b, s)| {
+                (
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap(),
+                )
+            })
             .collect();
         Ok(safetensors::serialize(views, &Some(self.meta.clone()))?)
     }
@@ -260,7 +275,12 @@ pub fn train_classifier(
 ) -> Result<Classifier> {
     let labels = train.labels.as_ref().context("the training images have no labels")?;
     if (train.c, train.h, train.w) != (1, SIDE, SIDE) {
-        bail!("the classifier trains on 1×28×28 images, got {}×{}×{}", train.c, train.h, train.w);
+        bail!(
+            "the classifier trains on 1×28×28 images, got {}×{}×{}",
+            train.c,
+            train.h,
+            train.w
+        );
     }
     let mut clf = Classifier::init(opt.seed, device);
     let mut rng = Rng::new(opt.seed ^ 0xC1A5);
@@ -299,7 +319,10 @@ pub fn train_classifier(
             let Some(g) = p_ad[i].grad(&grads) else { continue };
             m[i] = m[i].clone().mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1);
             v[i] = v[i].clone().mul_scalar(b2) + g.square().mul_scalar(1.0 - b2);
-            let upd = m[i].clone().div(v[i].clone().div_scalar(bc2).sqrt().add_scalar(1e-8)).mul_scalar(lr / bc1);
+            let upd = m[i]
+                .clone()
+                .div(v[i].clone().div_scalar(bc2).sqrt().add_scalar(1e-8))
+                .mul_scalar(lr / bc1);
             clf.params[i] = clf.params[i].clone() - upd;
         }
         progress(k, lv);
@@ -310,7 +333,8 @@ pub fn train_classifier(
     }
     clf.meta.insert("steps".into(), done.to_string());
     clf.meta.insert("batch".into(), opt.batch.to_string());
-    clf.meta.insert("seconds".into(), format!("{:.1}", t0.elapsed().as_secs_f64()));
+    clf.meta
+        .insert("seconds".into(), format!("{:.1}", t0.elapsed().as_secs_f64()));
     Ok(clf)
 }
 
@@ -454,7 +478,11 @@ pub fn frechet(a: &[f64], b: &[f64], d: usize) -> f64 {
 /// Mean over samples of the largest softmax probability.
 pub fn confidence(probs: &[f64]) -> f64 {
     let n = probs.len() / 10;
-    probs.chunks(10).map(|r| r.iter().cloned().fold(0.0, f64::max)).sum::<f64>() / n.max(1) as f64
+    probs
+        .chunks(10)
+        .map(|r| r.iter().cloned().fold(0.0, f64::max))
+        .sum::<f64>()
+        / n.max(1) as f64
 }
 
 /// Image metrics of a sample set against reference images.
@@ -595,7 +623,11 @@ mod tests {
         );
         let inv: Vec<f64> = xs.iter().map(|x| -x).collect();
         let far = ev.report(&inv);
-        assert!(far.fd > 10.0 * fd_halves, "FD inverted {} vs halves {fd_halves}", far.fd);
+        assert!(
+            far.fd > 10.0 * fd_halves,
+            "FD inverted {} vs halves {fd_halves}",
+            far.fd
+        );
         assert!(far.confidence < same.confidence);
         // Noise images: far too, and a 16-px resize of the fixture stays close.
         let mut r = Rng::new(3);
@@ -608,7 +640,10 @@ mod tests {
         let dev = Device::flex();
         let c = Classifier::builtin(Net::Fashion, &dev).unwrap();
         let back = Classifier::from_bytes(&c.to_bytes().unwrap(), &dev).unwrap();
-        assert_eq!(crate::nets::to_vec(c.params[4].clone()), crate::nets::to_vec(back.params[4].clone()));
+        assert_eq!(
+            crate::nets::to_vec(c.params[4].clone()),
+            crate::nets::to_vec(back.params[4].clone())
+        );
         assert_eq!(Net::for_data("fashion-mnist:/x"), Net::Fashion);
         assert_eq!(Net::for_data("mnist:/x").fd_name(), "FD-mnistnet");
     }

@@ -171,7 +171,14 @@ fn small_digits_npy(path: &std::path::Path) {
     let n = 32;
     let mut px = Vec::new();
     for i in 0..n {
-        px.extend(crate::data::images::crop_resize(1, 28, 28, &im.pixels[i * 784..(i + 1) * 784], 16, true));
+        px.extend(crate::data::images::crop_resize(
+            1,
+            28,
+            28,
+            &im.pixels[i * 784..(i + 1) * 784],
+            16,
+            true,
+        ));
     }
     let mut header = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': ({n}, 16, 16), }}");
     while (10 + header.len() + 1) % 64 != 0 {
@@ -229,9 +236,16 @@ fn cd_step_with_lpips_on_16px_images() {
     let log = t.step();
     assert!(log.loss.is_finite() && log.loss > 0.0, "{kind:?} loss {}", log.loss);
     assert!(!log.skipped);
-    assert!(log.grad_norm.is_finite() && log.grad_norm > 0.0, "{kind:?} grad norm {}", log.grad_norm);
+    assert!(
+        log.grad_norm.is_finite() && log.grad_norm > 0.0,
+        "{kind:?} grad norm {}",
+        log.grad_norm
+    );
     // The LPIPS distance needs image-shaped samples.
-    let e = super::check_distance(super::Distance::Lpips, 2).err().unwrap().to_string();
+    let e = super::check_distance(super::Distance::Lpips, 2)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("square images"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -67,3 +67,45 @@ fn tiny_configs_train_two_steps_and_write_a_grid() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `cm demo` on image data reports FD and confidence next to SWD for every sample set, and
+/// `cm eval` on the run does too.
+#[test]
+fn image_demo_json_has_fd_and_confidence() {
+    let dir = scratch("img-demo");
+    let out = dir.join("run");
+    let data = format!(
+        "idx:{}",
+        s(&root().join("tests/fixtures/mnist-t10k-256-images-idx3-ubyte"))
+    );
+    let o = std::process::Command::new(crate::common::cm_bin())
+        .args([
+            "demo", "--method", "ict", "--data", &data, "--steps", "2", "--n-eval", "64", "--json", "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    for k in ["data", "untrained", "one_step", "two_step"] {
+        let r = &v[k];
+        assert_eq!(r["fd_net"], "FD-mnistnet", "{k}: {r}");
+        assert!(r["fd"].as_f64().unwrap().is_finite(), "{k}: {r}");
+        let c = r["confidence"].as_f64().unwrap();
+        assert!((0.1..=1.0).contains(&c), "{k}: {r}");
+        assert!(r["swd"].as_f64().unwrap().is_finite());
+    }
+    // Real digits score better than an untrained network's output.
+    assert!(v["data"]["fd"].as_f64().unwrap() < v["untrained"]["fd"].as_f64().unwrap());
+    let o = std::process::Command::new(crate::common::cm_bin())
+        .args(["eval", "--n", "64", "--json"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert!(v["fd"].as_f64().is_some() && v["confidence"].as_f64().is_some(), "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
