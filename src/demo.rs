@@ -89,6 +89,38 @@ pub fn sample_raw_with(
     setup.standardizer.inverse(&out)
 }
 
+/// The default number of evaluation samples: 1000 for images (classifier features, 784-d
+/// MMD), 10 000 otherwise.
+pub fn default_n_eval(data: &str) -> usize {
+    if crate::data::IMAGE_PREFIXES.iter().any(|p| data.starts_with(p)) {
+        1000
+    } else {
+        10_000
+    }
+}
+
+/// The FD/confidence evaluator of an image data set (mnistnet, or fashionnet for
+/// Fashion-MNIST) against `reference`; None for non-image data.
+pub fn image_evaluator(setup: &Setup, reference: &[f64]) -> Option<crate::imgmetrics::ImageEvaluator> {
+    let shape = setup.data.image_shape()?;
+    let net = crate::imgmetrics::Net::for_data(setup.data.name());
+    match crate::imgmetrics::ImageEvaluator::new(net, reference, shape, &setup.device) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            eprintln!("warning: no image metrics: {e:#}");
+            None
+        }
+    }
+}
+
+/// Adds FD and confidence to a report when an evaluator is given.
+pub fn with_image_metrics(r: Report, ev: Option<&crate::imgmetrics::ImageEvaluator>, xs: &[f64]) -> Report {
+    match ev {
+        Some(e) => r.with_image(e.report(xs)),
+        None => r,
+    }
+}
+
 /// Evaluates a trained setup with its EMA weights against fresh data.
 pub fn evaluate(
     setup: &Setup,
@@ -107,7 +139,8 @@ pub fn evaluate(
     let untrained = sample_raw(setup, &init[..setup.n_net], n, 1, &mut rng);
     let one = sample_raw(setup, params, n, 1, &mut rng);
     let two = sample_raw(setup, params, n, 2, &mut rng);
-    let r = |x: &[f64]| eval::report(x, &reference, dim, gmm, scale);
+    let ev = image_evaluator(setup, &reference);
+    let r = |x: &[f64]| with_image_metrics(eval::report(x, &reference, dim, gmm, scale), ev.as_ref(), x);
     (
         r(&fresh),
         r(&untrained),
@@ -200,7 +233,12 @@ pub fn summarize(
         let reference = setup.data.sample(&mut rng, n_eval);
         let xs = sample_raw(setup, trainer.ema_net(), n_eval, 4, &mut Rng::new(0xF0F4));
         let scale = setup.standardizer.std.iter().sum::<f64>() / dim as f64;
-        eval::report(&xs, &reference, dim, setup.data.gmm(), scale)
+        let ev = image_evaluator(setup, &reference);
+        with_image_metrics(
+            eval::report(&xs, &reference, dim, setup.data.gmm(), scale),
+            ev.as_ref(),
+            &xs,
+        )
     };
     let consistency_error = setup
         .gmm_std

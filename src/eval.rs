@@ -144,6 +144,37 @@ pub struct Report {
     pub energy: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loglik: Option<f64>,
+    /// Images: which feature net the Fréchet distance uses (`FD-mnistnet` / `FD-fashionnet`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd_net: Option<String>,
+    /// Images: Fréchet distance of classifier features ([`crate::imgmetrics`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd: Option<f64>,
+    /// Images: mean max softmax probability of the classifier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+}
+
+impl Report {
+    /// Adds the image metrics.
+    pub fn with_image(mut self, r: crate::imgmetrics::ImageReport) -> Self {
+        self.fd_net = Some(r.fd_net);
+        self.fd = Some(r.fd);
+        self.confidence = Some(r.confidence);
+        self
+    }
+
+    /// One line for the terminal.
+    pub fn line(&self) -> String {
+        let mut s = format!("swd {:.4}  mmd {:.5}  energy {:.5}", self.swd, self.mmd, self.energy);
+        if let Some(l) = self.loglik {
+            s += &format!("  loglik {l:.4}");
+        }
+        if let (Some(n), Some(fd), Some(c)) = (&self.fd_net, self.fd, self.confidence) {
+            s += &format!("  {n} {fd:.3}  confidence {c:.3}");
+        }
+        s
+    }
 }
 
 /// Computes [`Report`] of `samples` against `reference` (and the exact density when known).
@@ -153,6 +184,9 @@ pub fn report(samples: &[f64], reference: &[f64], dim: usize, gmm: Option<&Gmm>,
         mmd: mmd2(samples, reference, dim, scale),
         energy: energy(samples, reference, dim),
         loglik: gmm.map(|g| loglik(samples, g)),
+        fd_net: None,
+        fd: None,
+        confidence: None,
     }
 }
 

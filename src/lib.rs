@@ -23,6 +23,7 @@ pub mod data;
 pub mod demo;
 pub mod eval;
 pub mod fetch;
+pub mod imgmetrics;
 pub mod lpips;
 pub mod model;
 pub mod nets;

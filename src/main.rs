@@ -30,9 +30,9 @@ enum Cmd {
         steps: Option<u64>,
         #[arg(long)]
         seed: Option<u64>,
-        /// Samples used for the metrics.
-        #[arg(long, default_value_t = 10_000)]
-        n_eval: usize,
+        /// Samples used for the metrics (default 1000 for images, 10 000 otherwise).
+        #[arg(long)]
+        n_eval: Option<usize>,
         /// Teacher of distilling methods: `exact` (Gaussian mixtures), `train` (train an EDM
         /// teacher first), or a trained run folder.
         #[arg(long)]
@@ -97,8 +97,9 @@ enum Cmd {
         input: PathBuf,
         #[arg(long)]
         data: Option<String>,
-        #[arg(long, default_value_t = 10_000)]
-        n: usize,
+        /// Samples (default 1000 for images, 10 000 otherwise; a sample file is used whole).
+        #[arg(long)]
+        n: Option<usize>,
         #[arg(long)]
         json: bool,
     },
@@ -120,12 +121,42 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DataCmd,
     },
+    /// The small image classifiers behind FD-mnistnet / FD-fashionnet.
+    Classifier {
+        #[command(subcommand)]
+        cmd: ClassifierCmd,
+    },
     /// Training steps/s and sampling latency of the standard 2-D config.
     Bench {
         #[arg(long, default_value_t = 200)]
         steps: u64,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClassifierCmd {
+    /// Train on an MNIST-layout folder (`mnist:DIR` or `fashion-mnist:DIR`) and report the
+    /// test-set accuracy; writes safetensors weights.
+    Train {
+        #[arg(long)]
+        data: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 2.0)]
+        epochs: f64,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 240.0)]
+        max_seconds: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Test-set accuracy of a weights file (or a built-in: `mnist`, `fashion`).
+    Eval {
+        weights: String,
+        #[arg(long)]
+        data: String,
     },
 }
 
@@ -172,6 +203,7 @@ fn real_main() -> Result<()> {
             json,
         } => {
             let dev = device("cpu")?;
+            let n_eval = n_eval.unwrap_or_else(|| demo::default_n_eval(&data));
             let mut cfg = demo::demo_config(&method, &data)?;
             if let Some(s) = steps {
                 cfg.train.steps = s;
@@ -198,15 +230,7 @@ fn real_main() -> Result<()> {
                 out.display()
             );
             let s = demo::run_demo(&cfg, &out, n_eval, true, &dev)?;
-            let row = |name: &str, r: &cm::eval::Report| {
-                eprintln!(
-                    "  {name:<18} swd {:.4}  mmd {:.5}  energy {:.5}{}",
-                    r.swd,
-                    r.mmd,
-                    r.energy,
-                    r.loglik.map(|l| format!("  loglik {l:.4}")).unwrap_or_default()
-                )
-            };
+            let row = |name: &str, r: &cm::eval::Report| eprintln!("  {name:<18} {}", r.line());
             eprintln!(
                 "trained {} steps in {:.1}s ({} skipped); {} samples each:",
                 s.steps, s.train_seconds, s.skipped_steps, n_eval
@@ -321,7 +345,7 @@ fn real_main() -> Result<()> {
         Cmd::Eval { input, data, n, json } => {
             let dev = device("cpu")?;
             let is_file = input.extension().is_some_and(|e| e == "npy" || e == "csv");
-            let (ds, xs) = if is_file {
+            let (ds, xs, n) = if is_file {
                 let name = data.context("evaluating a sample file needs --data NAME (the reference data set)")?;
                 let ds = cm::data::Dataset::from_name(&name)?;
                 let (xs, d) = cm::data::files::load_points(&input)?;
@@ -333,24 +357,25 @@ fn real_main() -> Result<()> {
                         ds.dim()
                     );
                 }
-                (ds, xs)
+                let n = n.unwrap_or_else(|| demo::default_n_eval(&name));
+                (ds, xs, n)
             } else {
                 let (_, setup, state) = train::load_run(&input, &dev)?;
+                let n = n.unwrap_or_else(|| demo::default_n_eval(setup.data.name()));
                 let xs = demo::sample_raw(&setup, &state.ema[..setup.n_net], n, 1, &mut cm::rng::Rng::new(1));
-                (setup.data.clone(), xs)
+                (setup.data.clone(), xs, n)
             };
             let dim = ds.dim();
             let reference = ds.sample(&mut cm::rng::Rng::new(0xE7A1), n);
             let st = ds.standardizer();
             let scale = st.std.iter().sum::<f64>() / dim as f64;
-            let r = cm::eval::report(&xs, &reference, dim, ds.gmm(), scale);
-            eprintln!(
-                "swd {:.4}  mmd {:.5}  energy {:.5}{}",
-                r.swd,
-                r.mmd,
-                r.energy,
-                r.loglik.map(|l| format!("  loglik {l:.4}")).unwrap_or_default()
-            );
+            let mut r = cm::eval::report(&xs, &reference, dim, ds.gmm(), scale);
+            if let Some(shape) = ds.image_shape() {
+                let net = cm::imgmetrics::Net::for_data(ds.name());
+                let ev = cm::imgmetrics::ImageEvaluator::new(net, &reference, shape, &dev)?;
+                r = r.with_image(ev.report(&xs));
+            }
+            eprintln!("{}", r.line());
             if json {
                 print_json(&serde_json::to_value(&r)?);
             }
@@ -371,6 +396,7 @@ fn real_main() -> Result<()> {
             };
             eprintln!("fetched {what} into {}, checksums verified{hint}", out.display());
         }
+        Cmd::Classifier { cmd } => classifier(cmd)?,
         Cmd::Bench { steps, json } => {
             let r = cm::bench::run(steps)?;
             for (k, v) in &r {
@@ -381,6 +407,69 @@ fn real_main() -> Result<()> {
                     r.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
                 )?);
             }
+        }
+    }
+    Ok(())
+}
+
+fn mnist_dir(data: &str) -> Result<PathBuf> {
+    match data.split_once(':') {
+        Some(("mnist" | "fashion-mnist", p)) => Ok(PathBuf::from(p)),
+        _ => bail!("--data must be mnist:DIR or fashion-mnist:DIR (an MNIST-layout folder), got '{data}'"),
+    }
+}
+
+fn test_accuracy(clf: &cm::imgmetrics::Classifier, dir: &std::path::Path, dev: &Device) -> Result<f64> {
+    let test = cm::data::images::load_mnist_dir(dir, true)?;
+    let labels = test.labels.clone().context("the test split has no labels file")?;
+    let mut xs = Vec::new();
+    for i in 0..test.n {
+        test.get(i, false, &mut xs);
+    }
+    Ok(clf.accuracy(&xs, &labels, (test.c, test.h, test.w), dev))
+}
+
+fn classifier(cmd: ClassifierCmd) -> Result<()> {
+    use cm::imgmetrics::*;
+    let dev = device("cpu")?;
+    match cmd {
+        ClassifierCmd::Train {
+            data,
+            out,
+            epochs,
+            max_seconds,
+            seed,
+        } => {
+            let dir = mnist_dir(&data)?;
+            let train = cm::data::images::load_mnist_dir(&dir, false)?;
+            let opt = TrainOptions {
+                epochs,
+                max_seconds,
+                seed,
+                ..Default::default()
+            };
+            let t0 = std::time::Instant::now();
+            let mut clf = train_classifier(&train, &opt, &dev, |k, l| {
+                if k % 50 == 0 {
+                    eprintln!("step {k} loss {l:.4} ({:.0}s)", t0.elapsed().as_secs_f64());
+                }
+            })?;
+            let acc = test_accuracy(&clf, &dir, &dev)?;
+            clf.meta.insert("data".into(), data.split_once(':').unwrap().0.into());
+            clf.meta.insert("test_accuracy".into(), format!("{acc:.4}"));
+            cm::ckpt::write_atomic(&out, &clf.to_bytes()?)?;
+            eprintln!("test accuracy {acc:.4}; wrote {}", out.display());
+            print_json(&serde_json::json!({"test_accuracy": acc, "meta": clf.meta, "out": out}));
+        }
+        ClassifierCmd::Eval { weights, data } => {
+            let clf = match weights.as_str() {
+                "mnist" => Classifier::builtin(Net::Mnist, &dev)?,
+                "fashion" => Classifier::builtin(Net::Fashion, &dev)?,
+                p => Classifier::load(std::path::Path::new(p), &dev)?,
+            };
+            let acc = test_accuracy(&clf, &mnist_dir(&data)?, &dev)?;
+            eprintln!("test accuracy {acc:.4}");
+            print_json(&serde_json::json!({"test_accuracy": acc}));
         }
     }
     Ok(())

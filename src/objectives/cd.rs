@@ -55,6 +55,7 @@ pub struct Cd {
 
 impl Cd {
     pub fn new(cfg: CdConfig, dim: usize) -> anyhow::Result<Self> {
+        check_distance(cfg.distance, dim)?;
         anyhow::ensure!(cfg.n >= 2, "method.n must be at least 2, got {}", cfg.n);
         check_time(&cfg.time)?;
         if let TargetPolicy::Scheduled { .. } = cfg.target {

@@ -41,6 +41,7 @@ pub struct Ct {
 
 impl Ct {
     pub fn new(cfg: CtConfig, dim: usize) -> anyhow::Result<Self> {
+        check_distance(cfg.distance, dim)?;
         anyhow::ensure!(
             cfg.s0 >= 1.0 && cfg.s1 >= cfg.s0,
             "method.s0/s1 need 1 ≤ s0 ≤ s1, got {} and {}",

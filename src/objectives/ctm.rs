@@ -144,6 +144,7 @@ pub fn adaptive_weight(ref_norm: f64, term_norm: f64, lo: f64, hi: f64) -> f64 {
 
 impl Ctm {
     pub fn new(cfg: CtmConfig, dim: usize) -> anyhow::Result<Self> {
+        check_distance(cfg.distance, dim)?;
         anyhow::ensure!(cfg.n >= 2, "method.n must be at least 2, got {}", cfg.n);
         super::cd::check_time(&cfg.time)?;
         anyhow::ensure!(

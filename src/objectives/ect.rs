@@ -43,6 +43,7 @@ pub struct Ect {
 
 impl Ect {
     pub fn new(cfg: EctConfig, dim: usize) -> anyhow::Result<Self> {
+        check_distance(cfg.distance, dim)?;
         anyhow::ensure!(cfg.q > 1.0, "method.q must exceed 1, got {}", cfg.q);
         anyhow::ensure!(cfg.p_std > 0.0, "method.p_std must be positive, got {}", cfg.p_std);
         super::cd::check_time(&cfg.time)?;

@@ -45,6 +45,7 @@ pub struct Ict {
 
 impl Ict {
     pub fn new(cfg: IctConfig, dim: usize) -> anyhow::Result<Self> {
+        check_distance(cfg.distance, dim)?;
         anyhow::ensure!(
             cfg.s0 >= 1 && cfg.s1 >= cfg.s0,
             "method.s0/s1 need 1 ≤ s0 ≤ s1, got {} and {}",

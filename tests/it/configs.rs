@@ -1,0 +1,111 @@
+//! Every shipped MNIST config parses; every tiny copy trains 2 steps on the committed fixture
+//! and its samples make an image grid PNG.
+
+use crate::common::*;
+use cm::config::Config;
+use cm::train::{self, RunOptions};
+use std::path::{Path, PathBuf};
+
+const METHODS: [&str; 10] = ["edm", "cd", "ct", "ict", "ect", "sct", "scd", "ctm", "facm", "meanflow"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(cfg: &Config, out: &Path) {
+    train::run(
+        cfg,
+        &RunOptions {
+            out: out.to_path_buf(),
+            resume: false,
+            progress: false,
+            stop_after: None,
+        },
+        &dev(),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e:#}", out.display()));
+}
+
+#[test]
+fn full_mnist_configs_parse_and_validate() {
+    for m in METHODS {
+        let p = root().join(format!("configs/mnist-{m}.toml"));
+        let cfg = Config::load(&p).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+        cfg.validate().unwrap();
+        assert!(cfg.data.name.starts_with("mnist:"), "{m}");
+        let tiny = Config::load(&root().join(format!("configs/tiny/mnist-{m}.toml"))).unwrap();
+        let (mut a, mut b) = (cfg.method.clone(), tiny.method.clone());
+        a.set_teacher("t");
+        b.set_teacher("t");
+        assert_eq!(a, b, "{m}: the tiny config's method differs");
+    }
+}
+
+#[test]
+fn tiny_configs_train_two_steps_and_write_a_grid() {
+    let dir = scratch("tiny-configs");
+    let teacher = dir.join("edm");
+    for m in METHODS {
+        let mut cfg = Config::load(&root().join(format!("configs/tiny/mnist-{m}.toml"))).unwrap();
+        cfg.train.steps = 2;
+        if cfg.method.teacher().is_some_and(|t| !t.is_empty()) {
+            cfg.method.set_teacher(s(&teacher));
+        }
+        if !cfg.train.init_from.is_empty() {
+            cfg.train.init_from = s(&teacher).into();
+        }
+        let out = dir.join(m);
+        run(&cfg, &out);
+        let (_, setup, state) = train::load_run(&out, &dev()).unwrap();
+        let xs = cm::demo::sample_raw(&setup, &state.ema[..setup.n_net], 16, 1, &mut cm::rng::Rng::new(0));
+        assert!(xs.iter().all(|v| v.is_finite()), "{m}: non-finite samples");
+        let grid = cm::demo::image_grid_of(&xs, setup.data.image_shape().unwrap(), 16);
+        let png = out.join("grid.png");
+        cm::plot::write_png_atomic(&png, &grid).unwrap();
+        let bytes = std::fs::read(&png).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "{m}: not a PNG");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `cm demo` on image data reports FD and confidence next to SWD for every sample set, and
+/// `cm eval` on the run does too.
+#[test]
+fn image_demo_json_has_fd_and_confidence() {
+    let dir = scratch("img-demo");
+    let out = dir.join("run");
+    let data = format!(
+        "idx:{}",
+        s(&root().join("tests/fixtures/mnist-t10k-256-images-idx3-ubyte"))
+    );
+    let o = std::process::Command::new(crate::common::cm_bin())
+        .args([
+            "demo", "--method", "ict", "--data", &data, "--steps", "2", "--n-eval", "64", "--json", "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    for k in ["data", "untrained", "one_step", "two_step"] {
+        let r = &v[k];
+        assert_eq!(r["fd_net"], "FD-mnistnet", "{k}: {r}");
+        assert!(r["fd"].as_f64().unwrap().is_finite(), "{k}: {r}");
+        let c = r["confidence"].as_f64().unwrap();
+        assert!((0.1..=1.0).contains(&c), "{k}: {r}");
+        assert!(r["swd"].as_f64().unwrap().is_finite());
+    }
+    // Real digits score better than an untrained network's output.
+    assert!(v["data"]["fd"].as_f64().unwrap() < v["untrained"]["fd"].as_f64().unwrap());
+    let o = std::process::Command::new(crate::common::cm_bin())
+        .args(["eval", "--n", "64", "--json"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert!(v["fd"].as_f64().is_some() && v["confidence"].as_f64().is_some(), "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
