@@ -156,10 +156,20 @@ pub fn silu(a: Tensor<2>) -> Tensor<2> {
 fn silu_host(a: &Tensor<2>) -> (Tensor<2>, Tensor<2>) {
     let shape = a.dims();
     let dev = a.device();
-    let x = to_vec(a.clone());
-    let mut y = vec![0f32; x.len()];
-    let mut d = vec![0f32; x.len()];
-    silu_f32(&x, &mut y, &mut d);
+    // Borrow the host copy and fill uninitialised outputs: no extra copy, no zeroing pass.
+    let data = a.clone().into_data().convert::<f32>();
+    let x: &[f32] = data.as_slice::<f32>().expect("f32 data");
+    let (mut y, mut d) = (Vec::with_capacity(x.len()), Vec::with_capacity(x.len()));
+    for ((&x, y), d) in x.iter().zip(y.spare_capacity_mut()).zip(d.spare_capacity_mut()) {
+        let (yi, di) = silu_one(x);
+        y.write(yi);
+        d.write(di);
+    }
+    // SAFETY: the loop above wrote all x.len() elements of both vectors.
+    unsafe {
+        y.set_len(x.len());
+        d.set_len(x.len());
+    }
     (
         Tensor::from_data(TensorData::new(y, shape), &dev),
         Tensor::from_data(TensorData::new(d, shape), &dev),
@@ -171,11 +181,19 @@ fn silu_host(a: &Tensor<2>) -> (Tensor<2>, Tensor<2>) {
 /// exponent bits (relative error ≈ 1e-7, tested against burn's sigmoid). t is clamped to
 /// [−87, 88], where σ is 0 or 1 to f32 precision anyway.
 pub fn silu_f32(x: &[f32], y: &mut [f32], d: &mut [f32]) {
+    for ((&x, y), d) in x.iter().zip(y.iter_mut()).zip(d.iter_mut()) {
+        (*y, *d) = silu_one(x);
+    }
+}
+
+/// One element of [`silu_f32`]: (x·σ(x), σ(x)(1 + x(1 − σ(x)))).
+#[inline(always)]
+fn silu_one(x: f32) -> (f32, f32) {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     const MAGIC: f32 = 12_582_912.0; // 1.5·2^23: adding and subtracting it rounds to an integer
-    for ((&x, y), d) in x.iter().zip(y.iter_mut()).zip(d.iter_mut()) {
+    {
         let t = (-x).clamp(-87.0, 88.0);
         let n = (t * LOG2E + MAGIC) - MAGIC;
         let r = (t - n * LN2_HI) - n * LN2_LO;
@@ -186,8 +204,7 @@ pub fn silu_f32(x: &[f32], y: &mut [f32], d: &mut [f32]) {
                         + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
         let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
         let s = 1.0 / (1.0 + p * scale);
-        *y = x * s;
-        *d = s * (1.0 + x * (1.0 - s));
+        (x * s, s * (1.0 + x * (1.0 - s)))
     }
 }
 
