@@ -1,67 +1,163 @@
 //! `cm bench`: training steps/s and sampling latency of the standard 2-D config
-//! (MLP 2→512→512→512→2, batch 512). Printed, never asserted.
+//! (MLP 2→512→512→512→2, batch 512), the cost of the MLP's tangent (JVP) pass relative to its
+//! forward pass, and nothing else. Printed, never asserted. Twin: `bench/pytorch/bench_mlp.py`.
 
 use crate::config::Config;
+use crate::nets::{col, Backbone};
 use crate::rng::Rng;
 use crate::train::{Setup, Trainer};
 use anyhow::Result;
 use burn::prelude::*;
 use std::time::Instant;
 
+/// How much work each figure gets.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// Timed training steps per method (after `warmup` untimed ones).
+    pub steps: u64,
+    pub warmup: u64,
+    /// Timed one-step samples at batch 1 and 256.
+    pub reps_b1: usize,
+    pub reps_b256: usize,
+    /// Timed forward/JVP pairs at batch 512.
+    pub reps_jvp: usize,
+}
+
+impl Plan {
+    /// The standard plan of `cm bench --steps N`.
+    pub fn standard(steps: u64) -> Self {
+        Self {
+            steps,
+            warmup: 10,
+            reps_b1: 2000,
+            reps_b256: 200,
+            reps_jvp: 200,
+        }
+    }
+}
+
+/// Methods whose training step is timed: iCT and EDM (the PyTorch twin's), sCT (one JVP pass
+/// per step) and CTM (exact-teacher solver step, two-time network).
+pub const TRAIN_METHODS: &[&str] = &["ict", "edm", "sct", "ctm"];
+
 /// Runs the benchmarks; returns (name, value) pairs.
 pub fn run(steps: u64) -> Result<Vec<(String, f64)>> {
+    run_plan(Plan::standard(steps))
+}
+
+/// Runs the benchmarks with an explicit amount of work (tests use a tiny plan).
+pub fn run_plan(plan: Plan) -> Result<Vec<(String, f64)>> {
     let device = Device::flex();
     let mut out = Vec::new();
-    for method in ["ict", "edm"] {
+    for &method in TRAIN_METHODS {
         let mut cfg = Config::default();
         cfg.method = crate::objectives::MethodConfig::by_name(method)?;
-        cfg.train.steps = steps + 10;
+        cfg.train.steps = plan.steps + plan.warmup;
         let mut t = Trainer::new(Setup::new(&cfg, &device)?)?;
-        for _ in 0..10 {
+        for _ in 0..plan.warmup {
             t.step();
         }
         let t0 = Instant::now();
-        for _ in 0..steps {
+        for _ in 0..plan.steps {
             t.step();
         }
+        // Each step already ends in host reads (loss, grad norm), so the clock sees all work.
         out.push((
             format!("train_{method}_mlp512_b512_steps_per_s"),
-            steps as f64 / t0.elapsed().as_secs_f64(),
+            plan.steps as f64 / t0.elapsed().as_secs_f64(),
         ));
         if method == "ict" {
-            for b in [1usize, 256] {
+            for (b, reps) in [(1usize, plan.reps_b1), (256, plan.reps_b256)] {
                 let mut rng = Rng::new(1);
-                let reps = if b == 1 { 2000 } else { 200 };
                 let p = t.ema_net().to_vec();
+                let sampler = t.setup.objective.sampler();
+                let once = |rng: &mut Rng| {
+                    let x = crate::samplers::generate(&sampler, &t.setup.model, &p, b, 1, rng, &device);
+                    let _ = crate::nets::to_vec(x);
+                };
                 for _ in 0..10 {
-                    let _ = crate::nets::to_vec(crate::samplers::generate(
-                        &t.setup.objective.sampler(),
-                        &t.setup.model,
-                        &p,
-                        b,
-                        1,
-                        &mut rng,
-                        &device,
-                    ));
+                    once(&mut rng);
                 }
                 let t0 = Instant::now();
                 for _ in 0..reps {
-                    let _ = crate::nets::to_vec(crate::samplers::generate(
-                        &t.setup.objective.sampler(),
-                        &t.setup.model,
-                        &p,
-                        b,
-                        1,
-                        &mut rng,
-                        &device,
-                    ));
+                    once(&mut rng);
                 }
                 out.push((
                     format!("sample_1step_batch{b}_latency_ms"),
-                    t0.elapsed().as_secs_f64() * 1e3 / reps as f64,
+                    t0.elapsed().as_secs_f64() * 1e3 / reps.max(1) as f64,
                 ));
             }
+            let (fwd, jvp) = jvp_vs_forward(t.setup.model.net.as_ref(), t.ema_net(), 512, plan.reps_jvp, &device);
+            out.push(("mlp512_b512_forward_ms".into(), fwd));
+            out.push(("mlp512_b512_jvp_ms".into(), jvp));
+            out.push(("mlp512_b512_jvp_over_forward".into(), jvp / fwd));
         }
     }
     Ok(out)
+}
+
+/// Milliseconds per `Backbone::forward` and per `Backbone::jvp` (plain tensors, batch `b`),
+/// timed in alternation so that both see the same machine load; each call ends in a host read.
+pub fn jvp_vs_forward(net: &dyn Backbone, p: &[Tensor<1>], b: usize, reps: usize, device: &Device) -> (f64, f64) {
+    let mut rng = Rng::new(2);
+    let x = rng.normal_tensor([b, net.dim()], device);
+    let dx = rng.normal_tensor([b, net.dim()], device);
+    let c: Vec<f64> = (0..b).map(|_| rng.normal()).collect();
+    let cond: Vec<Tensor<2>> = (0..net.n_times()).map(|_| col(&c, &x)).collect();
+    let dcond: Vec<Tensor<2>> = (0..net.n_times()).map(|_| col(&vec![1.0; b], &x)).collect();
+    let fwd = || {
+        let y = net.forward(p, x.clone(), &cond, None);
+        let _ = crate::nets::to_vec(y);
+    };
+    let jvp = || {
+        let (y, dy) = net.jvp(p, x.clone(), dx.clone(), &cond, &dcond, None);
+        let _ = crate::nets::to_vec(Tensor::cat(vec![y, dy], 1));
+    };
+    for _ in 0..5 {
+        fwd();
+        jvp();
+    }
+    let (mut tf, mut tj) = (0.0, 0.0);
+    for _ in 0..reps {
+        let t0 = Instant::now();
+        fwd();
+        tf += t0.elapsed().as_secs_f64();
+        let t0 = Instant::now();
+        jvp();
+        tj += t0.elapsed().as_secs_f64();
+    }
+    let n = reps.max(1) as f64;
+    (tf * 1e3 / n, tj * 1e3 / n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bench code path with a tiny plan, so that it cannot rot (no timing asserts).
+    #[test]
+    fn bench_runs_with_a_tiny_plan() {
+        let r = run_plan(Plan {
+            steps: 1,
+            warmup: 1,
+            reps_b1: 1,
+            reps_b256: 1,
+            reps_jvp: 1,
+        })
+        .unwrap();
+        let names: Vec<&str> = r.iter().map(|(k, _)| k.as_str()).collect();
+        for m in TRAIN_METHODS {
+            assert!(names.contains(&format!("train_{m}_mlp512_b512_steps_per_s").as_str()), "{names:?}");
+        }
+        for k in [
+            "sample_1step_batch1_latency_ms",
+            "sample_1step_batch256_latency_ms",
+            "mlp512_b512_jvp_over_forward",
+        ] {
+            assert!(names.contains(&k), "{k} missing from {names:?}");
+        }
+        for (k, v) in &r {
+            assert!(v.is_finite() && *v > 0.0, "{k} = {v}");
+        }
+    }
 }

@@ -287,11 +287,13 @@ impl Trainer {
             }
             let grads = out.loss.backward();
             let g: Vec<Option<Tensor<1>>> = online_ad.iter().map(|t| t.grad(&grads)).collect();
-            let norm2: f64 = g
-                .iter()
-                .flatten()
-                .map(|t| t.clone().square().sum().into_scalar::<f32>() as f64)
-                .sum();
+            // One host read for all parameters (the per-parameter sums, added in f64 in order).
+            let sq: Vec<Tensor<1>> = g.iter().flatten().map(|t| t.clone().square().sum()).collect();
+            let norm2: f64 = if sq.is_empty() {
+                0.0
+            } else {
+                crate::nets::to_vec(Tensor::cat(sq, 0)).iter().map(|&v| v as f64).sum()
+            };
             last.grad_norm = norm2.sqrt();
             if !norm2.is_finite() {
                 any_bad = true;

@@ -1,4 +1,4 @@
-"""PyTorch twin of `cm bench`: the same 2-D MLP and the same iCT / EDM training steps.
+"""PyTorch twin of `cm bench`: the same 2-D MLP and the same iCT / EDM / sCT training steps.
 
 Install (CPU wheel): pip install torch numpy   (not needed by the tests)
 Run side by side with the Rust figures, on the same machine:
@@ -10,8 +10,16 @@ frequencies geometric 1..16) of c_noise = ln(sigma)/4 -> Linear(32,128) -> SiLU 
 h = x; for each of 3 hidden layers: a = Linear(h) + Linear_mod(e); h = SiLU(a); out = Linear(h).
 The parameterisation is the consistency one (METHODS.md section 1), sigma_d = 1, eps = 0.002.
 The iCT step: pseudo-Huber, lognormal interval draws on a Karras grid, 1/dsigma weighting,
-stop-gradient target (second forward without grad), RAdam lr 1e-3, grad clip 1.
+stop-gradient target (second forward without grad), RAdam lr 1e-3, grad clip 1, and the
+doubling curriculum N(k) of src/schedule.rs `ict_n` over the bench's steps + 10 (as `cm bench`).
+Every step ends with the evaluation EMA (decay 0.999) of all parameters, as src/train.rs does.
+The sCT step (src/objectives/scm.rs, TrigFlow, sigma_d = 1): t = atan(exp(tau)), tau ~ N(-1, 1.4^2),
+the JVP of the stop-gradient network along (cos t sin t dx_t/dt, cos t sin t) by torch.func.jvp,
+tangent warm-up r = min(1, step/1000), g/(|g| + 0.1), learned weighting head on 8 sin/cos pairs.
+Also printed: the MLP's JVP/forward time ratio at batch 512 (`mlp512_b512_jvp_over_forward`).
 """
+import os
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # an active OpenMP spin-wait is pathological on a shared, loaded machine
 import argparse
 import math
 import time
@@ -56,6 +64,12 @@ def edm_d(net, x, s):
     return c_skip[:, None] * x + c_out[:, None] * net(c_in[:, None] * x, 0.25 * torch.log(s))
 
 
+def ict_n(k, total, s0=10, s1=1280):
+    stages = math.floor(math.log2(s1 // s0)) + 1
+    kp = max(total // stages, 1)
+    return min(s0 * 2 ** min(k // kp, 62), s1) + 1
+
+
 def karras(n):
     i = torch.arange(n, dtype=torch.float64)
     return (EPS ** (1 / 7) + i / (n - 1) * (TMAX ** (1 / 7) - EPS ** (1 / 7))) ** 7
@@ -66,6 +80,11 @@ def ring8(n):
     a = 2 * math.pi * k / 8
     x = torch.stack([2 * a.cos(), 2 * a.sin()], 1) + 0.2 * torch.randn(n, 2)
     return x / 1.4283
+
+
+def ema_update(ema, net, mu=0.999):
+    with torch.no_grad():
+        torch._foreach_lerp_(ema, list(net.parameters()), 1 - mu)
 
 
 def ict_step(net, opt, b, n_grid=11):
@@ -100,6 +119,68 @@ def edm_step(net, opt, b):
     opt.step()
 
 
+TRIG_T_MIN, TRIG_T_MAX = 1e-4, math.pi / 2 - 1e-4
+
+
+class WeightHead(nn.Module):
+    """sCM's learned weighting w(t) = Linear(2K, 1) on [sin(w t), cos(w t)], zero-initialised."""
+
+    def __init__(self, k=8):
+        super().__init__()
+        self.register_buffer("freqs", 16.0 ** (torch.arange(k) / (k - 1)))
+        self.lin = nn.Linear(2 * k, 1)
+        nn.init.zeros_(self.lin.weight)
+        nn.init.zeros_(self.lin.bias)
+
+    def forward(self, t):
+        a = t[:, None] * self.freqs[None]
+        return self.lin(torch.cat([a.sin(), a.cos()], 1))[:, 0]
+
+
+def sct_step(net, head, opt, b, step, warmup=1000):
+    x0 = ring8(b)
+    t = torch.atan(torch.exp(-1.0 + 1.4 * torch.randn(b))).clamp(TRIG_T_MIN, TRIG_T_MAX)
+    z = torch.randn_like(x0)
+    cos, sin = t.cos()[:, None], t.sin()[:, None]
+    x_t = cos * x0 + sin * z
+    dxdt = cos * z - sin * x0
+    r = min(1.0, step / warmup)
+    cs = (t.cos() * t.sin())
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    fn = lambda x, c: torch.func.functional_call(net, params, (x, c))
+    f_sg, jac = torch.func.jvp(fn, (x_t, t), (cs[:, None] * dxdt, cs))
+    g = -(cos**2) * (f_sg - dxdt) - r * (cs[:, None] * x_t + jac)
+    g = g / (g.norm(dim=1, keepdim=True) + 0.1)
+    target = (f_sg + g).detach()
+    f = net(x_t, t)
+    err = ((f - target) ** 2).sum(1) / x0.shape[1]
+    w = head(t)
+    loss = (w.exp() * err - w).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(list(net.parameters()) + list(head.parameters()), 1.0)
+    opt.step()
+
+
+def jvp_vs_forward(net, b=512, reps=200):
+    """ms per no-grad forward and per torch.func.jvp of the MLP, timed in alternation."""
+    x, dx, c, dc = torch.randn(b, 2), torch.randn(b, 2), torch.randn(b), torch.ones(b)
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    fn = lambda x, c: torch.func.functional_call(net, params, (x, c))
+    tf = tj = 0.0
+    with torch.no_grad():
+        for i in range(reps + 5):
+            t0 = time.perf_counter()
+            net(x, c)
+            t1 = time.perf_counter()
+            torch.func.jvp(fn, (x, c), (dx, dc))
+            t2 = time.perf_counter()
+            if i >= 5:
+                tf += t1 - t0
+                tj += t2 - t1
+    return tf * 1e3 / reps, tj * 1e3 / reps
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
@@ -108,15 +189,36 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     res = {}
-    for name, fn in [("ict", ict_step), ("edm", edm_step)]:
+    total = args.steps + 10
+    for name in ["ict", "edm", "sct"]:
         net = Mlp()
-        opt = torch.optim.RAdam(net.parameters(), lr=1e-3)
-        for _ in range(10):
-            fn(net, opt, 512)
+        head = WeightHead()
+        params = list(net.parameters()) + (list(head.parameters()) if name == "sct" else [])
+        opt = torch.optim.RAdam(params, lr=1e-3)
+        ema = [p.detach().clone() for p in net.parameters()]
+
+        def one(k):
+            if name == "ict":
+                ict_step(net, opt, 512, n_grid=ict_n(k, total))
+            elif name == "edm":
+                edm_step(net, opt, 512)
+            else:
+                sct_step(net, head, opt, 512, k)
+            ema_update(ema, net)
+
+        for k in range(10):
+            one(k)
         t = time.perf_counter()
-        for _ in range(args.steps):
-            fn(net, opt, 512)
+        for k in range(10, total):
+            one(k)
         res[f"train_{name}_mlp512_b512_steps_per_s"] = args.steps / (time.perf_counter() - t)
+        if name == "ict":
+            ict_net = net
+    net = ict_net
+    fwd, jvp = jvp_vs_forward(net)
+    res["mlp512_b512_forward_ms"] = fwd
+    res["mlp512_b512_jvp_ms"] = jvp
+    res["mlp512_b512_jvp_over_forward"] = jvp / fwd
     net.eval()
     with torch.no_grad():
         for b, reps in [(1, 2000), (256, 200)]:

@@ -263,13 +263,13 @@ impl Backbone for Mlp {
             self.n_times,
             cond.len()
         );
-        let e = activation::silu(self.temb.forward(p, self.embed(p, cond)));
+        let e = silu(self.temb.forward(p, self.embed(p, cond)));
         let mut h = x;
         for l in 0..self.cfg.depth {
             let lin = if l == 0 { &self.input } else { &self.hidden[l - 1] };
             let a = lin.forward(p, h);
             let m = self.modul[l].forward(p, e.clone());
-            h = activation::silu(self.modulate(a, m));
+            h = silu(self.modulate(a, m));
             if let Some(ms) = masks {
                 h = h * ms.0[l].clone();
             }
