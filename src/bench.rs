@@ -147,7 +147,10 @@ mod tests {
         .unwrap();
         let names: Vec<&str> = r.iter().map(|(k, _)| k.as_str()).collect();
         for m in TRAIN_METHODS {
-            assert!(names.contains(&format!("train_{m}_mlp512_b512_steps_per_s").as_str()), "{names:?}");
+            assert!(
+                names.contains(&format!("train_{m}_mlp512_b512_steps_per_s").as_str()),
+                "{names:?}"
+            );
         }
         for k in [
             "sample_1step_batch1_latency_ms",

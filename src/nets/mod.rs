@@ -201,8 +201,7 @@ fn silu_one(x: f32) -> (f32, f32) {
         let p = 1.0
             + r * (1.0
                 + r * (0.5
-                    + r * (1.0 / 6.0
-                        + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+                    + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
         let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
         let s = 1.0 / (1.0 + p * scale);
         (x * s, s * (1.0 + x * (1.0 - s)))
@@ -434,7 +433,10 @@ mod silu_tests {
     #[test]
     fn fast_silu_matches_burn() {
         let dev = Device::flex();
-        let xs: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 0.025).chain([-200.0, -90.0, 90.0, 300.0, 0.0]).collect();
+        let xs: Vec<f32> = (-4000..=4000)
+            .map(|i| i as f32 * 0.025)
+            .chain([-200.0, -90.0, 90.0, 300.0, 0.0])
+            .collect();
         let n = xs.len();
         let a = Tensor::<2>::from_data(TensorData::new(xs.clone(), [1, n]), &dev);
         let s = to_vec(activation::sigmoid(a.clone()));
@@ -443,8 +445,16 @@ mod silu_tests {
         for i in 0..n {
             let (x, s) = (xs[i], s[i]);
             let (y_ref, d_ref) = (x * s, s * (1.0 + x * (1.0 - s)));
-            assert!((y[i] - y_ref).abs() <= 2e-6 * (1.0 + y_ref.abs()), "silu({x}) = {} vs {y_ref}", y[i]);
-            assert!((d[i] - d_ref).abs() <= 2e-6 * (1.0 + d_ref.abs()), "silu'({x}) = {} vs {d_ref}", d[i]);
+            assert!(
+                (y[i] - y_ref).abs() <= 2e-6 * (1.0 + y_ref.abs()),
+                "silu({x}) = {} vs {y_ref}",
+                y[i]
+            );
+            assert!(
+                (d[i] - d_ref).abs() <= 2e-6 * (1.0 + d_ref.abs()),
+                "silu'({x}) = {} vs {d_ref}",
+                d[i]
+            );
         }
         let ad = a.clone().autodiff().require_grad();
         let out = silu(ad.clone());
