@@ -93,6 +93,7 @@ pub fn run_plan(plan: Plan) -> Result<Vec<(String, f64)>> {
             out.push(("mlp512_b512_jvp_over_forward".into(), jvp / fwd));
         }
     }
+    unet_figure(plan, &device, &mut out)?;
     Ok(out)
 }
 
@@ -163,4 +164,44 @@ mod tests {
             assert!(v.is_finite() && *v > 0.0, "{k} = {v}");
         }
     }
+}
+
+/// The committed MNIST fixture the U-Net figure trains on (run `cm bench` from the repository
+/// root; elsewhere the figure is skipped with a message).
+pub const UNET_FIXTURE: &str = "tests/fixtures/mnist-t10k-256-images-idx3-ubyte";
+
+/// iCT training steps/s of the MNIST configs' U-Net (base 16, levels [1, 2], one residual
+/// block, no attention; 28 px, batch 64).
+fn unet_figure(plan: Plan, device: &Device, out: &mut Vec<(String, f64)>) -> Result<()> {
+    if !std::path::Path::new(UNET_FIXTURE).exists() {
+        eprintln!("bench: {UNET_FIXTURE} not found (run from the repository root); skipping the U-Net figure");
+        return Ok(());
+    }
+    let mut cfg = Config::default();
+    cfg.data.name = format!("idx:{UNET_FIXTURE}");
+    cfg.data.batch = 64;
+    cfg.model = crate::config::ModelConfig::Unet(crate::nets::unet::UnetConfig {
+        base: 16,
+        mults: vec![1, 2],
+        res_blocks: 1,
+        attention: false,
+        ..Default::default()
+    });
+    // U-Net steps are ~100x an MLP step: time a twentieth as many.
+    let steps = (plan.steps / 20).max(1);
+    let warmup = plan.warmup.min(2);
+    cfg.train.steps = steps + warmup;
+    let mut t = Trainer::new(Setup::new(&cfg, device)?)?;
+    for _ in 0..warmup {
+        t.step();
+    }
+    let t0 = Instant::now();
+    for _ in 0..steps {
+        t.step();
+    }
+    out.push((
+        "train_ict_unet16_mnist28_b64_steps_per_s".into(),
+        steps as f64 / t0.elapsed().as_secs_f64(),
+    ));
+    Ok(())
 }
