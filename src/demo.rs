@@ -374,7 +374,7 @@ pub fn exact_consistency_map(
 
 /// Default output folder of a demo.
 pub fn default_out(method: &str, data: &str) -> PathBuf {
-    PathBuf::from("runs").join(format!("demo-{method}-{}", data.replace(['/', '.'], "_")))
+    PathBuf::from("runs").join(format!("demo-{method}-{}", data.replace(['/', '.', ':'], "_")))
 }
 
 /// Heun steps of the exact-ODE reference sampler.
