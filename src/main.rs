@@ -57,7 +57,7 @@ enum Cmd {
         /// Continue the run in --out from its newest checkpoint.
         #[arg(long)]
         resume: bool,
-        /// Compute device (only `cpu` in this build).
+        /// Compute device: cpu (default), or cuda / wgpu in builds with those features.
         #[arg(long, default_value = "cpu")]
         device: String,
         #[arg(long)]
@@ -174,7 +174,22 @@ enum DataCmd {
 fn device(name: &str) -> Result<Device> {
     match name {
         "cpu" | "flex" => Ok(Device::flex()),
-        other => bail!("unknown device '{other}': this build supports only 'cpu'"),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Device::cuda(0)),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Ok(Device::wgpu(Default::default())),
+        other => bail!(
+            "unknown device '{other}': this build supports {} (GPU backends need `--features cuda` or `--features wgpu`)",
+            if cfg!(feature = "cuda") && cfg!(feature = "wgpu") {
+                "cpu, cuda, wgpu"
+            } else if cfg!(feature = "cuda") {
+                "cpu, cuda"
+            } else if cfg!(feature = "wgpu") {
+                "cpu, wgpu"
+            } else {
+                "only cpu"
+            }
+        ),
     }
 }
 
