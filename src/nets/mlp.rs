@@ -161,6 +161,10 @@ impl Mlp {
         }
     }
 
+    fn check_times(&self, got: usize) {
+        assert_eq!(got, self.n_times, "MLP expects {} time inputs, got {got}", self.n_times);
+    }
+
     fn embed(&self, p: &[Tensor<1>], cond: &[Tensor<2>]) -> Tensor<2> {
         let half = self.cfg.emb_dim / 2;
         let w = p[self.freqs].clone().reshape([1, half]);
@@ -256,13 +260,7 @@ impl Backbone for Mlp {
     }
 
     fn forward(&self, p: &[Tensor<1>], x: Tensor<2>, cond: &[Tensor<2>], masks: Option<&Masks>) -> Tensor<2> {
-        assert_eq!(
-            cond.len(),
-            self.n_times,
-            "MLP expects {} time inputs, got {}",
-            self.n_times,
-            cond.len()
-        );
+        self.check_times(cond.len());
         let e = silu(self.temb.forward(p, self.embed(p, cond)));
         let mut h = x;
         for l in 0..self.cfg.depth {
@@ -286,13 +284,7 @@ impl Backbone for Mlp {
         dcond: &[Tensor<2>],
         masks: Option<&Masks>,
     ) -> (Tensor<2>, Tensor<2>) {
-        assert_eq!(
-            cond.len(),
-            self.n_times,
-            "MLP expects {} time inputs, got {}",
-            self.n_times,
-            cond.len()
-        );
+        self.check_times(cond.len());
         assert_eq!(dcond.len(), self.n_times);
         let (emb, demb) = self.embed_jvp(p, cond, dcond);
         let (e, de) = silu_jvp(self.temb.forward(p, emb), self.temb.tangent(p, demb));

@@ -11,21 +11,6 @@ use std::time::{Duration, Instant};
 const STEPS: u64 = 1000;
 const MIN_KILLS: usize = 24;
 
-/// splitmix64: the deterministic source of the kill schedule.
-struct Mix(u64);
-impl Mix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn spawn(cfg: &Path, out: &Path) -> Child {
     Command::new(cm_bin())
         .args(["train", s(cfg), "--out", s(out), "--resume"])
@@ -76,19 +61,19 @@ fn sigkill_at_random_moments_then_resume_is_bit_identical() {
     for _ in 0..200 {
         let before = newest(&run);
         let mut child = spawn(&cfg_path, &run);
-        let mode = mix.below(4) as usize;
+        let mode = mix.below(4);
         match mode {
             // During start-up: config parse, checkpoint load, first steps.
-            0 => std::thread::sleep(Duration::from_micros(mix.below(15_000))),
+            0 => std::thread::sleep(Duration::from_micros(mix.below(15_000) as u64)),
             // While a checkpoint is being written (its temp file exists).
             1 => wait_for(&mut child, || has_temp(&run)),
             // Just after a checkpoint lands (rename done, pruning, next steps).
             2 => {
                 wait_for(&mut child, || newest(&run) > before);
-                std::thread::sleep(Duration::from_micros(mix.below(3_000)));
+                std::thread::sleep(Duration::from_micros(mix.below(3_000) as u64));
             }
             // Anywhere in the middle of training.
-            _ => std::thread::sleep(Duration::from_micros(mix.below(60_000))),
+            _ => std::thread::sleep(Duration::from_micros(mix.below(60_000) as u64)),
         }
         child.kill().ok(); // SIGKILL on Unix
         let status = child.wait().unwrap();
