@@ -125,7 +125,7 @@ impl Linear {
 }
 
 /// SiLU and its derivative σ(a)(1 + a(1 − σ(a))), for tangent passes.
-pub fn silu_jvp(a: Tensor<2>, da: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+pub fn silu_jvp<const D: usize>(a: Tensor<D>, da: Tensor<D>) -> (Tensor<D>, Tensor<D>) {
     if a.dtype() == DType::F32 {
         let (y, d) = silu_host(&a);
         return (y, d * da);
@@ -141,7 +141,7 @@ pub fn silu_jvp(a: Tensor<2>, da: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
 /// [`silu_f32`], a branch-free loop the compiler vectorises, and autodiff tensors get the exact
 /// SiLU derivative through y = (a − sg a)·d + sg y, whose value is sg y and whose gradient is d.
 /// Other dtypes (the f64 tests) use burn's sigmoid.
-pub fn silu(a: Tensor<2>) -> Tensor<2> {
+pub fn silu<const D: usize>(a: Tensor<D>) -> Tensor<D> {
     if a.dtype() != DType::F32 {
         return activation::silu(a);
     }
@@ -154,7 +154,7 @@ pub fn silu(a: Tensor<2>) -> Tensor<2> {
 }
 
 /// (SiLU(a), SiLU'(a)) of an f32 tensor, computed on the host by [`silu_f32`].
-fn silu_host(a: &Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+fn silu_host<const D: usize>(a: &Tensor<D>) -> (Tensor<D>, Tensor<D>) {
     let shape = a.dims();
     let dev = a.device();
     // Borrow the host copy and fill uninitialised outputs: no extra copy, no zeroing pass.

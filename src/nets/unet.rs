@@ -162,13 +162,15 @@ impl<const D: usize> Dual<D> {
             d: self.d.map(|t| t.reshape(shape)),
         }
     }
+    /// SiLU through [`crate::nets::silu`] / [`crate::nets::silu_jvp`] (vectorised f32 path).
     pub fn silu(self) -> Self {
-        let s = activation::sigmoid(self.v.clone());
-        let d = self.d.map(|d| {
-            let g = s.clone() * (self.v.clone() * s.clone().neg().add_scalar(1.0)).add_scalar(1.0);
-            g * d
-        });
-        Self { v: self.v * s, d }
+        match self.d {
+            None => Self::new(crate::nets::silu(self.v), None),
+            Some(d) => {
+                let (v, d) = crate::nets::silu_jvp(self.v, d);
+                Self::new(v, Some(d))
+            }
+        }
     }
 }
 

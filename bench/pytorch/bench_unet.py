@@ -1,0 +1,181 @@
+"""PyTorch twin of `cm bench`'s U-Net figure: the MNIST configs' U-Net and the same iCT step.
+
+Install (CPU wheel): pip install torch numpy   (not needed by the tests)
+Run from the repository root, side by side with the Rust figure on the same machine:
+    python3 bench/pytorch/bench_unet.py --threads 2
+    cargo run --release -- bench --json        # train_ict_unet16_mnist28_b64_steps_per_s
+
+The model mirrors src/nets/unet.rs with base 16, mults [1, 2], one residual block, no attention,
+28-px single-channel images, batch 64: 3x3 conv_in; residual blocks GroupNorm(C/4 groups) -> SiLU
+-> conv3x3 -> GroupNorm -> h*(1+scale)+shift from Linear(emb) -> SiLU -> conv3x3, 1x1 skip conv
+when widths differ, (h + skip)/sqrt(2); 2x2 average-pool down, nearest x2 up; decoder blocks on
+concatenated skips; GroupNorm -> SiLU -> zero-initialised conv_out. Time embedding: 16 sin/cos
+pairs of c_noise = ln(sigma)/4 (frequencies geometric 1..16) -> Linear(32, 64) -> SiLU ->
+Linear(64, 64) -> SiLU. The iCT step is bench_mlp.py's (pseudo-Huber c = 0.00054 sqrt(784),
+lognormal Karras-grid intervals, 1/dsigma weighting, stop-gradient target, RAdam, grad clip 1,
+evaluation EMA 0.999) on images from tests/fixtures scaled to [-1, 1], sigma_d = 0.5.
+"""
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+EPS, TMAX, SD = 0.002, 80.0, 0.5
+FIXTURE = "tests/fixtures/mnist-t10k-256-images-idx3-ubyte"
+
+
+def gn(c):
+    return nn.GroupNorm(min(c // 4, 32), c, eps=1e-5)
+
+
+class Block(nn.Module):
+    def __init__(self, i, o, e):
+        super().__init__()
+        self.norm1, self.conv1 = gn(i), nn.Conv2d(i, o, 3, padding=1)
+        self.emb = nn.Linear(e, 2 * o)
+        self.norm2, self.conv2 = gn(o), nn.Conv2d(o, o, 3, padding=1)
+        self.skip = nn.Conv2d(i, o, 1) if i != o else None
+        self.o = o
+
+    def forward(self, x, e):
+        h = self.conv1(F.silu(self.norm1(x)))
+        m = self.emb(e)
+        sc, sh = m[:, : self.o, None, None], m[:, self.o :, None, None]
+        h = F.silu(self.norm2(h) * (1 + sc) + sh)
+        h = self.conv2(h)
+        s = self.skip(x) if self.skip is not None else x
+        return (h + s) / math.sqrt(2)
+
+
+class Unet(nn.Module):
+    def __init__(self, base=16, mults=(1, 2), res_blocks=1, emb_dim=32, max_freq=16.0):
+        super().__init__()
+        half = emb_dim // 2
+        self.register_buffer("freqs", max_freq ** (torch.arange(half) / (half - 1)))
+        e = 4 * base
+        self.temb1, self.temb2 = nn.Linear(emb_dim, e), nn.Linear(e, e)
+        c0 = base * mults[0]
+        self.conv_in = nn.Conv2d(1, c0, 3, padding=1)
+        self.enc, self.enc_down, skips, ch = nn.ModuleList(), [], [c0], c0
+        for l, m in enumerate(mults):
+            for r in range(res_blocks):
+                self.enc.append(Block(ch, base * m, e))
+                ch = base * m
+                last = r + 1 == res_blocks and l + 1 < len(mults)
+                self.enc_down.append(last)
+                skips += [ch, ch] if last else [ch]
+        self.mid1, self.mid2 = Block(ch, ch, e), Block(ch, ch, e)
+        self.dec, self.dec_up = nn.ModuleList(), []
+        for l in reversed(range(len(mults))):
+            for r in range(res_blocks + 1):
+                self.dec.append(Block(ch + skips.pop(), base * mults[l], e))
+                ch = base * mults[l]
+                self.dec_up.append(r == res_blocks and l > 0)
+        self.norm_out, self.conv_out = gn(ch), nn.Conv2d(ch, 1, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, x, c):
+        a = c[:, None] * self.freqs[None]
+        e = F.silu(self.temb2(F.silu(self.temb1(torch.cat([a.sin(), a.cos()], 1)))))
+        h = self.conv_in(x.view(-1, 1, 28, 28))
+        skips = [h]
+        for blk, dn in zip(self.enc, self.enc_down):
+            h = blk(h, e)
+            skips.append(h)
+            if dn:
+                h = F.avg_pool2d(h, 2)
+                skips.append(h)
+        h = self.mid2(self.mid1(h, e), e)
+        for blk, u in zip(self.dec, self.dec_up):
+            h = blk(torch.cat([h, skips.pop()], 1), e)
+            if u:
+                h = F.interpolate(h, scale_factor=2, mode="nearest")
+        return self.conv_out(F.silu(self.norm_out(h))).view(x.shape[0], -1)
+
+
+def consistency_f(net, x, s):
+    c_skip = SD**2 / ((s - EPS) ** 2 + SD**2)
+    c_out = SD * (s - EPS) / torch.sqrt(SD**2 + s**2)
+    c_in = 1 / torch.sqrt(s**2 + SD**2)
+    return c_skip[:, None] * x + c_out[:, None] * net(c_in[:, None] * x, 0.25 * torch.log(s))
+
+
+def ict_n(k, total, s0=10, s1=1280):
+    stages = math.floor(math.log2(s1 // s0)) + 1
+    kp = max(total // stages, 1)
+    return min(s0 * 2 ** min(k // kp, 62), s1) + 1
+
+
+def karras(n):
+    i = torch.arange(n, dtype=torch.float64)
+    return (EPS ** (1 / 7) + i / (n - 1) * (TMAX ** (1 / 7) - EPS ** (1 / 7))) ** 7
+
+
+def load_fixture():
+    raw = np.fromfile(FIXTURE, dtype=np.uint8)
+    n, h, w = (int.from_bytes(raw[4 + 4 * i : 8 + 4 * i].tobytes(), "big") for i in range(3))
+    x = raw[16:].reshape(n, h * w).astype(np.float32) / 127.5 - 1.0
+    return torch.from_numpy(x)
+
+
+def ict_step(net, opt, data, b, n_grid):
+    g = karras(n_grid)
+    cdf = torch.special.erf((g.log() + 1.1) / (math.sqrt(2) * 2.0))
+    p = (cdf[1:] - cdf[:-1]).float()
+    i = torch.multinomial(p, b, replacement=True)
+    lo, hi = g[i].float(), g[i + 1].float()
+    x0 = data[torch.randint(0, data.shape[0], (b,))]
+    z = torch.randn_like(x0)
+    with torch.no_grad():
+        tgt = consistency_f(net, x0 + lo[:, None] * z, lo)
+    est = consistency_f(net, x0 + hi[:, None] * z, hi)
+    c = 0.00054 * math.sqrt(x0.shape[1])
+    d = ((est - tgt) ** 2).sum(1).add(c * c).sqrt() - c
+    loss = (d / (hi - lo)).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    opt.step()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=10)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    data = load_fixture()
+    net = Unet()
+    opt = torch.optim.RAdam(net.parameters(), lr=1e-3)
+    ema = [p.detach().clone() for p in net.parameters()]
+    total = args.steps + 2
+
+    def one(k):
+        ict_step(net, opt, data, 64, ict_n(k, total))
+        with torch.no_grad():
+            torch._foreach_lerp_(ema, list(net.parameters()), 1 - 0.999)
+
+    for k in range(2):
+        one(k)
+    t = time.perf_counter()
+    for k in range(2, total):
+        one(k)
+    res = {"train_ict_unet16_mnist28_b64_steps_per_s": args.steps / (time.perf_counter() - t)}
+    print(f"params {sum(p.numel() for p in net.parameters())}")
+    for k, v in sorted(res.items()):
+        print(f"{k:<45} {v:.4f}")
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()

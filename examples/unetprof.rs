@@ -1,0 +1,62 @@
+//! U-Net iCT training steps for profiling (perf record -e cpu-clock).
+use burn::prelude::*;
+use cm::nets::Backbone;
+use cm::config::Config;
+use cm::train::{Setup, Trainer};
+use std::time::Instant;
+fn main() {
+    let steps: u64 = std::env::args().nth(1).map(|s| s.parse().unwrap()).unwrap_or(10);
+    let method = std::env::args().nth(2).unwrap_or_else(|| "ict".into());
+    let dev = Device::flex();
+    let mut cfg = Config::default();
+    cfg.method = cm::objectives::MethodConfig::by_name(&method).unwrap();
+    cfg.data.name = format!("idx:{}", cm::bench::UNET_FIXTURE);
+    cfg.data.batch = 64;
+    cfg.model = cm::config::ModelConfig::Unet(cm::nets::unet::UnetConfig {
+        base: 16,
+        mults: vec![1, 2],
+        res_blocks: 1,
+        attention: false,
+        ..Default::default()
+    });
+    cfg.train.steps = steps + 2;
+    let mut t = Trainer::new(Setup::new(&cfg, &dev).unwrap()).unwrap();
+    let n: usize = t.setup.model.net.specs().iter().filter(|s| s.trainable).map(|s| s.numel()).sum();
+    println!("trainable params {n}");
+    t.step();
+    t.step();
+    let t0 = Instant::now();
+    for _ in 0..steps {
+        t.step();
+    }
+    println!("{method}: {:.3} steps/s", steps as f64 / t0.elapsed().as_secs_f64());
+    let p = t.state.online.clone();
+    let net = t.setup.model.net.as_ref();
+    let mut rng = cm::rng::Rng::new(3);
+    let x = rng.normal_tensor([64, 784], &dev);
+    let c = rng.normal_tensor([64, 1], &dev);
+    let n = 5;
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let _ = cm::nets::to_vec(net.forward(&p, x.clone(), &[c.clone()], None));
+    }
+    println!("plain forward: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3 / n as f64);
+    let (mut tf, mut tb) = (0.0, 0.0);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let pa: Vec<Tensor<1>> = p.iter().map(|t| t.clone().autodiff().require_grad()).collect();
+        let y = net.forward(&pa, x.clone(), &[c.clone()], None);
+        let l = y.square().mean();
+        let _ = l.clone().into_scalar::<f32>();
+        let t1 = Instant::now();
+        let g = l.backward();
+        let gs: Vec<_> = pa.iter().map(|t| t.grad(&g)).collect();
+        let _: f32 = gs.into_iter().flatten().map(|g| g.sum().into_scalar::<f32>()).sum();
+        tf += (t1 - t0).as_secs_f64();
+        tb += t1.elapsed().as_secs_f64();
+    }
+    println!("autodiff forward: {:.1} ms, backward {:.1} ms", tf * 1e3 / n as f64, tb * 1e3 / n as f64);
+}
+
+#[allow(dead_code)]
+fn unused() {}
