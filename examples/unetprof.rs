@@ -1,7 +1,7 @@
 //! U-Net iCT training steps for profiling (perf record -e cpu-clock).
 use burn::prelude::*;
-use cm::nets::Backbone;
 use cm::config::Config;
+use cm::nets::Backbone;
 use cm::train::{Setup, Trainer};
 use std::time::Instant;
 fn main() {
@@ -21,7 +21,15 @@ fn main() {
     });
     cfg.train.steps = steps + 2;
     let mut t = Trainer::new(Setup::new(&cfg, &dev).unwrap()).unwrap();
-    let n: usize = t.setup.model.net.specs().iter().filter(|s| s.trainable).map(|s| s.numel()).sum();
+    let n: usize = t
+        .setup
+        .model
+        .net
+        .specs()
+        .iter()
+        .filter(|s| s.trainable)
+        .map(|s| s.numel())
+        .sum();
     println!("trainable params {n}");
     t.step();
     t.step();
@@ -36,6 +44,12 @@ fn main() {
     let x = rng.normal_tensor([64, 784], &dev);
     let c = rng.normal_tensor([64, 1], &dev);
     let n = 5;
+    if std::env::var("FWD_ONLY").is_ok() {
+        for _ in 0..50 {
+            let _ = cm::nets::to_vec(net.forward(&p, x.clone(), &[c.clone()], None));
+        }
+        return;
+    }
     let t0 = Instant::now();
     for _ in 0..n {
         let _ = cm::nets::to_vec(net.forward(&p, x.clone(), &[c.clone()], None));
@@ -55,7 +69,11 @@ fn main() {
         tf += (t1 - t0).as_secs_f64();
         tb += t1.elapsed().as_secs_f64();
     }
-    println!("autodiff forward: {:.1} ms, backward {:.1} ms", tf * 1e3 / n as f64, tb * 1e3 / n as f64);
+    println!(
+        "autodiff forward: {:.1} ms, backward {:.1} ms",
+        tf * 1e3 / n as f64,
+        tb * 1e3 / n as f64
+    );
 }
 
 #[allow(dead_code)]

@@ -14,13 +14,14 @@
 //! Time inputs reach a backbone as conditioning scalars c (one `[B, 1]` column per time
 //! input): the parameterisation decides what c is (¼ ln σ, TrigFlow t, FACM t, ...).
 
+pub mod conv;
+pub mod fused;
 pub mod mlp;
 pub mod unet;
 
 use crate::rng::Rng;
 use burn::prelude::*;
 use burn::tensor::activation;
-use burn::tensor::DType;
 
 /// How a parameter is initialised.
 #[derive(Clone, Debug)]
@@ -124,10 +125,15 @@ impl Linear {
     }
 }
 
-/// SiLU and its derivative σ(a)(1 + a(1 − σ(a))), for tangent passes.
+/// SiLU and its derivative σ(a)(1 + a(1 − σ(a))), for tangent passes (no gradient flows
+/// through the fused f32 path: tangent passes run on stop-gradient parameters).
 pub fn silu_jvp<const D: usize>(a: Tensor<D>, da: Tensor<D>) -> (Tensor<D>, Tensor<D>) {
-    if a.dtype() == DType::F32 {
-        let (y, d) = silu_host(&a);
+    if let Some(p) = fused::fusable(&a).then(|| fused::flex_primitive(&a)).flatten() {
+        let (y, d) = fused::silu_and_derivative(&p);
+        let (y, d) = (
+            Tensor::from_primitive::<burn::backend::Flex>(y),
+            Tensor::from_primitive::<burn::backend::Flex>(d),
+        );
         return (y, d * da);
     }
     let s = activation::sigmoid(a.clone());
@@ -137,44 +143,12 @@ pub fn silu_jvp<const D: usize>(a: Tensor<D>, da: Tensor<D>) -> (Tensor<D>, Tens
 }
 
 /// SiLU a·σ(a). burn-flex's sigmoid calls libm `expf` once per element in a scalar loop (57 %
-/// of a training step's instructions under callgrind, bench/RESULTS.md), so f32 tensors take
-/// [`silu_f32`], a branch-free loop the compiler vectorises, and autodiff tensors get the exact
-/// SiLU derivative through y = (a − sg a)·d + sg y, whose value is sg y and whose gradient is d.
-/// Other dtypes (the f64 tests) use burn's sigmoid.
+/// of a training step's instructions under callgrind, bench/RESULTS.md), so f32 flex tensors
+/// take [`fused::silu`]: [`silu_f32`]'s branch-free loop, run in parallel, with its own
+/// backward (∂a = g·SiLU'(a), SiLU' saved by the forward). Other dtypes and backends (the f64
+/// tests, GPU builds) use burn's silu.
 pub fn silu<const D: usize>(a: Tensor<D>) -> Tensor<D> {
-    if a.dtype() != DType::F32 {
-        return activation::silu(a);
-    }
-    let (y, d) = silu_host(&a.clone().detach());
-    if a.is_autodiff() {
-        (a.clone() - a.detach()) * d + y
-    } else {
-        y
-    }
-}
-
-/// (SiLU(a), SiLU'(a)) of an f32 tensor, computed on the host by [`silu_f32`].
-fn silu_host<const D: usize>(a: &Tensor<D>) -> (Tensor<D>, Tensor<D>) {
-    let shape = a.dims();
-    let dev = a.device();
-    // Borrow the host copy and fill uninitialised outputs: no extra copy, no zeroing pass.
-    let data = a.clone().into_data().convert::<f32>();
-    let x: &[f32] = data.as_slice::<f32>().expect("f32 data");
-    let (mut y, mut d) = (Vec::with_capacity(x.len()), Vec::with_capacity(x.len()));
-    for ((&x, y), d) in x.iter().zip(y.spare_capacity_mut()).zip(d.spare_capacity_mut()) {
-        let (yi, di) = silu_one(x);
-        y.write(yi);
-        d.write(di);
-    }
-    // SAFETY: the loop above wrote all x.len() elements of both vectors.
-    unsafe {
-        y.set_len(x.len());
-        d.set_len(x.len());
-    }
-    (
-        Tensor::from_data(TensorData::new(y, shape), &dev),
-        Tensor::from_data(TensorData::new(d, shape), &dev),
-    )
+    fused::silu(a)
 }
 
 /// y = x·σ(x) and d = σ(x)(1 + x(1 − σ(x))) elementwise, σ(x) = 1/(1 + e^{−x}) with e^t by
@@ -189,7 +163,7 @@ pub fn silu_f32(x: &[f32], y: &mut [f32], d: &mut [f32]) {
 
 /// One element of [`silu_f32`]: (x·σ(x), σ(x)(1 + x(1 − σ(x)))).
 #[inline(always)]
-fn silu_one(x: f32) -> (f32, f32) {
+pub(crate) fn silu_one(x: f32) -> (f32, f32) {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;

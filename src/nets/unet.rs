@@ -19,10 +19,9 @@
 //! Forward and tangent passes share one code path: every activation is a [`Dual`] carrying an
 //! optional tangent, so [`Backbone::forward`] is the tangent pass with no tangent.
 
+use super::conv::conv2d_same;
 use super::mlp::Embedding;
 use super::*;
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
 use serde::{Deserialize, Serialize};
 
 /// U-Net hyper-parameters (the `[model]` table when `kind = "unet"`).
@@ -214,13 +213,14 @@ impl Conv {
         let bi = b.add(format!("{name}.bias"), vec![o], Init::Zeros, true);
         Self { w, b: bi, i, o, k }
     }
+    /// y = conv(x, W) + b; tangent dy = conv(dx, W) (the bias is constant). Both go through
+    /// [`super::conv::conv2d_same`] (a faster flex kernel for f32, burn's conv2d otherwise).
     pub fn apply(&self, p: &[Tensor<1>], x: Dual<4>) -> Dual<4> {
         let w = p[self.w].clone().reshape([self.o, self.i, self.k, self.k]);
-        let pad = self.k / 2;
-        let opt = || ConvOptions::new([1, 1], [pad, pad], [1, 1], 1);
+        let b = p[self.b].clone();
         Dual {
-            v: conv2d(x.v, w.clone(), Some(p[self.b].clone()), opt()),
-            d: x.d.map(|d| conv2d(d, w, None, opt())),
+            d: x.d.map(|d| conv2d_same(d, w.clone(), b.zeros_like().detach())),
+            v: conv2d_same(x.v, w, b),
         }
     }
 }
@@ -248,6 +248,11 @@ impl GroupNorm {
     /// y = γ·(x − μ)/s + β with s = sqrt(var + ε) per (sample, group); tangent
     /// dy = γ·(dxc − x̂·mean(x̂·dxc))/s with dxc = dx − mean(dx).
     pub fn apply(&self, p: &[Tensor<1>], x: Dual<4>) -> Dual<4> {
+        if x.d.is_none() {
+            // No tangent: one fused pass forward and backward (super::fused).
+            let (gamma, beta) = (p[self.gamma].clone(), p[self.beta].clone());
+            return Dual::new(super::fused::group_norm(x.v, gamma, beta, self.g, GN_EPS), None);
+        }
         let [b, c, h, w] = x.v.dims();
         let n = c / self.g * h * w;
         let xr = x.v.reshape([b, self.g, n]);
