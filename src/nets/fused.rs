@@ -25,17 +25,56 @@ use std::borrow::Cow;
 /// Elements per parallel task of the element-wise loops.
 const CHUNK: usize = 1 << 14;
 
+/// Runs `f` inlined into a copy compiled for AVX-512 or AVX2+FMA when the CPU has them (the
+/// crate itself targets baseline x86-64), so the element-wise loops inside are vectorised.
+#[inline(always)]
+pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+        unsafe fn v4<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn v3<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512dq") {
+            // SAFETY: the CPU supports the features v4 is compiled for.
+            return unsafe { v4(f) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: as above, for v3.
+            return unsafe { v3(f) };
+        }
+    }
+    f()
+}
+
 #[backend_extension(Flex, Autodiff)]
 pub trait FusedBackend: Backend {
     /// x·σ(x).
     fn cm_silu(x: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// GroupNorm of x [B, C, N] over `groups` contiguous channel groups, then γ[c]·x̂ + β[c].
+    /// GroupNorm of x [B, C, N] over `groups` contiguous channel groups, then γ[c]·x̂ + β[c],
+    /// then SiLU when `act`.
     fn cm_group_norm(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         groups: usize,
         eps: f64,
+        act: bool,
+    ) -> FloatTensor<Self>;
+    /// As [`FusedBackend::cm_group_norm`] with a per-sample modulation m = [scale | shift]
+    /// [B, 2C] between the normalisation and the activation: n·(1 + scale) + shift.
+    fn cm_group_norm_mod(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        groups: usize,
+        eps: f64,
+        act: bool,
     ) -> FloatTensor<Self>;
 }
 
@@ -84,9 +123,11 @@ fn par_map2(x: &[f32], f: impl Fn(f32) -> (f32, f32) + Sync) -> (Vec<f32>, Vec<f
         .zip(b.par_chunks_mut(CHUNK))
         .zip(x.par_chunks(CHUNK))
         .for_each(|((a, b), x)| {
-            for ((a, b), &x) in a.iter_mut().zip(b.iter_mut()).zip(x) {
-                (*a, *b) = f(x);
-            }
+            simd(|| {
+                for ((a, b), &x) in a.iter_mut().zip(b.iter_mut()).zip(x) {
+                    (*a, *b) = f(x);
+                }
+            })
         });
     (a, b)
 }
@@ -103,9 +144,11 @@ fn silu_forward(x: &FlexTensor) -> FlexTensor {
     let xs = f32s(x);
     let mut y = vec![0.0f32; xs.len()];
     y.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK)).for_each(|(y, x)| {
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = super::silu_one(x).0;
-        }
+        simd(|| {
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = super::silu_one(x).0;
+            }
+        })
     });
     flex_tensor(y, shape)
 }
@@ -129,8 +172,19 @@ impl FusedBackend for Flex {
     fn cm_silu(x: FlexTensor) -> FlexTensor {
         silu_forward(&x)
     }
-    fn cm_group_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, groups: usize, eps: f64) -> FlexTensor {
-        gn_forward(&x, &gamma, &beta, groups, eps).0
+    fn cm_group_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, groups: usize, eps: f64, act: bool) -> FlexTensor {
+        gn_forward(&x, &gamma, &beta, None, Gn { groups, eps, act }).0
+    }
+    fn cm_group_norm_mod(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        m: FlexTensor,
+        groups: usize,
+        eps: f64,
+        act: bool,
+    ) -> FlexTensor {
+        gn_forward(&x, &gamma, &beta, Some(&m), Gn { groups, eps, act }).0
     }
 }
 
@@ -150,11 +204,29 @@ impl Backward<Flex, 1> for SiluBackward {
     }
 }
 
+/// The fused GroupNorm's settings.
+#[derive(Clone, Copy, Debug)]
+struct Gn {
+    groups: usize,
+    eps: f64,
+    act: bool,
+}
+
+/// What the GroupNorm backward needs: x, γ, β, the modulation, per-(sample, group) mean and
+/// 1/s, and the settings.
+#[derive(Debug, Clone)]
+struct GnState {
+    x: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    m: Option<FlexTensor>,
+    mu: Vec<f32>,
+    rstd: Vec<f32>,
+    gn: Gn,
+}
+
 #[derive(Debug)]
 struct GroupNormBackward;
-
-/// What the GroupNorm backward needs: x, γ, per-(sample, group) mean and 1/s, the group count.
-type GnState = (FlexTensor, FlexTensor, Vec<f32>, Vec<f32>, usize);
 
 impl Backward<Flex, 3> for GroupNormBackward {
     type State = GnState;
@@ -162,16 +234,29 @@ impl Backward<Flex, 3> for GroupNormBackward {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [nx, ng, nb] = ops.parents;
         let g = grads.consume::<Flex>(&ops.node);
-        let (x, gamma, mu, rstd, groups) = ops.state;
-        let (dx, dgamma, dbeta) = gn_backward(&x, &gamma, &g, &mu, &rstd, groups);
-        if let Some(node) = nx {
-            grads.register::<Flex>(node.id, dx);
+        let [dx, dgamma, dbeta, _] = gn_backward(&ops.state, &g);
+        for (node, grad) in [(nx, dx), (ng, dgamma), (nb, dbeta)] {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, grad);
+            }
         }
-        if let Some(node) = ng {
-            grads.register::<Flex>(node.id, dgamma);
-        }
-        if let Some(node) = nb {
-            grads.register::<Flex>(node.id, dbeta);
+    }
+}
+
+#[derive(Debug)]
+struct GroupNormModBackward;
+
+impl Backward<Flex, 4> for GroupNormModBackward {
+    type State = GnState;
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [nx, ng, nb, nm] = ops.parents;
+        let g = grads.consume::<Flex>(&ops.node);
+        let [dx, dgamma, dbeta, dm] = gn_backward(&ops.state, &g);
+        for (node, grad) in [(nx, dx), (ng, dgamma), (nb, dbeta), (nm, dm)] {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, grad);
+            }
         }
     }
 }
@@ -192,20 +277,50 @@ impl<C: CheckpointStrategy> FusedBackend for Autodiff<Flex, C> {
         beta: FloatTensor<Self>,
         groups: usize,
         eps: f64,
+        act: bool,
     ) -> FloatTensor<Self> {
+        let gn = Gn { groups, eps, act };
         match GroupNormBackward
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (xp, gp) = (x.primitive().clone(), gamma.primitive().clone());
-                let (y, mu, rstd) = gn_forward(&xp, &gp, beta.primitive(), groups, eps);
-                prep.finish((xp, gp, mu, rstd, groups), y)
+                let (xp, gp, bp) = (x.primitive().clone(), gamma.primitive().clone(), beta.primitive().clone());
+                let (y, mu, rstd) = gn_forward(&xp, &gp, &bp, None, gn);
+                let st = GnState { x: xp, gamma: gp, beta: bp, m: None, mu, rstd, gn };
+                prep.finish(st, y)
             }
             OpsKind::UnTracked(prep) => {
-                prep.finish(gn_forward(x.primitive(), gamma.primitive(), beta.primitive(), groups, eps).0)
+                prep.finish(gn_forward(x.primitive(), gamma.primitive(), beta.primitive(), None, gn).0)
             }
+        }
+    }
+    fn cm_group_norm_mod(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        groups: usize,
+        eps: f64,
+        act: bool,
+    ) -> FloatTensor<Self> {
+        let gn = Gn { groups, eps, act };
+        match GroupNormModBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node(), m.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (xp, gp, bp) = (x.primitive().clone(), gamma.primitive().clone(), beta.primitive().clone());
+                let mp = m.primitive().clone();
+                let (y, mu, rstd) = gn_forward(&xp, &gp, &bp, Some(&mp), gn);
+                let st = GnState { x: xp, gamma: gp, beta: bp, m: Some(mp), mu, rstd, gn };
+                prep.finish(st, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(
+                gn_forward(x.primitive(), gamma.primitive(), beta.primitive(), Some(m.primitive()), gn).0,
+            ),
         }
     }
 }
@@ -218,42 +333,69 @@ pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FusedBackend>::cm_silu(x.into_dispatch()))
 }
 
-/// GroupNorm of x [B, C, H, W] with `groups` groups and affine γ, β [C], ε inside the root:
-/// y = γ·(x − μ)/√(var + ε) + β with μ, var per (sample, group).
-pub fn group_norm(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, groups: usize, eps: f64) -> Tensor<4> {
+/// GroupNorm of x [B, C, H, W] with `groups` groups and affine γ, β [C], ε inside the root,
+/// optionally modulated by m = [scale | shift] [B, 2C] and followed by SiLU:
+/// n = γ·(x − μ)/√(var + ε) + β (μ, var per sample and group); a = n·(1 + scale) + shift;
+/// y = SiLU(a) if `act`, else a. One fused pass for f32 flex tensors, burn's ops otherwise.
+pub fn group_norm(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    m: Option<Tensor<2>>,
+    groups: usize,
+    eps: f64,
+    act: bool,
+) -> Tensor<4> {
     let [b, c, h, w] = x.dims();
-    if !fusable(&x) || !fusable(&gamma) {
+    if !fusable(&x) || !fusable(&gamma) || m.as_ref().is_some_and(|m| !fusable(m)) {
         let xr = x.reshape([b, groups, c / groups * h * w]);
         let xc = xr.clone() - xr.mean_dim(2);
         let s = xc.clone().square().mean_dim(2).add_scalar(eps).sqrt();
-        let xh = (xc / s).reshape([b, c, h, w]);
-        return xh * gamma.reshape([1, c, 1, 1]) + beta.reshape([1, c, 1, 1]);
+        let mut y = (xc / s).reshape([b, c, h, w]) * gamma.reshape([1, c, 1, 1]) + beta.reshape([1, c, 1, 1]);
+        if let Some(m) = m {
+            let sc = m.clone().narrow(1, 0, c).reshape([b, c, 1, 1]);
+            let sh = m.narrow(1, c, c).reshape([b, c, 1, 1]);
+            y = y * sc.add_scalar(1.0) + sh;
+        }
+        return if act { activation::silu(y) } else { y };
     }
-    let y = <Dispatch as FusedBackend>::cm_group_norm(
-        x.reshape([b, c, h * w]).into_dispatch(),
-        gamma.into_dispatch(),
-        beta.into_dispatch(),
-        groups,
-        eps,
-    );
+    let (x, gamma, beta) = (x.reshape([b, c, h * w]).into_dispatch(), gamma.into_dispatch(), beta.into_dispatch());
+    let y = match m {
+        None => <Dispatch as FusedBackend>::cm_group_norm(x, gamma, beta, groups, eps, act),
+        Some(m) => <Dispatch as FusedBackend>::cm_group_norm_mod(x, gamma, beta, m.into_dispatch(), groups, eps, act),
+    };
     Tensor::<3>::from_dispatch(y).reshape([b, c, h, w])
 }
 
-/// GroupNorm forward on x [B, C, N]: (y, mean, 1/s) with one (mean, 1/s) per (sample, group).
+/// The per-channel affine map of one (sample, group) segment: n = A·x + B0 with A = γ/s and
+/// B0 = β − A·μ, then a = n·S + T with the modulation (S = 1 + scale, T = shift; 1, 0 without).
+#[inline]
+fn channel_coeffs(st: (&[f32], &[f32], Option<&[f32]>), c: usize, ch: usize, b: usize, mu: f32, rstd: f32) -> [f32; 4] {
+    let (gamma, beta, m) = st;
+    let a = gamma[ch] * rstd;
+    let b0 = beta[ch] - a * mu;
+    let (s, t) = match m {
+        Some(m) => (1.0 + m[b * 2 * c + ch], m[b * 2 * c + c + ch]),
+        None => (1.0, 0.0),
+    };
+    [a, b0, s, t]
+}
+
+/// Forward on x [B, C, N]: (y, mean, 1/s) with one (mean, 1/s) per (sample, group).
 fn gn_forward(
     x: &FlexTensor,
     gamma: &FlexTensor,
     beta: &FlexTensor,
-    groups: usize,
-    eps: f64,
+    m: Option<&FlexTensor>,
+    gn: Gn,
 ) -> (FlexTensor, Vec<f32>, Vec<f32>) {
     let shape = x.layout().shape().to_vec();
     let (c, n) = (shape[1], shape[2..].iter().product::<usize>());
-    assert!(
-        groups > 0 && c % groups == 0,
-        "group_norm: {c} channels, {groups} groups"
-    );
+    let groups = gn.groups;
+    assert!(groups > 0 && c % groups == 0, "group_norm: {c} channels, {groups} groups");
     let (xs, gs, bs) = (f32s(x), f32s(gamma), f32s(beta));
+    let ms = m.map(f32s);
+    let coeffs = (&gs[..], &bs[..], ms.as_deref());
     let cg = c / groups;
     let seg = cg * n;
     let segs = xs.len() / seg;
@@ -263,90 +405,106 @@ fn gn_forward(
         .zip(xs.par_chunks(seg))
         .zip(stats.par_iter_mut())
         .enumerate()
-        .for_each(|(i, ((y, x), st))| {
+        .for_each(|(i, ((y, x), st))| simd(|| {
             // Two passes in f64: the mean, then the centred second moment.
             let mu = x.iter().map(|&v| v as f64).sum::<f64>() / seg as f64;
             let var = x.iter().map(|&v| (v as f64 - mu).powi(2)).sum::<f64>() / seg as f64;
-            let rstd = 1.0 / (var + eps).sqrt();
-            let (mu, rstd) = (mu as f32, rstd as f32);
+            let (mu, rstd) = (mu as f32, (1.0 / (var + gn.eps).sqrt()) as f32);
             *st = (mu, rstd);
-            let c0 = (i % groups) * cg;
+            let (b, c0) = (i / groups, (i % groups) * cg);
             for (j, (y, x)) in y.chunks_mut(n).zip(x.chunks(n)).enumerate() {
-                let (a, b) = (gs[c0 + j] * rstd, bs[c0 + j]);
-                let off = b - a * mu;
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = a * x + off;
+                let [a, b0, s, t] = channel_coeffs(coeffs, c, c0 + j, b, mu, rstd);
+                // a·S + T folded: y = (A·S)·x + (B0·S + T).
+                let (k1, k0) = (a * s, b0 * s + t);
+                if gn.act {
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        *y = super::silu_one(k1 * x + k0).0;
+                    }
+                } else {
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        *y = k1 * x + k0;
+                    }
                 }
             }
-        });
+        }));
     let (mu, rstd) = stats.into_iter().unzip();
     (flex_tensor(y, shape), mu, rstd)
 }
 
-/// GroupNorm backward: with x̂ = (x − μ)/s and h = g·γ per group,
-/// ∂x = (h − mean(h) − x̂·mean(h·x̂))/s, ∂γ[c] = Σ g·x̂, ∂β[c] = Σ g.
-fn gn_backward(
-    x: &FlexTensor,
-    gamma: &FlexTensor,
-    g: &FlexTensor,
-    mu: &[f32],
-    rstd: &[f32],
-    groups: usize,
-) -> (FlexTensor, FlexTensor, FlexTensor) {
-    let shape = x.layout().shape().to_vec();
+/// Backward for an output gradient g: [∂x, ∂γ, ∂β, ∂m]. With a the pre-activation and n the
+/// normalised-affine value: g_a = g·SiLU'(a) (or g), ∂shift = Σ g_a, ∂scale = Σ g_a·n,
+/// g_n = g_a·S, ∂β = Σ g_n, ∂γ = Σ g_n·x̂, and with h = g_n·γ per group
+/// ∂x = (h − mean(h) − x̂·mean(h·x̂))/s.
+fn gn_backward(st: &GnState, g: &FlexTensor) -> [FlexTensor; 4] {
+    let shape = st.x.layout().shape().to_vec();
     let (c, n) = (shape[1], shape[2..].iter().product::<usize>());
-    let (xs, gam, gs) = (f32s(x), f32s(gamma), f32s(g));
+    let (xs, gam, bet, gs) = (f32s(&st.x), f32s(&st.gamma), f32s(&st.beta), f32s(g));
+    let ms = st.m.as_ref().map(f32s);
+    let coeffs = (&gam[..], &bet[..], ms.as_deref());
+    let (groups, act) = (st.gn.groups, st.gn.act);
     let cg = c / groups;
     let seg = cg * n;
     let mut dx = vec![0.0f32; xs.len()];
-    // Per (sample, group): the per-channel partial sums of g·x̂ and g.
-    let mut parts = vec![(Vec::new(), Vec::new()); xs.len() / seg];
+    // Per (sample, group), per channel: Σ g_n·x̂, Σ g_n, Σ g_a·n, Σ g_a.
+    let mut parts = vec![Vec::new(); xs.len() / seg];
     dx.par_chunks_mut(seg)
         .zip(xs.par_chunks(seg))
         .zip(gs.par_chunks(seg))
         .zip(parts.par_iter_mut())
         .enumerate()
-        .for_each(|(i, (((dx, x), g), part))| {
-            let (m, r) = (mu[i], rstd[i]);
-            let c0 = (i % groups) * cg;
+        .for_each(|(i, (((dx, x), g), part))| simd(|| {
+            let (mu, rstd) = (st.mu[i], st.rstd[i]);
+            let (b, c0) = (i / groups, (i % groups) * cg);
             let (mut sh, mut shx) = (0.0f64, 0.0f64);
-            let (mut dg, mut db) = (vec![0.0f32; cg], vec![0.0f32; cg]);
-            for (j, (x, g)) in x.chunks(n).zip(g.chunks(n)).enumerate() {
-                let ga = gam[c0 + j];
-                let (mut sgx, mut sg) = (0.0f64, 0.0f64);
-                for (&x, &g) in x.iter().zip(g) {
-                    let xh = (x - m) * r;
-                    sgx += (g * xh) as f64;
-                    sg += g as f64;
-                }
-                dg[j] = sgx as f32;
-                db[j] = sg as f32;
-                sh += ga as f64 * sg;
-                shx += ga as f64 * sgx;
-            }
-            let (m1, m2) = ((sh / seg as f64) as f32, (shx / seg as f64) as f32);
+            let mut sums = vec![[0.0f32; 4]; cg];
+            // Pass 1: g_n into dx, and the sums.
             for (j, ((dx, x), g)) in dx.chunks_mut(n).zip(x.chunks(n)).zip(g.chunks(n)).enumerate() {
-                let ga = gam[c0 + j];
+                let [a, b0, s, t] = channel_coeffs(coeffs, c, c0 + j, b, mu, rstd);
+                let (mut s_gnx, mut s_gn, mut s_gan, mut s_ga) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
                 for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
-                    let xh = (x - m) * r;
-                    *dx = (g * ga - m1 - xh * m2) * r;
+                    let nv = a * x + b0;
+                    let ga = if act { g * super::silu_one(nv * s + t).1 } else { g };
+                    let gn = ga * s;
+                    let xh = (x - mu) * rstd;
+                    s_gnx += (gn * xh) as f64;
+                    s_gn += gn as f64;
+                    s_gan += (ga * nv) as f64;
+                    s_ga += ga as f64;
+                    *dx = gn;
+                }
+                sums[j] = [s_gnx as f32, s_gn as f32, s_gan as f32, s_ga as f32];
+                let ga = coeffs.0[c0 + j] as f64;
+                sh += ga * s_gn;
+                shx += ga * s_gnx;
+            }
+            // Pass 2: dx = (γ·g_n − mean(h) − x̂·mean(h·x̂))/s.
+            let (m1, m2) = ((sh / seg as f64) as f32, (shx / seg as f64) as f32);
+            for (j, (dx, x)) in dx.chunks_mut(n).zip(x.chunks(n)).enumerate() {
+                let ga = coeffs.0[c0 + j];
+                for (dx, &x) in dx.iter_mut().zip(x) {
+                    let xh = (x - mu) * rstd;
+                    *dx = (*dx * ga - m1 - xh * m2) * rstd;
                 }
             }
-            *part = (dg, db);
-        });
-    let (mut dgamma, mut dbeta) = (vec![0.0f32; c], vec![0.0f32; c]);
-    for (i, (dg, db)) in parts.iter().enumerate() {
-        let c0 = (i % groups) * cg;
-        for j in 0..cg {
-            dgamma[c0 + j] += dg[j];
-            dbeta[c0 + j] += db[j];
+            *part = sums;
+        }));
+    let bsz = shape[0];
+    let (mut dgamma, mut dbeta, mut dm) = (vec![0.0f32; c], vec![0.0f32; c], vec![0.0f32; bsz * 2 * c]);
+    for (i, sums) in parts.iter().enumerate() {
+        let (b, c0) = (i / groups, (i % groups) * cg);
+        for (j, s) in sums.iter().enumerate() {
+            dgamma[c0 + j] += s[0];
+            dbeta[c0 + j] += s[1];
+            dm[b * 2 * c + c0 + j] = s[2];
+            dm[b * 2 * c + c + c0 + j] = s[3];
         }
     }
-    (
+    [
         flex_tensor(dx, shape),
         flex_tensor(dgamma, vec![c]),
         flex_tensor(dbeta, vec![c]),
-    )
+        flex_tensor(dm, vec![bsz, 2 * c]),
+    ]
 }
 
 #[cfg(test)]
@@ -360,8 +518,9 @@ mod tests {
         a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
     }
 
-    /// The fused GroupNorm's value and gradients (x, γ, β) match burn's ops composed the same
-    /// way, on odd sizes, a strided input and inputs with a large common offset.
+    /// The fused GroupNorm's value and gradients (x, γ, β, modulation) match burn's ops
+    /// composed the same way, with and without modulation and SiLU, on odd sizes, a strided
+    /// input and inputs with a large common offset.
     #[test]
     fn group_norm_matches_burn_ops() {
         let dev = Device::flex();
@@ -380,40 +539,59 @@ mod tests {
             .add_scalar(offset);
             let gamma = rng.normal_tensor([c], &dev);
             let beta = rng.normal_tensor([c], &dev);
+            let m = rng.normal_tensor([b, 2 * c], &dev).mul_scalar(0.5);
             let up = rng.normal_tensor([b, c, h, w], &dev);
-            let run = |fused: bool| {
-                let (xa, ga, ba) = (
-                    x.clone().autodiff().require_grad(),
-                    gamma.clone().autodiff().require_grad(),
-                    beta.clone().autodiff().require_grad(),
-                );
-                let y = if fused {
-                    group_norm(xa.clone(), ga.clone(), ba.clone(), groups, 1e-5)
-                } else {
-                    let xr = xa.clone().reshape([b, groups, c / groups * h * w]);
-                    let xc = xr.clone() - xr.mean_dim(2);
-                    let s = xc.clone().square().mean_dim(2).add_scalar(1e-5).sqrt();
-                    (xc / s).reshape([b, c, h, w]) * ga.clone().reshape([1, c, 1, 1]) + ba.clone().reshape([1, c, 1, 1])
+            for (modulated, act) in [(false, false), (false, true), (true, false), (true, true)] {
+                let run = |fused: bool| {
+                    let (xa, ga, ba, ma) = (
+                        x.clone().autodiff().require_grad(),
+                        gamma.clone().autodiff().require_grad(),
+                        beta.clone().autodiff().require_grad(),
+                        m.clone().autodiff().require_grad(),
+                    );
+                    let y = if fused {
+                        let mm = modulated.then(|| ma.clone());
+                        group_norm(xa.clone(), ga.clone(), ba.clone(), mm, groups, 1e-5, act)
+                    } else {
+                        let xr = xa.clone().reshape([b, groups, c / groups * h * w]);
+                        let xc = xr.clone() - xr.mean_dim(2);
+                        let s = xc.clone().square().mean_dim(2).add_scalar(1e-5).sqrt();
+                        let mut y = (xc / s).reshape([b, c, h, w]) * ga.clone().reshape([1, c, 1, 1])
+                            + ba.clone().reshape([1, c, 1, 1]);
+                        if modulated {
+                            let sc = ma.clone().narrow(1, 0, c).reshape([b, c, 1, 1]);
+                            let sh = ma.clone().narrow(1, c, c).reshape([b, c, 1, 1]);
+                            y = y * sc.add_scalar(1.0) + sh;
+                        }
+                        if act {
+                            activation::silu(y)
+                        } else {
+                            y
+                        }
+                    };
+                    let yv = to_vec(y.clone().detach());
+                    let grads = (y * up.clone().autodiff()).sum().backward();
+                    let dm = if modulated { to_vec(ma.grad(&grads).unwrap()) } else { vec![] };
+                    [
+                        yv,
+                        to_vec(xa.grad(&grads).unwrap()),
+                        to_vec(ga.grad(&grads).unwrap()),
+                        to_vec(ba.grad(&grads).unwrap()),
+                        dm,
+                    ]
                 };
-                let yv = to_vec(y.clone().detach());
-                let grads = (y * up.clone().autodiff()).sum().backward();
-                [
-                    yv,
-                    to_vec(xa.grad(&grads).unwrap()),
-                    to_vec(ga.grad(&grads).unwrap()),
-                    to_vec(ba.grad(&grads).unwrap()),
-                ]
-            };
-            let (f, r) = (run(true), run(false));
-            for (k, name) in ["y", "dx", "dgamma", "dbeta"].iter().enumerate() {
-                let e = max_abs_diff(&f[k], &r[k]);
-                assert!(
-                    e < 2e-4,
-                    "b{b} c{c} {h}x{w} g{groups} offset {offset}: {name} differs by {e}"
-                );
+                let (f, r) = (run(true), run(false));
+                for (k, name) in ["y", "dx", "dgamma", "dbeta", "dm"].iter().enumerate() {
+                    let e = max_abs_diff(&f[k], &r[k]);
+                    assert!(
+                        e < 3e-4,
+                        "b{b} c{c} {h}x{w} g{groups} offset {offset} mod {modulated} act {act}: {name} differs by {e}"
+                    );
+                }
+                let mm = modulated.then(|| m.clone());
+                let plain = to_vec(group_norm(x.clone(), gamma.clone(), beta.clone(), mm, groups, 1e-5, act));
+                assert!(max_abs_diff(&plain, &f[0]) < 1e-6);
             }
-            let plain = to_vec(group_norm(x.clone(), gamma.clone(), beta.clone(), groups, 1e-5));
-            assert!(max_abs_diff(&plain, &f[0]) < 1e-6);
         }
     }
 

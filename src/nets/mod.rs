@@ -170,13 +170,17 @@ pub(crate) fn silu_one(x: f32) -> (f32, f32) {
     const MAGIC: f32 = 12_582_912.0; // 1.5·2^23: adding and subtracting it rounds to an integer
     {
         let t = (-x).clamp(-87.0, 88.0);
-        let n = (t * LOG2E + MAGIC) - MAGIC;
+        let k = t * LOG2E + MAGIC;
+        let n = k - MAGIC;
+        // n as an integer straight from k's bits (k = 1.5·2^23 + n exactly): no float→int cast,
+        // whose saturation checks keep the loop from vectorising.
+        let ni = k.to_bits().wrapping_sub(MAGIC.to_bits()) as i32;
         let r = (t - n * LN2_HI) - n * LN2_LO;
         let p = 1.0
             + r * (1.0
                 + r * (0.5
                     + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-        let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+        let scale = f32::from_bits((ni.wrapping_add(127) as u32) << 23);
         let s = 1.0 / (1.0 + p * scale);
         (x * s, s * (1.0 + x * (1.0 - s)))
     }

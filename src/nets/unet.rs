@@ -251,7 +251,7 @@ impl GroupNorm {
         if x.d.is_none() {
             // No tangent: one fused pass forward and backward (super::fused).
             let (gamma, beta) = (p[self.gamma].clone(), p[self.beta].clone());
-            return Dual::new(super::fused::group_norm(x.v, gamma, beta, self.g, GN_EPS), None);
+            return Dual::new(super::fused::group_norm(x.v, gamma, beta, None, self.g, GN_EPS, false), None);
         }
         let [b, c, h, w] = x.v.dims();
         let n = c / self.g * h * w;
@@ -271,6 +271,32 @@ impl GroupNorm {
         Dual {
             v: xh.reshape([b, c, h, w]) * gamma.clone() + beta,
             d: dh.map(|d| d * gamma),
+        }
+    }
+}
+
+impl GroupNorm {
+    /// SiLU(modulate(GroupNorm(x), m)) (no modulation when `m` is None): one fused kernel
+    /// when nothing carries a tangent, the composed ops (with their tangents) otherwise.
+    pub fn apply_act(&self, p: &[Tensor<1>], x: Dual<4>, m: Option<Dual<2>>, double_norm: bool) -> Dual<4> {
+        let c = self.c;
+        if x.d.is_none() && m.as_ref().is_none_or(|m| m.d.is_none()) {
+            let m = m.map(|m| {
+                if double_norm {
+                    let sc = pixel_norm(m.v.clone().narrow(1, 0, c));
+                    let sh = pixel_norm(m.v.narrow(1, c, c));
+                    Tensor::cat(vec![sc, sh], 1)
+                } else {
+                    m.v
+                }
+            });
+            let (gamma, beta) = (p[self.gamma].clone(), p[self.beta].clone());
+            return Dual::new(super::fused::group_norm(x.v, gamma, beta, m, self.g, GN_EPS, true), None);
+        }
+        let h = self.apply(p, x);
+        match m {
+            Some(m) => modulate(h, m, c, double_norm).silu(),
+            None => h.silu(),
         }
     }
 }
@@ -521,9 +547,9 @@ impl Unet {
     }
 
     fn block(&self, rb: &ResBlock, p: &[Tensor<1>], x: Dual<4>, emb: &Dual<2>, mask: Option<Tensor<2>>) -> Dual<4> {
-        let h = rb.conv1.apply(p, rb.gn1.apply(p, x.clone()).silu());
+        let h = rb.conv1.apply(p, rb.gn1.apply_act(p, x.clone(), None, false));
         let m = linear(&rb.modul, p, emb.clone());
-        let h = modulate(rb.gn2.apply(p, h), m, rb.out, self.cfg.double_norm).silu();
+        let h = rb.gn2.apply_act(p, h, Some(m), self.cfg.double_norm);
         let [b, c, hh, ww] = h.v.dims();
         let h = match mask {
             Some(mk) => h.mask(mk.reshape([b, c, hh, ww])),
@@ -626,7 +652,7 @@ impl Unet {
                 hcur = up(hcur);
             }
         }
-        let out = self.conv_out.apply(p, self.gn_out.apply(p, hcur).silu());
+        let out = self.conv_out.apply(p, self.gn_out.apply_act(p, hcur, None, false));
         out.reshape([bsz, c * h * w])
     }
 
