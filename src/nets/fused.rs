@@ -381,6 +381,54 @@ fn channel_coeffs(st: (&[f32], &[f32], Option<&[f32]>), c: usize, ch: usize, b: 
     [a, b0, s, t]
 }
 
+/// Lanes of the reductions below: independent f32 partial sums the compiler keeps in one
+/// vector register (a single running sum is a serial dependency chain and does not vectorise),
+/// added up in f64 at the end.
+const LANES: usize = 16;
+
+/// Σ f(x_i), accumulated in [`LANES`] f32 lanes.
+#[inline(always)]
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] += f(c[i]);
+        }
+    }
+    acc.iter().map(|&v| v as f64).sum::<f64>() + rest.iter().map(|&v| f(v) as f64).sum::<f64>()
+}
+
+/// For each i: (out_i, terms_i) = f(x_i, g_i); writes out_i and returns Σ terms_i (4 sums,
+/// [`LANES`] f32 lanes each).
+#[inline(always)]
+fn lane_sums4(out: &mut [f32], x: &[f32], g: &[f32], f: impl Fn(f32, f32) -> (f32, [f32; 4])) -> [f64; 4] {
+    let mut acc = [[0.0f32; LANES]; 4];
+    let mut tot = [0.0f64; 4];
+    let n = x.len() / LANES * LANES;
+    for ((o, x), g) in out[..n].chunks_exact_mut(LANES).zip(x[..n].chunks_exact(LANES)).zip(g[..n].chunks_exact(LANES)) {
+        for i in 0..LANES {
+            let (v, t) = f(x[i], g[i]);
+            o[i] = v;
+            for k in 0..4 {
+                acc[k][i] += t[k];
+            }
+        }
+    }
+    for ((o, &x), &g) in out[n..].iter_mut().zip(&x[n..]).zip(&g[n..]) {
+        let (v, t) = f(x, g);
+        *o = v;
+        for k in 0..4 {
+            tot[k] += t[k] as f64;
+        }
+    }
+    for k in 0..4 {
+        tot[k] += acc[k].iter().map(|&v| v as f64).sum::<f64>();
+    }
+    tot
+}
+
 /// Forward on x [B, C, N]: (y, mean, 1/s) with one (mean, 1/s) per (sample, group).
 fn gn_forward(
     x: &FlexTensor,
@@ -406,9 +454,10 @@ fn gn_forward(
         .zip(stats.par_iter_mut())
         .enumerate()
         .for_each(|(i, ((y, x), st))| simd(|| {
-            // Two passes in f64: the mean, then the centred second moment.
-            let mu = x.iter().map(|&v| v as f64).sum::<f64>() / seg as f64;
-            let var = x.iter().map(|&v| (v as f64 - mu).powi(2)).sum::<f64>() / seg as f64;
+            // Two passes: the mean, then the centred second moment.
+            let mu = lane_sum(x, |v| v) / seg as f64;
+            let muf = mu as f32;
+            let var = lane_sum(x, |v| (v - muf) * (v - muf)) / seg as f64;
             let (mu, rstd) = (mu as f32, (1.0 / (var + gn.eps).sqrt()) as f32);
             *st = (mu, rstd);
             let (b, c0) = (i / groups, (i % groups) * cg);
@@ -460,18 +509,13 @@ fn gn_backward(st: &GnState, g: &FlexTensor) -> [FlexTensor; 4] {
             // Pass 1: g_n into dx, and the sums.
             for (j, ((dx, x), g)) in dx.chunks_mut(n).zip(x.chunks(n)).zip(g.chunks(n)).enumerate() {
                 let [a, b0, s, t] = channel_coeffs(coeffs, c, c0 + j, b, mu, rstd);
-                let (mut s_gnx, mut s_gn, mut s_gan, mut s_ga) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-                for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
+                let elem = |x: f32, g: f32| {
                     let nv = a * x + b0;
                     let ga = if act { g * super::silu_one(nv * s + t).1 } else { g };
                     let gn = ga * s;
-                    let xh = (x - mu) * rstd;
-                    s_gnx += (gn * xh) as f64;
-                    s_gn += gn as f64;
-                    s_gan += (ga * nv) as f64;
-                    s_ga += ga as f64;
-                    *dx = gn;
-                }
+                    (gn, [gn * ((x - mu) * rstd), gn, ga * nv, ga])
+                };
+                let [s_gnx, s_gn, s_gan, s_ga] = lane_sums4(dx, x, g, elem);
                 sums[j] = [s_gnx as f32, s_gn as f32, s_gan as f32, s_ga as f32];
                 let ga = coeffs.0[c0 + j] as f64;
                 sh += ga * s_gn;
