@@ -100,6 +100,9 @@ enum Cmd {
         /// Samples (default 1000 for images, 10 000 otherwise; a sample file is used whole).
         #[arg(long)]
         n: Option<usize>,
+        /// Network steps when evaluating a run (1 = one-step; ODE steps for a diffusion teacher).
+        #[arg(long, default_value_t = 1)]
+        steps: usize,
         #[arg(long)]
         json: bool,
     },
@@ -357,7 +360,13 @@ fn real_main() -> Result<()> {
             }
             eprintln!("wrote {n} samples ({steps} step(s)) to {}", out.display());
         }
-        Cmd::Eval { input, data, n, json } => {
+        Cmd::Eval {
+            input,
+            data,
+            n,
+            steps,
+            json,
+        } => {
             let dev = device("cpu")?;
             let is_file = input.extension().is_some_and(|e| e == "npy" || e == "csv");
             let (ds, xs, n) = if is_file {
@@ -377,7 +386,10 @@ fn real_main() -> Result<()> {
             } else {
                 let (_, setup, state) = train::load_run(&input, &dev)?;
                 let n = n.unwrap_or_else(|| demo::default_n_eval(setup.data.name()));
-                let xs = demo::sample_raw(&setup, &state.ema[..setup.n_net], n, 1, &mut cm::rng::Rng::new(1));
+                if steps == 0 {
+                    bail!("--steps must be at least 1");
+                }
+                let xs = demo::sample_raw(&setup, &state.ema[..setup.n_net], n, steps, &mut cm::rng::Rng::new(1));
                 (setup.data.clone(), xs, n)
             };
             let dim = ds.dim();

@@ -136,28 +136,38 @@ fn split_batch(b: usize) -> bool {
 }
 
 /// cols[(c·k + ky)·k + kx, oy·W + ox] = x[c, oy + ky − p, ox + kx − p] (0 outside).
+///
+/// For a fixed (ky, kx) the source index is the destination index plus the constant
+/// shift (ky − p)·W + (kx − p), so each row is one contiguous copy over the valid output rows,
+/// after which the k − 1 columns that wrapped around from a neighbouring image row are zeroed.
 fn im2col(x: &[f32], c: usize, h: usize, w: usize, k: usize, cols: &mut [f32]) {
     let p = k / 2;
     let hw = h * w;
     for ci in 0..c {
         let plane = &x[ci * hw..(ci + 1) * hw];
         for ky in 0..k {
+            // Valid output rows: 0 ≤ oy + ky − p < h.
+            let (y0, y1) = (p.saturating_sub(ky), (h + p - ky).min(h));
             for kx in 0..k {
                 let row = &mut cols[((ci * k + ky) * k + kx) * hw..][..hw];
-                // Valid output columns: 0 ≤ ox + kx − p < w.
-                let lo = p.saturating_sub(kx);
-                let hi = (w + p - kx).min(w);
-                for oy in 0..h {
-                    let dst = &mut row[oy * w..(oy + 1) * w];
-                    let iy = oy + ky;
-                    if iy < p || iy - p >= h || lo >= hi {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let src = &plane[(iy - p) * w..(iy - p + 1) * w];
-                    dst[..lo].fill(0.0);
-                    dst[hi..].fill(0.0);
-                    dst[lo..hi].copy_from_slice(&src[lo + kx - p..hi + kx - p]);
+                let (x0, x1) = (p.saturating_sub(kx), (w + p - kx).min(w));
+                if y0 >= y1 || x0 >= x1 {
+                    row.fill(0.0);
+                    continue;
+                }
+                row[..y0 * w].fill(0.0);
+                row[y1 * w..].fill(0.0);
+                // dst[j] = plane[j + shift] for j in [y0·w, y1·w), shift = (ky−p)·w + kx − p;
+                // clamp the range to the plane (the clipped ends are border columns).
+                let shift = (ky * w + kx) as isize - (p * w + p) as isize;
+                let j0 = ((y0 * w) as isize).max(-shift) as usize;
+                let j1 = ((y1 * w) as isize).min(hw as isize - shift) as usize;
+                row[y0 * w..j0].fill(0.0);
+                row[j1..y1 * w].fill(0.0);
+                row[j0..j1].copy_from_slice(&plane[(j0 as isize + shift) as usize..(j1 as isize + shift) as usize]);
+                for oy in y0..y1 {
+                    row[oy * w..oy * w + x0].fill(0.0);
+                    row[oy * w + x1..(oy + 1) * w].fill(0.0);
                 }
             }
         }
@@ -165,31 +175,34 @@ fn im2col(x: &[f32], c: usize, h: usize, w: usize, k: usize, cols: &mut [f32]) {
 }
 
 /// The adjoint of [`im2col`]: dx[c, iy, ix] += dcols[(c, ky, kx), (iy − ky + p, ix − kx + p)].
-fn col2im(dcols: &[f32], c: usize, h: usize, w: usize, k: usize, dx: &mut [f32]) {
+/// Zeroes the border entries of `dcols` (scratch) so each row is one contiguous add.
+fn col2im(dcols: &mut [f32], c: usize, h: usize, w: usize, k: usize, dx: &mut [f32]) {
     let p = k / 2;
     let hw = h * w;
     dx.fill(0.0);
     for ci in 0..c {
         let plane = &mut dx[ci * hw..(ci + 1) * hw];
         for ky in 0..k {
+            let (y0, y1) = (p.saturating_sub(ky), (h + p - ky).min(h));
             for kx in 0..k {
-                let row = &dcols[((ci * k + ky) * k + kx) * hw..][..hw];
-                let lo = p.saturating_sub(kx);
-                let hi = (w + p - kx).min(w);
-                if lo >= hi {
+                let row = &mut dcols[((ci * k + ky) * k + kx) * hw..][..hw];
+                let (x0, x1) = (p.saturating_sub(kx), (w + p - kx).min(w));
+                if y0 >= y1 || x0 >= x1 {
                     continue;
                 }
-                for oy in 0..h {
-                    let iy = oy + ky;
-                    if iy < p || iy - p >= h {
-                        continue;
-                    }
-                    let src = &row[oy * w + lo..oy * w + hi];
-                    let dst = &mut plane[(iy - p) * w + lo + kx - p..(iy - p) * w + hi + kx - p];
-                    for (d, s) in dst.iter_mut().zip(src) {
+                for oy in y0..y1 {
+                    row[oy * w..oy * w + x0].fill(0.0);
+                    row[oy * w + x1..(oy + 1) * w].fill(0.0);
+                }
+                let shift = (ky * w + kx) as isize - (p * w + p) as isize;
+                let j0 = ((y0 * w) as isize).max(-shift) as usize;
+                let j1 = ((y1 * w) as isize).min(hw as isize - shift) as usize;
+                let dst = &mut plane[(j0 as isize + shift) as usize..(j1 as isize + shift) as usize];
+                super::fused::simd(|| {
+                    for (d, s) in dst.iter_mut().zip(&row[j0..j1]) {
                         *d += s;
                     }
-                }
+                });
             }
         }
     }
