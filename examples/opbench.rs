@@ -23,24 +23,47 @@ fn main() {
     let m = rng.normal_tensor([64, 32], &dev);
     let w = rng.normal_tensor([16, 16, 3, 3], &dev);
     let n = if std::env::var("ONLY_UNET").is_ok() { 1 } else { 30 };
-    time("gn+mod+silu fused", n, || cm::nets::fused::group_norm(x.clone(), g.clone(), b.clone(), Some(m.clone()), 4, 1e-5, true));
-    time("gn fused", n, || cm::nets::fused::group_norm(x.clone(), g.clone(), b.clone(), None, 4, 1e-5, false));
+    time("gn+mod+silu fused", n, || {
+        cm::nets::fused::group_norm(x.clone(), g.clone(), b.clone(), Some(m.clone()), 4, 1e-5, true)
+    });
+    time("gn fused", n, || {
+        cm::nets::fused::group_norm(x.clone(), g.clone(), b.clone(), None, 4, 1e-5, false)
+    });
     time("silu fused", n, || cm::nets::fused::silu(x.clone()));
-    time("conv 16->16", n, || cm::nets::conv::conv2d_same(x.clone(), w.clone(), b.clone()));
+    time("conv 16->16", n, || {
+        cm::nets::conv::conv2d_same(x.clone(), w.clone(), b.clone())
+    });
     time("add", n, || x.clone() + x2.clone());
     time("mul_scalar", n, || x.clone().mul_scalar(0.7));
     time("cat ch", n, || Tensor::cat(vec![x.clone(), x2.clone()], 1));
-    time("clone+into_data roundtrip", n, || Tensor::from_data(x.clone().into_data(), &dev));
+    time("clone+into_data roundtrip", n, || {
+        Tensor::from_data(x.clone().into_data(), &dev)
+    });
     time("zeros", n, || Tensor::zeros([64, 16, 28, 28], &dev));
     {
         use cm::nets::Backbone;
-        let cfg = cm::nets::unet::UnetConfig { base: 16, mults: vec![1, 2], res_blocks: 1, attention: false, zero_out: false, ..Default::default() };
+        let cfg = cm::nets::unet::UnetConfig {
+            base: 16,
+            mults: vec![1, 2],
+            res_blocks: 1,
+            attention: false,
+            zero_out: false,
+            ..Default::default()
+        };
         let net = cm::nets::unet::Unet::new(&cfg, 784, 1, 0).unwrap();
         let p = cm::nets::init_params(&net.specs(), &mut rng, &dev);
         let xf = rng.normal_tensor([64, 784], &dev);
         let c = rng.normal_tensor([64, 1], &dev);
         let reps = if std::env::var("ONLY_UNET").is_ok() { 60 } else { 10 };
-        time("unet forward", reps, || net.forward(&p, xf.clone(), &[c.clone()], None).reshape([64, 1, 28, 28]));
+        time("unet forward", reps, || {
+            net.forward(&p, xf.clone(), &[c.clone()], None).reshape([64, 1, 28, 28])
+        });
     }
-    time("down (mean)", n, || x.clone().reshape([64 * 16 * 14, 2, 14, 2]).mean_dim(3).mean_dim(1).reshape([64, 16, 14, 14]));
+    time("down (mean)", n, || {
+        x.clone()
+            .reshape([64 * 16 * 14, 2, 14, 2])
+            .mean_dim(3)
+            .mean_dim(1)
+            .reshape([64, 16, 14, 14])
+    });
 }

@@ -1,4 +1,4 @@
-//! Image data sets: MNIST-style IDX folders, single IDX files, folders of PNG images and `.npy`
+//! Image data sets: MNIST-style IDX folders, single IDX files, folders of PNG/JPEG images and `.npy`
 //! u8 image arrays. Images are kept as u8 (`N×C×H×W`, channel-first) and mapped to [-1, 1]
 //! only when a batch is drawn, so full MNIST costs 47 MB rather than 188 MB.
 //!
@@ -199,8 +199,11 @@ pub fn parse_npy_images(bytes: &[u8]) -> Result<Images> {
     Ok(im)
 }
 
+/// A decoded image: (channels 1 or 3, width, height, channel-first u8 pixels).
+pub type Decoded = (usize, usize, usize, Vec<u8>);
+
 /// Decodes a PNG into (channels 1 or 3, width, height, channel-first u8 pixels).
-pub fn decode_png(bytes: &[u8]) -> Result<(usize, usize, usize, Vec<u8>)> {
+pub fn decode_png(bytes: &[u8]) -> Result<Decoded> {
     let mut dec = png::Decoder::new(bytes);
     dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = dec.read_info().context("not a readable PNG")?;
@@ -230,6 +233,100 @@ pub fn decode_png(bytes: &[u8]) -> Result<(usize, usize, usize, Vec<u8>)> {
             for ch in 0..c {
                 out[(ch * h + y) * w + x] = p[ch];
             }
+        }
+    }
+    Ok((c, w, h, out))
+}
+
+/// Whether a JPEG's marker segments and entropy-coded scans run, unbroken, up to an
+/// end-of-image marker (bytes after it are ignored). The decoder pads a stream that stops
+/// within its last row of blocks without complaint, so truncation is checked here.
+fn jpeg_reaches_eoi(b: &[u8]) -> bool {
+    if !b.starts_with(&[0xFF, 0xD8]) {
+        return false;
+    }
+    let mut pos = 2;
+    loop {
+        // A marker: any number of 0xFF fill bytes, then its code.
+        if b.get(pos) != Some(&0xFF) {
+            return false;
+        }
+        while b.get(pos + 1) == Some(&0xFF) {
+            pos += 1;
+        }
+        let Some(&m) = b.get(pos + 1) else {
+            return false;
+        };
+        match m {
+            0xD9 => return true,
+            0x01 | 0xD0..=0xD7 => pos += 2,
+            _ => {
+                let Some(len) = b
+                    .get(pos + 2..pos + 4)
+                    .map(|l| u16::from_be_bytes([l[0], l[1]]) as usize)
+                else {
+                    return false;
+                };
+                pos += 2 + len;
+                if pos > b.len() {
+                    return false;
+                }
+                if m == 0xDA {
+                    // Entropy-coded data: 0xFF is stuffed as FF 00, and restart markers
+                    // FF D0..D7 belong to the scan; any other FF xx starts the next marker.
+                    loop {
+                        match (b.get(pos), b.get(pos + 1)) {
+                            (Some(0xFF), Some(&n)) if n != 0 && !(0xD0..=0xD7).contains(&n) && n != 0xFF => break,
+                            (Some(_), Some(_)) => pos += 1,
+                            _ => return false,
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Decodes a baseline or progressive 8-bit JPEG into (channels 1 or 3, width, height,
+/// channel-first u8 pixels). Greyscale JPEGs give one channel; YCbCr, RGB, CMYK and YCCK ones
+/// are converted to RGB by the decoder. A file that stops before its end-of-image marker is an
+/// error, and the decoder runs in strict mode, so corrupt data is one too rather than an image
+/// padded with grey.
+pub fn decode_jpeg(bytes: &[u8]) -> Result<Decoded> {
+    use zune_jpeg::zune_core::{bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions};
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        bail!("not a JPEG (no start-of-image marker)");
+    }
+    let opts = DecoderOptions::default().set_strict_mode(true);
+    let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), opts);
+    dec.decode_headers()
+        .map_err(|e| anyhow::anyhow!("corrupt or truncated JPEG header: {e}"))?;
+    let (w, h) = dec.dimensions().context("JPEG without a frame header")?;
+    // Same bound as for PNG, checked before the pixel buffer is allocated.
+    if w == 0 || h == 0 || w.saturating_mul(h) > 64 << 20 {
+        bail!("JPEG of {w}×{h} pixels is empty or too large");
+    }
+    if !jpeg_reaches_eoi(bytes) {
+        bail!("truncated JPEG: the file ends before its end-of-image marker");
+    }
+    let input = dec.input_colorspace().context("JPEG without a colour space")?;
+    let (out_cs, c) = match input {
+        ColorSpace::Luma => (ColorSpace::Luma, 1),
+        ColorSpace::YCbCr | ColorSpace::RGB | ColorSpace::CMYK | ColorSpace::YCCK => (ColorSpace::RGB, 3),
+        other => bail!("unsupported JPEG colour space {other:?}"),
+    };
+    dec.set_options(opts.jpeg_set_out_colorspace(out_cs));
+    let buf = dec.decode().map_err(|e| anyhow::anyhow!("corrupt JPEG data: {e}"))?;
+    if buf.len() != c * w * h {
+        bail!(
+            "JPEG decoder returned {} bytes for a {w}×{h} image with {c} channel(s)",
+            buf.len()
+        );
+    }
+    let mut out = vec![0u8; c * h * w];
+    for (i, p) in buf.chunks_exact(c).enumerate() {
+        for (ch, &v) in p.iter().enumerate() {
+            out[ch * h * w + i] = v;
         }
     }
     Ok((c, w, h, out))
@@ -286,7 +383,8 @@ pub fn crop_resize(c: usize, w: usize, h: usize, px: &[u8], size: usize, grey: b
     out
 }
 
-/// Every `.png` in a folder (sorted by name, not recursive), cropped and resized.
+/// Every `.png`, `.jpg` and `.jpeg` (any case) in a folder, sorted by name, not recursive,
+/// cropped and resized. A file that does not decode is an error naming it.
 pub fn load_folder(dir: &Path, opt: &FolderOptions) -> Result<Images> {
     if opt.size == 0 || opt.size > 1024 {
         bail!("image size must be in 1..=1024, got {}", opt.size);
@@ -299,38 +397,24 @@ pub fn load_folder(dir: &Path, opt: &FolderOptions) -> Result<Images> {
     files.sort();
     let mut pixels = Vec::new();
     let mut n = 0;
-    let mut skipped_jpeg = 0;
     for f in &files {
         let ext = f
             .extension()
             .and_then(|e| e.to_str())
             .unwrap_or("")
             .to_ascii_lowercase();
-        match ext.as_str() {
-            "png" => {
-                let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
-                let (c, w, h, px) = decode_png(&bytes).with_context(|| format!("in {}", f.display()))?;
-                pixels.extend(crop_resize(c, w, h, &px, opt.size, opt.grey));
-                n += 1;
-            }
-            "jpg" | "jpeg" => skipped_jpeg += 1,
-            _ => {}
-        }
+        let decode: fn(&[u8]) -> Result<Decoded> = match ext.as_str() {
+            "png" => decode_png,
+            "jpg" | "jpeg" => decode_jpeg,
+            _ => continue,
+        };
+        let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let (c, w, h, px) = decode(&bytes).with_context(|| format!("in {}", f.display()))?;
+        pixels.extend(crop_resize(c, w, h, &px, opt.size, opt.grey));
+        n += 1;
     }
     if n == 0 {
-        if skipped_jpeg > 0 {
-            bail!(
-                "{} holds {skipped_jpeg} JPEG file(s) but no PNG: JPEG is not supported, convert the images to PNG",
-                dir.display()
-            );
-        }
-        bail!("{} holds no .png images", dir.display());
-    }
-    if skipped_jpeg > 0 {
-        eprintln!(
-            "warning: {}: skipped {skipped_jpeg} JPEG file(s) (only PNG is read)",
-            dir.display()
-        );
+        bail!("{} holds no .png, .jpg or .jpeg images", dir.display());
     }
     Ok(Images {
         n,
@@ -391,7 +475,7 @@ mod tests {
             enc.write_header().unwrap().write_image_data(&data).unwrap();
         }
         std::fs::write(dir.join("a.png"), &bytes).unwrap();
-        std::fs::write(dir.join("b.jpg"), b"not read").unwrap();
+        std::fs::write(dir.join("b.txt"), b"not an image: ignored").unwrap();
         let rgb = load_folder(&dir, &FolderOptions { size: 2, grey: false }).unwrap();
         assert_eq!((rgb.n, rgb.c, rgb.h, rgb.w), (1, 3, 2, 2));
         // Crop keeps columns 1..5: left output column red, right blue.
@@ -403,6 +487,173 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("cannot read image folder"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A smooth `w×h` RGB image (interleaved): channels are slow ramps in x and y.
+    fn smooth_rgb(w: usize, h: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(w * h * 3);
+        for y in 0..h {
+            for x in 0..w {
+                v.push((40 + 180 * x / w) as u8);
+                v.push((220 - 160 * y / h) as u8);
+                v.push((60 + 90 * (x + y) / (w + h)) as u8);
+            }
+        }
+        v
+    }
+
+    fn jpeg_bytes(px: &[u8], w: usize, h: usize, color: jpeg_encoder::ColorType) -> Vec<u8> {
+        let mut out = Vec::new();
+        jpeg_encoder::Encoder::new(&mut out, 95)
+            .encode(px, w as u16, h as u16, color)
+            .unwrap();
+        out
+    }
+
+    fn png_bytes(px: &[u8], w: usize, h: usize) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut bytes, w as u32, h as u32);
+            enc.set_color(png::ColorType::Rgb);
+            enc.set_depth(png::BitDepth::Eight);
+            enc.write_header().unwrap().write_image_data(px).unwrap();
+        }
+        bytes
+    }
+
+    fn max_abs_diff(a: &[u8], b: &[u8]) -> u8 {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).map(|(&x, &y)| x.abs_diff(y)).max().unwrap()
+    }
+
+    #[test]
+    fn jpeg_decodes_grey_rgb_and_cmyk_channel_first() {
+        let (w, h) = (20, 12);
+        let rgb = smooth_rgb(w, h);
+        let (c, dw, dh, px) = decode_jpeg(&jpeg_bytes(&rgb, w, h, jpeg_encoder::ColorType::Rgb)).unwrap();
+        assert_eq!((c, dw, dh, px.len()), (3, w, h, 3 * w * h));
+        // Channel-first: channel ch of pixel (x, y) sits at (ch·h + y)·w + x.
+        let mut planar = vec![0u8; 3 * w * h];
+        for (i, p) in rgb.chunks_exact(3).enumerate() {
+            for ch in 0..3 {
+                planar[ch * w * h + i] = p[ch];
+            }
+        }
+        let d = max_abs_diff(&px, &planar);
+        assert!(d <= 8, "RGB JPEG differs from its source by {d}");
+        // Progressive (several scans with tables between them) and restart-interval streams.
+        for (progressive, restart) in [(true, 0), (false, 1), (true, 2)] {
+            let mut bytes = Vec::new();
+            let mut enc = jpeg_encoder::Encoder::new(&mut bytes, 95);
+            enc.set_progressive(progressive);
+            enc.set_restart_interval(restart);
+            enc.encode(&rgb, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
+                .unwrap();
+            let (c, _, _, p2) = decode_jpeg(&bytes).unwrap();
+            assert_eq!(c, 3);
+            let d = max_abs_diff(&p2, &planar);
+            assert!(d <= 8, "progressive {progressive}, restart {restart}: differs by {d}");
+        }
+
+        let grey: Vec<u8> = (0..w * h).map(|i| (30 + 5 * (i % w) + 7 * (i / w)) as u8).collect();
+        let (c, dw, dh, px) = decode_jpeg(&jpeg_bytes(&grey, w, h, jpeg_encoder::ColorType::Luma)).unwrap();
+        assert_eq!((c, dw, dh), (1, w, h));
+        let d = max_abs_diff(&px, &grey);
+        assert!(d <= 6, "grey JPEG differs from its source by {d}");
+
+        // Flat CMYK red (C = 0, M = Y = 255, K = 0) comes out as RGB red.
+        let cmyk: Vec<u8> = (0..w * h).flat_map(|_| [0u8, 255, 255, 0]).collect();
+        let (c, _, _, px) = decode_jpeg(&jpeg_bytes(&cmyk, w, h, jpeg_encoder::ColorType::Cmyk)).unwrap();
+        assert_eq!(c, 3);
+        let red: Vec<u8> = [255u8, 0, 0].iter().flat_map(|&v| vec![v; w * h]).collect();
+        let d = max_abs_diff(&px, &red);
+        assert!(d <= 8, "CMYK JPEG differs from red by {d}");
+    }
+
+    #[test]
+    fn folder_mixes_png_and_jpeg() {
+        let dir = std::env::temp_dir().join(format!("cm-imgs-jpeg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // 20×16: the centre crop drops two columns each side, then 16 → 8 area-averages.
+        let (w, h) = (20, 16);
+        let rgb = smooth_rgb(w, h);
+        std::fs::write(dir.join("a.png"), png_bytes(&rgb, w, h)).unwrap();
+        std::fs::write(dir.join("b.JPG"), jpeg_bytes(&rgb, w, h, jpeg_encoder::ColorType::Rgb)).unwrap();
+        let grey: Vec<u8> = rgb.chunks_exact(3).map(|p| p[1]).collect();
+        std::fs::write(
+            dir.join("c.jpeg"),
+            jpeg_bytes(&grey, w, h, jpeg_encoder::ColorType::Luma),
+        )
+        .unwrap();
+        std::fs::write(dir.join("notes.txt"), b"ignored").unwrap();
+
+        let im = load_folder(&dir, &FolderOptions { size: 8, grey: false }).unwrap();
+        assert_eq!((im.n, im.c, im.h, im.w, im.pixels.len()), (3, 3, 8, 8, 3 * 192));
+        let (png, rest) = im.pixels.split_at(192);
+        let (jpg, grey_jpg) = rest.split_at(192);
+        // The PNG is lossless: exactly the crop/resize of the source.
+        let mut planar = vec![0u8; 3 * w * h];
+        for (i, p) in rgb.chunks_exact(3).enumerate() {
+            for ch in 0..3 {
+                planar[ch * w * h + i] = p[ch];
+            }
+        }
+        assert_eq!(png, crop_resize(3, w, h, &planar, 8, false).as_slice());
+        // The JPEG went through the same path: close to the PNG after resizing.
+        let d = max_abs_diff(png, jpg);
+        assert!(d <= 6, "JPEG vs PNG after crop/resize: {d}");
+        // The grey JPEG is replicated to three equal channels matching the PNG's green.
+        assert_eq!(&grey_jpg[..64], &grey_jpg[64..128]);
+        assert_eq!(&grey_jpg[..64], &grey_jpg[128..]);
+        let d = max_abs_diff(&grey_jpg[..64], &png[64..128]);
+        assert!(d <= 6, "grey JPEG vs PNG green: {d}");
+
+        let g = load_folder(&dir, &FolderOptions { size: 8, grey: true }).unwrap();
+        assert_eq!((g.n, g.c, g.pixels.len()), (3, 1, 192));
+        let d = max_abs_diff(&g.pixels[..64], &g.pixels[64..128]);
+        assert!(d <= 6, "grey conversion, JPEG vs PNG: {d}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn truncated_or_corrupt_jpeg_is_an_error_naming_the_file() {
+        let dir = std::env::temp_dir().join(format!("cm-imgs-badjpeg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (w, h) = (32, 32);
+        let rgb = smooth_rgb(w, h);
+        std::fs::write(dir.join("a.png"), png_bytes(&rgb, w, h)).unwrap();
+        let good = jpeg_bytes(&rgb, w, h, jpeg_encoder::ColorType::Rgb);
+        let opt = FolderOptions { size: 8, grey: false };
+        // Every cut: inside the headers, inside the scan, and within the last row of blocks
+        // (which the decoder alone would pad without complaint).
+        for cut in 1..good.len() {
+            std::fs::write(dir.join("b.jpg"), &good[..cut]).unwrap();
+            let e = format!("{:#}", load_folder(&dir, &opt).unwrap_err());
+            assert!(e.contains("b.jpg") && e.contains("JPEG"), "cut at {cut}: {e}");
+            assert!(
+                e.contains(if cut < 2 { "not a JPEG" } else { "truncated" }),
+                "cut at {cut}: {e}"
+            );
+        }
+        // Bytes after the end-of-image marker are ignored.
+        let mut padded = good.clone();
+        padded.extend([0u8; 7]);
+        std::fs::write(dir.join("b.jpg"), &padded).unwrap();
+        assert_eq!(load_folder(&dir, &opt).unwrap().n, 2);
+        std::fs::write(dir.join("b.jpg"), b"GIF89a").unwrap();
+        let e = format!("{:#}", load_folder(&dir, &opt).unwrap_err());
+        assert!(e.contains("b.jpg") && e.contains("not a JPEG"), "{e}");
+        std::fs::write(dir.join("b.jpg"), b"\xFF\xD8\xFF\xC0 not a frame header").unwrap();
+        let e = format!("{:#}", load_folder(&dir, &opt).unwrap_err());
+        assert!(
+            e.contains("b.jpg") && e.contains("corrupt or truncated JPEG header"),
+            "{e}"
+        );
+        std::fs::write(dir.join("b.jpg"), &good).unwrap();
+        assert_eq!(load_folder(&dir, &opt).unwrap().n, 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -172,7 +172,14 @@ impl FusedBackend for Flex {
     fn cm_silu(x: FlexTensor) -> FlexTensor {
         silu_forward(&x)
     }
-    fn cm_group_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, groups: usize, eps: f64, act: bool) -> FlexTensor {
+    fn cm_group_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        groups: usize,
+        eps: f64,
+        act: bool,
+    ) -> FlexTensor {
         gn_forward(&x, &gamma, &beta, None, Gn { groups, eps, act }).0
     }
     fn cm_group_norm_mod(
@@ -286,9 +293,21 @@ impl<C: CheckpointStrategy> FusedBackend for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (xp, gp, bp) = (x.primitive().clone(), gamma.primitive().clone(), beta.primitive().clone());
+                let (xp, gp, bp) = (
+                    x.primitive().clone(),
+                    gamma.primitive().clone(),
+                    beta.primitive().clone(),
+                );
                 let (y, mu, rstd) = gn_forward(&xp, &gp, &bp, None, gn);
-                let st = GnState { x: xp, gamma: gp, beta: bp, m: None, mu, rstd, gn };
+                let st = GnState {
+                    x: xp,
+                    gamma: gp,
+                    beta: bp,
+                    m: None,
+                    mu,
+                    rstd,
+                    gn,
+                };
                 prep.finish(st, y)
             }
             OpsKind::UnTracked(prep) => {
@@ -312,14 +331,33 @@ impl<C: CheckpointStrategy> FusedBackend for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (xp, gp, bp) = (x.primitive().clone(), gamma.primitive().clone(), beta.primitive().clone());
+                let (xp, gp, bp) = (
+                    x.primitive().clone(),
+                    gamma.primitive().clone(),
+                    beta.primitive().clone(),
+                );
                 let mp = m.primitive().clone();
                 let (y, mu, rstd) = gn_forward(&xp, &gp, &bp, Some(&mp), gn);
-                let st = GnState { x: xp, gamma: gp, beta: bp, m: Some(mp), mu, rstd, gn };
+                let st = GnState {
+                    x: xp,
+                    gamma: gp,
+                    beta: bp,
+                    m: Some(mp),
+                    mu,
+                    rstd,
+                    gn,
+                };
                 prep.finish(st, y)
             }
             OpsKind::UnTracked(prep) => prep.finish(
-                gn_forward(x.primitive(), gamma.primitive(), beta.primitive(), Some(m.primitive()), gn).0,
+                gn_forward(
+                    x.primitive(),
+                    gamma.primitive(),
+                    beta.primitive(),
+                    Some(m.primitive()),
+                    gn,
+                )
+                .0,
             ),
         }
     }
@@ -359,7 +397,11 @@ pub fn group_norm(
         }
         return if act { activation::silu(y) } else { y };
     }
-    let (x, gamma, beta) = (x.reshape([b, c, h * w]).into_dispatch(), gamma.into_dispatch(), beta.into_dispatch());
+    let (x, gamma, beta) = (
+        x.reshape([b, c, h * w]).into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+    );
     let y = match m {
         None => <Dispatch as FusedBackend>::cm_group_norm(x, gamma, beta, groups, eps, act),
         Some(m) => <Dispatch as FusedBackend>::cm_group_norm_mod(x, gamma, beta, m.into_dispatch(), groups, eps, act),
@@ -407,7 +449,11 @@ fn lane_sums4(out: &mut [f32], x: &[f32], g: &[f32], f: impl Fn(f32, f32) -> (f3
     let mut acc = [[0.0f32; LANES]; 4];
     let mut tot = [0.0f64; 4];
     let n = x.len() / LANES * LANES;
-    for ((o, x), g) in out[..n].chunks_exact_mut(LANES).zip(x[..n].chunks_exact(LANES)).zip(g[..n].chunks_exact(LANES)) {
+    for ((o, x), g) in out[..n]
+        .chunks_exact_mut(LANES)
+        .zip(x[..n].chunks_exact(LANES))
+        .zip(g[..n].chunks_exact(LANES))
+    {
         for i in 0..LANES {
             let (v, t) = f(x[i], g[i]);
             o[i] = v;
@@ -440,7 +486,10 @@ fn gn_forward(
     let shape = x.layout().shape().to_vec();
     let (c, n) = (shape[1], shape[2..].iter().product::<usize>());
     let groups = gn.groups;
-    assert!(groups > 0 && c % groups == 0, "group_norm: {c} channels, {groups} groups");
+    assert!(
+        groups > 0 && c % groups == 0,
+        "group_norm: {c} channels, {groups} groups"
+    );
     let (xs, gs, bs) = (f32s(x), f32s(gamma), f32s(beta));
     let ms = m.map(f32s);
     let coeffs = (&gs[..], &bs[..], ms.as_deref());
@@ -453,29 +502,31 @@ fn gn_forward(
         .zip(xs.par_chunks(seg))
         .zip(stats.par_iter_mut())
         .enumerate()
-        .for_each(|(i, ((y, x), st))| simd(|| {
-            // Two passes: the mean, then the centred second moment.
-            let mu = lane_sum(x, |v| v) / seg as f64;
-            let muf = mu as f32;
-            let var = lane_sum(x, |v| (v - muf) * (v - muf)) / seg as f64;
-            let (mu, rstd) = (mu as f32, (1.0 / (var + gn.eps).sqrt()) as f32);
-            *st = (mu, rstd);
-            let (b, c0) = (i / groups, (i % groups) * cg);
-            for (j, (y, x)) in y.chunks_mut(n).zip(x.chunks(n)).enumerate() {
-                let [a, b0, s, t] = channel_coeffs(coeffs, c, c0 + j, b, mu, rstd);
-                // a·S + T folded: y = (A·S)·x + (B0·S + T).
-                let (k1, k0) = (a * s, b0 * s + t);
-                if gn.act {
-                    for (y, &x) in y.iter_mut().zip(x) {
-                        *y = super::silu_one(k1 * x + k0).0;
-                    }
-                } else {
-                    for (y, &x) in y.iter_mut().zip(x) {
-                        *y = k1 * x + k0;
+        .for_each(|(i, ((y, x), st))| {
+            simd(|| {
+                // Two passes: the mean, then the centred second moment.
+                let mu = lane_sum(x, |v| v) / seg as f64;
+                let muf = mu as f32;
+                let var = lane_sum(x, |v| (v - muf) * (v - muf)) / seg as f64;
+                let (mu, rstd) = (mu as f32, (1.0 / (var + gn.eps).sqrt()) as f32);
+                *st = (mu, rstd);
+                let (b, c0) = (i / groups, (i % groups) * cg);
+                for (j, (y, x)) in y.chunks_mut(n).zip(x.chunks(n)).enumerate() {
+                    let [a, b0, s, t] = channel_coeffs(coeffs, c, c0 + j, b, mu, rstd);
+                    // a·S + T folded: y = (A·S)·x + (B0·S + T).
+                    let (k1, k0) = (a * s, b0 * s + t);
+                    if gn.act {
+                        for (y, &x) in y.iter_mut().zip(x) {
+                            *y = super::silu_one(k1 * x + k0).0;
+                        }
+                    } else {
+                        for (y, &x) in y.iter_mut().zip(x) {
+                            *y = k1 * x + k0;
+                        }
                     }
                 }
-            }
-        }));
+            })
+        });
     let (mu, rstd) = stats.into_iter().unzip();
     (flex_tensor(y, shape), mu, rstd)
 }
@@ -501,37 +552,39 @@ fn gn_backward(st: &GnState, g: &FlexTensor) -> [FlexTensor; 4] {
         .zip(gs.par_chunks(seg))
         .zip(parts.par_iter_mut())
         .enumerate()
-        .for_each(|(i, (((dx, x), g), part))| simd(|| {
-            let (mu, rstd) = (st.mu[i], st.rstd[i]);
-            let (b, c0) = (i / groups, (i % groups) * cg);
-            let (mut sh, mut shx) = (0.0f64, 0.0f64);
-            let mut sums = vec![[0.0f32; 4]; cg];
-            // Pass 1: g_n into dx, and the sums.
-            for (j, ((dx, x), g)) in dx.chunks_mut(n).zip(x.chunks(n)).zip(g.chunks(n)).enumerate() {
-                let [a, b0, s, t] = channel_coeffs(coeffs, c, c0 + j, b, mu, rstd);
-                let elem = |x: f32, g: f32| {
-                    let nv = a * x + b0;
-                    let ga = if act { g * super::silu_one(nv * s + t).1 } else { g };
-                    let gn = ga * s;
-                    (gn, [gn * ((x - mu) * rstd), gn, ga * nv, ga])
-                };
-                let [s_gnx, s_gn, s_gan, s_ga] = lane_sums4(dx, x, g, elem);
-                sums[j] = [s_gnx as f32, s_gn as f32, s_gan as f32, s_ga as f32];
-                let ga = coeffs.0[c0 + j] as f64;
-                sh += ga * s_gn;
-                shx += ga * s_gnx;
-            }
-            // Pass 2: dx = (γ·g_n − mean(h) − x̂·mean(h·x̂))/s.
-            let (m1, m2) = ((sh / seg as f64) as f32, (shx / seg as f64) as f32);
-            for (j, (dx, x)) in dx.chunks_mut(n).zip(x.chunks(n)).enumerate() {
-                let ga = coeffs.0[c0 + j];
-                for (dx, &x) in dx.iter_mut().zip(x) {
-                    let xh = (x - mu) * rstd;
-                    *dx = (*dx * ga - m1 - xh * m2) * rstd;
+        .for_each(|(i, (((dx, x), g), part))| {
+            simd(|| {
+                let (mu, rstd) = (st.mu[i], st.rstd[i]);
+                let (b, c0) = (i / groups, (i % groups) * cg);
+                let (mut sh, mut shx) = (0.0f64, 0.0f64);
+                let mut sums = vec![[0.0f32; 4]; cg];
+                // Pass 1: g_n into dx, and the sums.
+                for (j, ((dx, x), g)) in dx.chunks_mut(n).zip(x.chunks(n)).zip(g.chunks(n)).enumerate() {
+                    let [a, b0, s, t] = channel_coeffs(coeffs, c, c0 + j, b, mu, rstd);
+                    let elem = |x: f32, g: f32| {
+                        let nv = a * x + b0;
+                        let ga = if act { g * super::silu_one(nv * s + t).1 } else { g };
+                        let gn = ga * s;
+                        (gn, [gn * ((x - mu) * rstd), gn, ga * nv, ga])
+                    };
+                    let [s_gnx, s_gn, s_gan, s_ga] = lane_sums4(dx, x, g, elem);
+                    sums[j] = [s_gnx as f32, s_gn as f32, s_gan as f32, s_ga as f32];
+                    let ga = coeffs.0[c0 + j] as f64;
+                    sh += ga * s_gn;
+                    shx += ga * s_gnx;
                 }
-            }
-            *part = sums;
-        }));
+                // Pass 2: dx = (γ·g_n − mean(h) − x̂·mean(h·x̂))/s.
+                let (m1, m2) = ((sh / seg as f64) as f32, (shx / seg as f64) as f32);
+                for (j, (dx, x)) in dx.chunks_mut(n).zip(x.chunks(n)).enumerate() {
+                    let ga = coeffs.0[c0 + j];
+                    for (dx, &x) in dx.iter_mut().zip(x) {
+                        let xh = (x - mu) * rstd;
+                        *dx = (*dx * ga - m1 - xh * m2) * rstd;
+                    }
+                }
+                *part = sums;
+            })
+        });
     let bsz = shape[0];
     let (mut dgamma, mut dbeta, mut dm) = (vec![0.0f32; c], vec![0.0f32; c], vec![0.0f32; bsz * 2 * c]);
     for (i, sums) in parts.iter().enumerate() {
@@ -615,7 +668,11 @@ mod tests {
                     };
                     let yv = to_vec(y.clone().detach());
                     let grads = (y * up.clone().autodiff()).sum().backward();
-                    let dm = if modulated { to_vec(ma.grad(&grads).unwrap()) } else { vec![] };
+                    let dm = if modulated {
+                        to_vec(ma.grad(&grads).unwrap())
+                    } else {
+                        vec![]
+                    };
                     [
                         yv,
                         to_vec(xa.grad(&grads).unwrap()),
@@ -633,7 +690,15 @@ mod tests {
                     );
                 }
                 let mm = modulated.then(|| m.clone());
-                let plain = to_vec(group_norm(x.clone(), gamma.clone(), beta.clone(), mm, groups, 1e-5, act));
+                let plain = to_vec(group_norm(
+                    x.clone(),
+                    gamma.clone(),
+                    beta.clone(),
+                    mm,
+                    groups,
+                    1e-5,
+                    act,
+                ));
                 assert!(max_abs_diff(&plain, &f[0]) < 1e-6);
             }
         }

@@ -8,7 +8,9 @@
 //! time embedding → SiLU → dropout → conv, 1×1 skip conv when widths differ, sum scaled by
 //! 1/√2), 2×2 average-pool down-sampling between levels; middle: block, self-attention (optional),
 //! block; decoder: `res_blocks + 1` blocks per level on the concatenated skips, nearest ×2
-//! up-sampling; GroupNorm → SiLU → 3×3 output conv (zero-initialised by default).
+//! up-sampling; GroupNorm → SiLU → 3×3 output conv (zero-initialised by default). With
+//! `attn_resolutions`, every encoder and decoder block whose spatial side is listed is followed
+//! by a self-attention block (in the encoder before its output is kept as a skip).
 //!
 //! Time embedding: each conditioning scalar c becomes [sin(ω c), cos(ω c)] (positional, ω
 //! geometric from 1 to `max_freq`, or Fourier with random ω of std `max_freq`), the time
@@ -36,6 +38,11 @@ pub struct UnetConfig {
     pub res_blocks: usize,
     /// Self-attention in the middle (lowest resolution).
     pub attention: bool,
+    /// Spatial side lengths (pixels) at which every encoder and decoder residual block is
+    /// followed by a self-attention block, as in DDPM++'s `attn_resolutions`: e.g. `[14]` on
+    /// 28-px images with two levels. Each value must be a side the network visits (image side /
+    /// 2^level, checked when the network is built). Independent of `attention` (middle).
+    pub attn_resolutions: Vec<usize>,
     /// Dropout probability inside residual blocks.
     pub dropout: f64,
     pub embedding: Embedding,
@@ -56,6 +63,7 @@ impl Default for UnetConfig {
             mults: vec![1, 2],
             res_blocks: 1,
             attention: true,
+            attn_resolutions: Vec::new(),
             dropout: 0.0,
             embedding: Embedding::Positional,
             emb_dim: 32,
@@ -251,7 +259,10 @@ impl GroupNorm {
         if x.d.is_none() {
             // No tangent: one fused pass forward and backward (super::fused).
             let (gamma, beta) = (p[self.gamma].clone(), p[self.beta].clone());
-            return Dual::new(super::fused::group_norm(x.v, gamma, beta, None, self.g, GN_EPS, false), None);
+            return Dual::new(
+                super::fused::group_norm(x.v, gamma, beta, None, self.g, GN_EPS, false),
+                None,
+            );
         }
         let [b, c, h, w] = x.v.dims();
         let n = c / self.g * h * w;
@@ -291,7 +302,10 @@ impl GroupNorm {
                 }
             });
             let (gamma, beta) = (p[self.gamma].clone(), p[self.beta].clone());
-            return Dual::new(super::fused::group_norm(x.v, gamma, beta, m, self.g, GN_EPS, true), None);
+            return Dual::new(
+                super::fused::group_norm(x.v, gamma, beta, m, self.g, GN_EPS, true),
+                None,
+            );
         }
         let h = self.apply(p, x);
         match m {
@@ -391,6 +405,18 @@ struct Attn {
     c: usize,
 }
 
+impl Attn {
+    /// `{name}.norm`, `{name}.qkv` and a zero-initialised `{name}.proj` over `c` channels.
+    fn add(b: &mut SpecBuilder, name: &str, c: usize) -> Self {
+        Self {
+            gn: GroupNorm::add(b, &format!("{name}.norm"), c),
+            qkv: Conv::add(b, &format!("{name}.qkv"), c, 3 * c, 1, false),
+            proj: Conv::add(b, &format!("{name}.proj"), c, c, 1, true),
+            c,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Unet {
     cfg: UnetConfig,
@@ -403,12 +429,16 @@ pub struct Unet {
     temb2: Linear,
     conv_in: Conv,
     enc: Vec<ResBlock>,
+    /// Self-attention after each encoder block (at the sides in `attn_resolutions`).
+    enc_attn: Vec<Option<Attn>>,
     /// After which encoder blocks (by index) a down-sample follows.
     enc_down: Vec<bool>,
     mid1: ResBlock,
     attn: Option<Attn>,
     mid2: ResBlock,
     dec: Vec<ResBlock>,
+    /// Self-attention after each decoder block (at the sides in `attn_resolutions`).
+    dec_attn: Vec<Option<Attn>>,
     dec_up: Vec<bool>,
     gn_out: GroupNorm,
     conv_out: Conv,
@@ -426,6 +456,14 @@ impl Unet {
             levels - 1,
             1 << (levels - 1)
         );
+        let sides: Vec<usize> = (0..levels).map(|l| h >> l).collect();
+        for r in &cfg.attn_resolutions {
+            anyhow::ensure!(
+                sides.contains(r),
+                "model.attn_resolutions lists {r}, but the U-Net on {h}-px images (model.mults has {levels} levels) only visits side lengths {sides:?}"
+            );
+        }
+        let attn_at = |side: usize| cfg.attn_resolutions.contains(&side);
         let mut b = SpecBuilder::default();
         let half = cfg.emb_dim / 2;
         let freq_vals: Vec<f32> = match cfg.embedding {
@@ -459,6 +497,7 @@ impl Unet {
         let c0 = cfg.base * cfg.mults[0];
         let conv_in = Conv::add(&mut b, "conv_in", c_img, c0, 3, false);
         let mut enc = Vec::new();
+        let mut enc_attn = Vec::new();
         let mut enc_down = Vec::new();
         let mut skips = vec![c0];
         let mut ch = c0;
@@ -467,6 +506,7 @@ impl Unet {
             let o = cfg.base * m;
             for r in 0..cfg.res_blocks {
                 enc.push(res(&mut b, &format!("enc.{l}.{r}"), ch, o, side));
+                enc_attn.push(attn_at(side).then(|| Attn::add(&mut b, &format!("enc.{l}.{r}.attn"), o)));
                 ch = o;
                 let last = r + 1 == cfg.res_blocks && l + 1 < levels;
                 enc_down.push(last);
@@ -478,20 +518,17 @@ impl Unet {
             }
         }
         let mid1 = res(&mut b, "mid.0", ch, ch, side);
-        let attn = cfg.attention.then(|| Attn {
-            gn: GroupNorm::add(&mut b, "mid.attn.norm", ch),
-            qkv: Conv::add(&mut b, "mid.attn.qkv", ch, 3 * ch, 1, false),
-            proj: Conv::add(&mut b, "mid.attn.proj", ch, ch, 1, true),
-            c: ch,
-        });
+        let attn = cfg.attention.then(|| Attn::add(&mut b, "mid.attn", ch));
         let mid2 = res(&mut b, "mid.1", ch, ch, side);
         let mut dec = Vec::new();
+        let mut dec_attn = Vec::new();
         let mut dec_up = Vec::new();
         for (l, m) in cfg.mults.iter().enumerate().rev() {
             let o = cfg.base * m;
             for r in 0..=cfg.res_blocks {
                 let s = skips.pop().expect("skip count");
                 dec.push(res(&mut b, &format!("dec.{l}.{r}"), ch + s, o, side));
+                dec_attn.push(attn_at(side).then(|| Attn::add(&mut b, &format!("dec.{l}.{r}.attn"), o)));
                 ch = o;
                 let last = r == cfg.res_blocks && l > 0;
                 dec_up.push(last);
@@ -514,11 +551,13 @@ impl Unet {
             temb2,
             conv_in,
             enc,
+            enc_attn,
             enc_down,
             mid1,
             attn,
             mid2,
             dec,
+            dec_attn,
             dec_up,
             gn_out,
             conv_out,
@@ -632,8 +671,11 @@ impl Unet {
         let x4: Dual<4> = Dual::new(x, dx).reshape([bsz, c, h, w]);
         let mut hcur = self.conv_in.apply(p, x4);
         let mut skips = vec![hcur.clone()];
-        for (rb, &dn) in self.enc.iter().zip(&self.enc_down) {
+        for ((rb, at), &dn) in self.enc.iter().zip(&self.enc_attn).zip(&self.enc_down) {
             hcur = self.block(rb, p, hcur, &emb, next_mask());
+            if let Some(at) = at {
+                hcur = self.attention(at, p, hcur);
+            }
             skips.push(hcur.clone());
             if dn {
                 hcur = down(hcur);
@@ -645,12 +687,22 @@ impl Unet {
             hcur = self.attention(at, p, hcur);
         }
         hcur = self.block(&self.mid2, p, hcur, &emb, next_mask());
-        for (rb, &u) in self.dec.iter().zip(&self.dec_up) {
+        for ((rb, at), &u) in self.dec.iter().zip(&self.dec_attn).zip(&self.dec_up) {
             let s = skips.pop().expect("skip");
             hcur = self.block(rb, p, cat(hcur, s, 1), &emb, next_mask());
+            if let Some(at) = at {
+                hcur = self.attention(at, p, hcur);
+            }
             if u {
                 hcur = up(hcur);
             }
+        }
+        if let Some(ms) = masks {
+            assert_eq!(
+                ms.0.len(),
+                mi,
+                "dropout masks out of step with the U-Net's residual blocks"
+            );
         }
         let out = self.conv_out.apply(p, self.gn_out.apply_act(p, hcur, None, false));
         out.reshape([bsz, c * h * w])
@@ -682,7 +734,8 @@ impl Backbone for Unet {
         if self.cfg.dropout <= 0.0 {
             return None;
         }
-        // One mask per residual block, in the order `run` visits them (enc, mid, dec).
+        // One mask per residual block, in the order `run` visits them (enc, mid, dec);
+        // attention blocks (middle or `attn_resolutions`) have no dropout and take none.
         Some(Masks(
             self.blocks()
                 .iter()

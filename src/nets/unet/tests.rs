@@ -162,6 +162,157 @@ fn full_net_tangent_matches_finite_differences() {
 }
 
 #[test]
+fn full_net_tangent_through_attn_resolutions_matches_finite_differences() {
+    // Attention after every block at both levels (8 px and 4 px), two blocks per encoder
+    // level, the middle attention too, with dropout masks on every residual block.
+    let cfg = UnetConfig {
+        base: 8,
+        mults: vec![1, 2],
+        res_blocks: 2,
+        attention: true,
+        attn_resolutions: vec![8, 4],
+        dropout: 0.2,
+        ..Default::default()
+    };
+    net_check(&cfg, 1, 64, true);
+    // Only the higher resolution, no middle attention, RGB, two time inputs.
+    let cfg = UnetConfig {
+        base: 8,
+        mults: vec![1, 2],
+        attention: false,
+        attn_resolutions: vec![8],
+        double_norm: true,
+        ..Default::default()
+    };
+    net_check(&cfg, 2, 3 * 8 * 8, false);
+}
+
+#[test]
+fn attn_resolutions_parameter_names_counts_and_masks() {
+    let names = |cfg: &UnetConfig| -> Vec<String> {
+        Unet::new(cfg, 784, 1, 0)
+            .unwrap()
+            .specs()
+            .into_iter()
+            .map(|s| s.name)
+            .collect()
+    };
+    let base = UnetConfig {
+        base: 8,
+        mults: vec![1, 2],
+        res_blocks: 1,
+        attention: true,
+        ..Default::default()
+    };
+    let with = UnetConfig {
+        attn_resolutions: vec![14],
+        ..base.clone()
+    };
+    let (n0, n1) = (names(&base), names(&with));
+    // Names are unique; the new blocks add only `.attn.` names, the rest keep name and order.
+    let uniq: std::collections::HashSet<&String> = n1.iter().collect();
+    assert_eq!(uniq.len(), n1.len(), "duplicate parameter names: {n1:?}");
+    let kept: Vec<String> = n1
+        .iter()
+        .filter(|n| !n.contains(".attn.") || n.starts_with("mid.attn."))
+        .cloned()
+        .collect();
+    assert_eq!(kept, n0);
+    // 14 px is level 1: one encoder block and two decoder blocks get attention.
+    let mut added: Vec<&String> = n1.iter().filter(|n| !n0.contains(n)).collect();
+    added.sort();
+    let mut want = Vec::new();
+    for blk in ["dec.1.0", "dec.1.1", "enc.1.0"] {
+        for part in ["norm", "proj", "qkv"] {
+            for t in ["bias", "weight"] {
+                want.push(format!("{blk}.attn.{part}.{t}"));
+            }
+        }
+    }
+    assert_eq!(added.iter().map(|s| s.as_str()).collect::<Vec<_>>(), want);
+    assert!(n1.iter().any(|n| n == "mid.attn.qkv.weight"));
+    // Each attention block over c = 16 channels: norm 2c, qkv 3c² + 3c, proj c² + c.
+    let count = |cfg: &UnetConfig| -> usize {
+        Unet::new(cfg, 784, 1, 0)
+            .unwrap()
+            .specs()
+            .iter()
+            .map(|s| s.numel())
+            .sum()
+    };
+    let c = 16;
+    assert_eq!(count(&with) - count(&base), 3 * (4 * c * c + 6 * c));
+    // At 28 px every block at level 0 (one encoder, two decoder) gets one, over 8 channels.
+    let both = UnetConfig {
+        attn_resolutions: vec![28, 14],
+        ..base.clone()
+    };
+    assert_eq!(count(&both) - count(&with), 3 * (4 * 8 * 8 + 6 * 8));
+
+    // Dropout masks: one per residual block whatever the attention (enc 2, mid 2, dec 4),
+    // and the net runs with them.
+    let net = Unet::new(&UnetConfig { dropout: 0.1, ..both }, 784, 1, 0).unwrap();
+    let masks = net.draw_masks(&mut Rng::new(2), 3, &dev()).unwrap();
+    assert_eq!(masks.0.len(), 2 + 2 + 4);
+    let mut p = init_params(&net.specs(), &mut Rng::new(0), &dev());
+    let mut rng = Rng::new(4);
+    let x = Tensor::<2>::from_data(
+        TensorData::new((0..3 * 784).map(|_| rng.normal() as f32).collect::<Vec<_>>(), [3, 784]),
+        &dev(),
+    );
+    let c = Tensor::<2>::from_data(TensorData::new(vec![0.1f32, 0.5, 1.0], [3, 1]), &dev());
+    // Zero-initialised output conv hides everything: give it weights first.
+    let specs = net.specs();
+    let idx = |name: &str| specs.iter().position(|s| s.name == name).unwrap();
+    let ow = idx("conv_out.weight");
+    p[ow] = p[ow].clone().add_scalar(0.05);
+    let y0 = to_vec(net.forward(&p, x.clone(), &[c.clone()], Some(&masks)));
+    assert!(y0.iter().all(|v| v.is_finite()));
+    // The new attention blocks are on the path: changing their (zero-initialised) output
+    // projections changes the output, in the encoder and in the decoder.
+    for name in [
+        "enc.0.0.attn.proj.weight",
+        "dec.0.1.attn.proj.weight",
+        "enc.1.0.attn.proj.weight",
+    ] {
+        let mut q = p.clone();
+        let i = idx(name);
+        q[i] = q[i].clone().add_scalar(0.1);
+        let y1 = to_vec(net.forward(&q, x.clone(), &[c.clone()], Some(&masks)));
+        let diff: f32 = y0.iter().zip(&y1).map(|(a, b)| (a - b).abs()).sum();
+        assert!(diff > 1e-3, "{name} does not reach the output (diff {diff})");
+    }
+}
+
+#[test]
+fn attn_resolutions_must_be_visited_sides() {
+    let cfg = |r: Vec<usize>| UnetConfig {
+        base: 8,
+        mults: vec![1, 2],
+        attention: false,
+        attn_resolutions: r,
+        ..Default::default()
+    };
+    assert!(Unet::new(&cfg(vec![28, 14]), 784, 1, 0).is_ok());
+    for bad in [vec![7], vec![14, 16], vec![0]] {
+        let v = *bad.iter().find(|&&r| r != 14).unwrap();
+        let e = Unet::new(&cfg(bad.clone()), 784, 1, 0).unwrap_err().to_string();
+        assert!(
+            e.contains("model.attn_resolutions") && e.contains(&format!("lists {v},")) && e.contains("[28, 14]"),
+            "{bad:?}: {e}"
+        );
+    }
+    // The visited sides depend on the image: 14 is not one of a 32-px net's.
+    let e = Unet::new(&cfg(vec![14]), 3 * 32 * 32, 1, 0).unwrap_err().to_string();
+    assert!(e.contains("[32, 16]"), "{e}");
+    // Old configs without the field still parse (it defaults to empty).
+    let c: UnetConfig = toml::from_str("base = 8\nattention = false").unwrap();
+    assert!(c.attn_resolutions.is_empty());
+    let c: UnetConfig = toml::from_str("attn_resolutions = [14]").unwrap();
+    assert_eq!(c.attn_resolutions, vec![14]);
+}
+
+#[test]
 fn forward_shapes_and_zero_output_init() {
     let net = Unet::new(&UnetConfig::default(), 784, 1, 0).unwrap();
     let p = init_params(&net.specs(), &mut Rng::new(0), &dev());
