@@ -1,7 +1,6 @@
 //! U-Net iCT training steps for profiling (perf record -e cpu-clock).
 use burn::prelude::*;
 use cm::config::Config;
-use cm::nets::Backbone;
 use cm::train::{Setup, Trainer};
 use std::time::Instant;
 fn main() {

@@ -197,6 +197,7 @@ fn device(name: &str) -> Result<Device> {
 }
 
 fn main() {
+    cm::tune_allocator();
     if let Err(e) = real_main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -162,6 +162,7 @@ fn zeros_like_all(v: &[Tensor<1>]) -> Vec<Tensor<1>> {
 impl Trainer {
     /// A fresh run: weights from the seed (or `train.init_from`).
     pub fn new(setup: Setup) -> Result<Self> {
+        crate::tune_allocator();
         let mut rng = Rng::new(setup.cfg.train.seed);
         let mut online = init_params(&setup.specs, &mut rng, &setup.device);
         if !setup.cfg.train.init_from.is_empty() {
