@@ -65,6 +65,9 @@ pub trait FusedBackend: Backend {
         eps: f64,
         act: bool,
     ) -> FloatTensor<Self>;
+    /// Nearest-neighbour ×2 up-sampling of x [B, C, H, W] (`up`) or 2×2 average pooling
+    /// (`!up`); each is (up to the factor 4) the adjoint of the other.
+    fn cm_resample2(x: FloatTensor<Self>, up: bool) -> FloatTensor<Self>;
     /// As [`FusedBackend::cm_group_norm`] with a per-sample modulation m = [scale | shift]
     /// [B, 2C] between the normalisation and the activation: n·(1 + scale) + shift.
     fn cm_group_norm_mod(
@@ -172,6 +175,9 @@ impl FusedBackend for Flex {
     fn cm_silu(x: FlexTensor) -> FlexTensor {
         silu_forward(&x)
     }
+    fn cm_resample2(x: FlexTensor, up: bool) -> FlexTensor {
+        resample2(&x, up, 1.0)
+    }
     fn cm_group_norm(
         x: FlexTensor,
         gamma: FlexTensor,
@@ -193,6 +199,56 @@ impl FusedBackend for Flex {
     ) -> FlexTensor {
         gn_forward(&x, &gamma, &beta, Some(&m), Gn { groups, eps, act }).0
     }
+}
+
+#[derive(Debug)]
+struct ResampleBackward;
+
+impl Backward<Flex, 1> for ResampleBackward {
+    /// Whether the forward up-sampled.
+    type State = bool;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let g = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = node {
+            // The adjoint of copying each pixel to a 2×2 block is summing the block (4 × the
+            // average); that of averaging a block is spreading g/4 over it.
+            let dx = if ops.state { resample2(&g, false, 4.0) } else { resample2(&g, true, 0.25) };
+            grads.register::<Flex>(node.id, dx);
+        }
+    }
+}
+
+/// ×2 nearest up-sampling (`up`) or 2×2 average pooling of x [B, C, H, W], times `scale`.
+fn resample2(x: &FlexTensor, up: bool, scale: f32) -> FlexTensor {
+    let shape = x.layout().shape().to_vec();
+    let (bc, h, w) = (shape[0] * shape[1], shape[2], shape[3]);
+    let xs = f32s(x);
+    let (oh, ow) = if up { (2 * h, 2 * w) } else { (h / 2, w / 2) };
+    let mut y = vec![0.0f32; bc * oh * ow];
+    y.par_chunks_mut(oh * ow).zip(xs.par_chunks(h * w)).for_each(|(y, x)| {
+        if up {
+            for (i, row) in x.chunks(w).enumerate() {
+                let (top, bottom) = y[2 * i * ow..(2 * i + 2) * ow].split_at_mut(ow);
+                for (j, &v) in row.iter().enumerate() {
+                    let v = v * scale;
+                    top[2 * j] = v;
+                    top[2 * j + 1] = v;
+                }
+                bottom.copy_from_slice(top);
+            }
+        } else {
+            let s = 0.25 * scale;
+            for (i, out) in y.chunks_mut(ow).enumerate() {
+                let (r0, r1) = (&x[2 * i * w..(2 * i + 1) * w], &x[(2 * i + 1) * w..(2 * i + 2) * w]);
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = s * (r0[2 * j] + r0[2 * j + 1] + r1[2 * j] + r1[2 * j + 1]);
+                }
+            }
+        }
+    });
+    flex_tensor(y, vec![shape[0], shape[1], oh, ow])
 }
 
 #[derive(Debug)]
@@ -269,6 +325,12 @@ impl Backward<Flex, 4> for GroupNormModBackward {
 }
 
 impl<C: CheckpointStrategy> FusedBackend for Autodiff<Flex, C> {
+    fn cm_resample2(x: FloatTensor<Self>, up: bool) -> FloatTensor<Self> {
+        match ResampleBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(up, resample2(x.primitive(), up, 1.0)),
+            OpsKind::UnTracked(prep) => prep.finish(resample2(x.primitive(), up, 1.0)),
+        }
+    }
     fn cm_silu(x: FloatTensor<Self>) -> FloatTensor<Self> {
         match SiluBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
@@ -369,6 +431,32 @@ pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         return activation::silu(x);
     }
     Tensor::from_dispatch(<Dispatch as FusedBackend>::cm_silu(x.into_dispatch()))
+}
+
+/// ×2 nearest-neighbour up-sampling of x [B, C, H, W]: the fused kernel for f32 flex tensors,
+/// burn's repeat otherwise.
+pub fn up2(x: Tensor<4>) -> Tensor<4> {
+    if fusable(&x) {
+        return Tensor::from_dispatch(<Dispatch as FusedBackend>::cm_resample2(x.into_dispatch(), true));
+    }
+    let [b, c, h, w] = x.dims();
+    x.reshape([b * c * h, 1, w, 1])
+        .repeat_dim(1, 2)
+        .repeat_dim(3, 2)
+        .reshape([b, c, 2 * h, 2 * w])
+}
+
+/// 2×2 average pooling of x [B, C, H, W] (H, W even): fused for f32 flex tensors, burn's
+/// reshape-and-mean otherwise.
+pub fn down2(x: Tensor<4>) -> Tensor<4> {
+    if fusable(&x) {
+        return Tensor::from_dispatch(<Dispatch as FusedBackend>::cm_resample2(x.into_dispatch(), false));
+    }
+    let [b, c, h, w] = x.dims();
+    x.reshape([b * c * (h / 2), 2, w / 2, 2])
+        .mean_dim(3)
+        .mean_dim(1)
+        .reshape([b, c, h / 2, w / 2])
 }
 
 /// GroupNorm of x [B, C, H, W] with `groups` groups and affine γ, β [C], ε inside the root,
@@ -701,6 +789,44 @@ mod tests {
                 ));
                 assert!(max_abs_diff(&plain, &f[0]) < 1e-6);
             }
+        }
+    }
+
+    /// The fused ×2 up/down-sampling match burn's repeat / reshape-mean, values and gradients.
+    #[test]
+    fn resample_matches_burn_ops() {
+        let dev = Device::flex();
+        let mut rng = Rng::new(4);
+        for up in [true, false] {
+            let (b, c, h, w) = (3, 2, 6, 4);
+            let x = rng.normal_tensor([b, c, h, w], &dev);
+            let (oh, ow) = if up { (2 * h, 2 * w) } else { (h / 2, w / 2) };
+            let weight = rng.normal_tensor([b, c, oh, ow], &dev);
+            let run = |fused: bool| {
+                let xa = x.clone().autodiff().require_grad();
+                let y = match (fused, up) {
+                    (true, true) => up2(xa.clone()),
+                    (true, false) => down2(xa.clone()),
+                    (false, true) => xa
+                        .clone()
+                        .reshape([b * c * h, 1, w, 1])
+                        .repeat_dim(1, 2)
+                        .repeat_dim(3, 2)
+                        .reshape([b, c, oh, ow]),
+                    (false, false) => xa
+                        .clone()
+                        .reshape([b * c * (h / 2), 2, w / 2, 2])
+                        .mean_dim(3)
+                        .mean_dim(1)
+                        .reshape([b, c, oh, ow]),
+                };
+                let yv = to_vec(y.clone().detach());
+                let g = (y * weight.clone().autodiff()).sum().backward();
+                (yv, to_vec(xa.grad(&g).unwrap()))
+            };
+            let (f, r) = (run(true), run(false));
+            assert!(max_abs_diff(&f.0, &r.0) < 1e-6, "up {up}: value");
+            assert!(max_abs_diff(&f.1, &r.1) < 1e-5, "up {up}: gradient");
         }
     }
 

@@ -362,26 +362,14 @@ pub fn modulate(h: Dual<4>, m: Dual<2>, c: usize, double_norm: bool) -> Dual<4> 
     Dual::new(h.v * one_sc, d).add(sh)
 }
 
-/// 2×2 average pooling (linear).
+/// 2×2 average pooling (linear; [`super::fused::down2`]).
 fn down(x: Dual<4>) -> Dual<4> {
-    x.map_lin(|t| {
-        let [b, c, h, w] = t.dims();
-        t.reshape([b * c * (h / 2), 2, w / 2, 2])
-            .mean_dim(3)
-            .mean_dim(1)
-            .reshape([b, c, h / 2, w / 2])
-    })
+    x.map_lin(super::fused::down2)
 }
 
-/// Nearest-neighbour ×2 up-sampling (linear).
+/// Nearest-neighbour ×2 up-sampling (linear; [`super::fused::up2`]).
 fn up(x: Dual<4>) -> Dual<4> {
-    x.map_lin(|t| {
-        let [b, c, h, w] = t.dims();
-        t.reshape([b * c * h, 1, w, 1])
-            .repeat_dim(1, 2)
-            .repeat_dim(3, 2)
-            .reshape([b, c, 2 * h, 2 * w])
-    })
+    x.map_lin(super::fused::up2)
 }
 
 #[derive(Clone, Debug)]
