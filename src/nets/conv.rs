@@ -16,6 +16,7 @@
 //! tensors on flex (plain or autodiff) and burn's own `conv2d` otherwise (f64 tests, GPU
 //! backends). Tests compare both paths, forward and backward, on odd shapes.
 
+use super::fused::{alloc_init, assume_init_mut};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -30,6 +31,7 @@ use burn::tensor::DType;
 use burn_flex::FlexTensor;
 use gemm::Parallelism;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 #[backend_extension(Flex, Autodiff)]
 pub trait ConvBackend: Backend {
@@ -174,17 +176,26 @@ fn im2col(x: &[f32], c: usize, h: usize, w: usize, k: usize, cols: &mut [f32]) {
     }
 }
 
-/// The adjoint of [`im2col`]: dx[c, iy, ix] += dcols[(c, ky, kx), (iy − ky + p, ix − kx + p)].
-/// Zeroes the border entries of `dcols` (scratch) so each row is one contiguous add.
-fn col2im(dcols: &mut [f32], c: usize, h: usize, w: usize, k: usize, dx: &mut [f32]) {
+/// The adjoint of [`im2col`]: dx[c, iy, ix] = Σ dcols[(c, ky, kx), (iy − ky + p, ix − kx + p)].
+/// The centre tap covers every pixel and is written first (so `dx` needs no zeroing); the
+/// border entries of `dcols` (scratch) are zeroed so each other tap is one contiguous add.
+fn col2im(dcols: &mut [f32], c: usize, h: usize, w: usize, k: usize, dx: &mut [MaybeUninit<f32>]) {
     let p = k / 2;
     let hw = h * w;
-    dx.fill(0.0);
     for ci in 0..c {
         let plane = &mut dx[ci * hw..(ci + 1) * hw];
+        let centre = &dcols[((ci * k + p) * k + p) * hw..][..hw];
+        for (d, &s) in plane.iter_mut().zip(centre) {
+            d.write(s);
+        }
+        // SAFETY: the centre tap wrote the whole plane.
+        let plane = unsafe { assume_init_mut(plane) };
         for ky in 0..k {
             let (y0, y1) = (p.saturating_sub(ky), (h + p - ky).min(h));
             for kx in 0..k {
+                if ky == p && kx == p {
+                    continue;
+                }
                 let row = &mut dcols[((ci * k + ky) * k + kx) * hw..][..hw];
                 let (x0, x1) = (p.saturating_sub(kx), (w + p - kx).min(w));
                 if y0 >= y1 || x0 >= x1 {
@@ -215,21 +226,23 @@ fn sgemm(
     m: usize,
     n: usize,
     kdim: usize,
-    dst: &mut [f32],
+    dst: *mut f32,
+    dst_len: usize,
     accumulate: bool,
     lhs: (&[f32], isize, isize),
     rhs: (&[f32], isize, isize),
     par: Parallelism,
 ) {
-    assert!(dst.len() >= m * n);
+    assert!(dst_len >= m * n);
     // SAFETY: the slices outlive the call and the strides address within them (callers pass
-    // dense row-major or transposed views of buffers of exactly these sizes).
+    // dense row-major or transposed views of buffers of exactly these sizes); `dst` may be
+    // uninitialised when `accumulate` is false, as gemm then only writes it.
     unsafe {
         gemm::gemm(
             m,
             n,
             kdim,
-            dst.as_mut_ptr(),
+            dst,
             1,
             n as isize,
             accumulate,
@@ -255,8 +268,7 @@ fn forward(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> FlexTensor {
     assert_eq!(ci, ci2, "conv2d_same: input has {ci} channels, weight expects {ci2}");
     let (xs, ws, bias) = (f32s(x), f32s(w), f32s(b));
     let (hw, kk) = (h * wd, ci * k * k);
-    let mut out = vec![0.0f32; bs * co * hw];
-    let one = |xb: &[f32], yb: &mut [f32], cols: &mut Vec<f32>, par: Parallelism| {
+    let one = |xb: &[f32], yb: &mut [MaybeUninit<f32>], cols: &mut Vec<f32>, par: Parallelism| {
         let src: &[f32] = if k == 1 {
             xb
         } else {
@@ -264,22 +276,40 @@ fn forward(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> FlexTensor {
             im2col(xb, ci, h, wd, k, cols);
             cols
         };
-        sgemm(co, hw, kk, yb, false, (&ws, kk as isize, 1), (src, hw as isize, 1), par);
+        let ptr = yb.as_mut_ptr() as *mut f32;
+        sgemm(
+            co,
+            hw,
+            kk,
+            ptr,
+            yb.len(),
+            false,
+            (&ws, kk as isize, 1),
+            (src, hw as isize, 1),
+            par,
+        );
+        // SAFETY: the gemm wrote all co·hw outputs.
+        let yb = unsafe { assume_init_mut(yb) };
         for (o, row) in yb.chunks_mut(hw).enumerate() {
             let bo = bias[o];
             row.iter_mut().for_each(|v| *v += bo);
         }
     };
-    if split_batch(bs) {
-        out.par_chunks_mut(co * hw)
-            .zip(xs.par_chunks(ci * hw))
-            .for_each_init(Vec::new, |cols, (yb, xb)| one(xb, yb, cols, Parallelism::None));
-    } else {
-        let mut cols = Vec::new();
-        for (yb, xb) in out.chunks_mut(co * hw).zip(xs.chunks(ci * hw)) {
-            one(xb, yb, &mut cols, Parallelism::Rayon(0));
-        }
-    }
+    // SAFETY: `one` initialises each sample's whole output block.
+    let out = unsafe {
+        alloc_init(bs * co * hw, |out| {
+            if split_batch(bs) {
+                out.par_chunks_mut(co * hw)
+                    .zip(xs.par_chunks(ci * hw))
+                    .for_each_init(Vec::new, |cols, (yb, xb)| one(xb, yb, cols, Parallelism::None));
+            } else {
+                let mut cols = Vec::new();
+                for (yb, xb) in out.chunks_mut(co * hw).zip(xs.chunks(ci * hw)) {
+                    one(xb, yb, &mut cols, Parallelism::Rayon(0));
+                }
+            }
+        })
+    };
     tensor(out, vec![bs, co, h, wd])
 }
 
@@ -301,13 +331,15 @@ fn backward(
             db[o] += row.iter().sum::<f32>();
         }
     }
-    let mut dx = if want_dx {
-        vec![0.0f32; bs * ci * hw]
-    } else {
-        Vec::new()
-    };
+    // ∂x is written (not accumulated) sample by sample, so it needs no zero fill.
+    let n_dx = if want_dx { bs * ci * hw } else { 0 };
+    let mut dx: Vec<f32> = Vec::with_capacity(n_dx);
+    let dxu = &mut dx.spare_capacity_mut()[..n_dx];
     // Per sample: ∂W += ∂y_b · cols_bᵀ and ∂x_b = col2im(Wᵀ · ∂y_b). `acc` is a per-task ∂W.
-    let one = |b: usize, dxb: Option<&mut [f32]>, bufs: &mut (Vec<f32>, Vec<f32>, Vec<f32>), par: Parallelism| {
+    let one = |b: usize,
+               dxb: Option<&mut [MaybeUninit<f32>]>,
+               bufs: &mut (Vec<f32>, Vec<f32>, Vec<f32>),
+               par: Parallelism| {
         let (cols, dcols, acc) = bufs;
         let xb = &xs[b * ci * hw..(b + 1) * ci * hw];
         let gb = &gs[b * co * hw..(b + 1) * co * hw];
@@ -323,19 +355,41 @@ fn backward(
                 acc.resize(co * kk, 0.0);
             }
             // colsᵀ viewed as [hw, kk]: row stride 1, column stride hw.
-            sgemm(co, kk, hw, acc, true, (gb, hw as isize, 1), (src, 1, hw as isize), par);
+            sgemm(
+                co,
+                kk,
+                hw,
+                acc.as_mut_ptr(),
+                acc.len(),
+                true,
+                (gb, hw as isize, 1),
+                (src, 1, hw as isize),
+                par,
+            );
         }
         if let Some(dxb) = dxb {
             // Wᵀ viewed as [kk, co]: row stride 1, column stride kk.
             if k == 1 {
-                sgemm(kk, hw, co, dxb, false, (&ws, 1, kk as isize), (gb, hw as isize, 1), par);
+                let (ptr, len) = (dxb.as_mut_ptr() as *mut f32, dxb.len());
+                sgemm(
+                    kk,
+                    hw,
+                    co,
+                    ptr,
+                    len,
+                    false,
+                    (&ws, 1, kk as isize),
+                    (gb, hw as isize, 1),
+                    par,
+                );
             } else {
                 dcols.resize(kk * hw, 0.0);
                 sgemm(
                     kk,
                     hw,
                     co,
-                    dcols,
+                    dcols.as_mut_ptr(),
+                    dcols.len(),
                     false,
                     (&ws, 1, kk as isize),
                     (gb, hw as isize, 1),
@@ -348,7 +402,7 @@ fn backward(
     let new_bufs = || (Vec::new(), Vec::new(), Vec::new());
     let dw: Vec<f32> = if split_batch(bs) {
         let accs: Vec<Vec<f32>> = if want_dx {
-            dx.par_chunks_mut(ci * hw)
+            dxu.par_chunks_mut(ci * hw)
                 .enumerate()
                 .fold(new_bufs, |mut bufs, (b, dxb)| {
                     one(b, Some(dxb), &mut bufs, Parallelism::None);
@@ -373,8 +427,8 @@ fn backward(
         dw
     } else {
         let mut bufs = new_bufs();
-        let mut chunks: Vec<Option<&mut [f32]>> = if want_dx {
-            dx.chunks_mut(ci * hw).map(Some).collect()
+        let mut chunks: Vec<Option<&mut [MaybeUninit<f32>]>> = if want_dx {
+            dxu.chunks_mut(ci * hw).map(Some).collect()
         } else {
             (0..bs).map(|_| None).collect()
         };
@@ -387,6 +441,9 @@ fn backward(
             bufs.2
         }
     };
+    // SAFETY: with want_dx, `one` wrote every sample's ∂x block (a full gemm output or col2im's
+    // centre-tap write); otherwise n_dx = 0.
+    unsafe { dx.set_len(n_dx) };
     (
         want_dx.then(|| tensor(dx, vec![bs, ci, h, wd])),
         want_dw.then(|| tensor(dw, vec![co, ci, k, k])),

@@ -21,6 +21,30 @@ use burn::tensor::{activation, DType};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
+
+/// Allocates `n` f32 without the zero-filling pass of `vec![0.0; n]` (which glibc's calloc
+/// cannot skip for reused heap memory: 12 % of a U-Net step under `perf`) and lets `init`
+/// write them; nothing is read before it is written because `init` sees `MaybeUninit`s.
+///
+/// # Safety
+/// `init` must write every element of the slice it is given.
+pub(crate) unsafe fn alloc_init(n: usize, init: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut v = Vec::with_capacity(n);
+    init(&mut v.spare_capacity_mut()[..n]);
+    // SAFETY: the caller's `init` initialised all n elements.
+    unsafe { v.set_len(n) };
+    v
+}
+
+/// The initialised view of a slice of `MaybeUninit`s.
+///
+/// # Safety
+/// Every element must have been written.
+pub(crate) unsafe fn assume_init_mut(s: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: MaybeUninit<f32> has f32's layout, and the caller guarantees initialisation.
+    unsafe { &mut *(s as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
 
 /// Elements per parallel task of the element-wise loops.
 const CHUNK: usize = 1 << 14;
@@ -121,17 +145,28 @@ pub fn flex_primitive<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
 
 /// Applies `f(x) -> (a, b)` element-wise in parallel, returning both outputs.
 fn par_map2(x: &[f32], f: impl Fn(f32) -> (f32, f32) + Sync) -> (Vec<f32>, Vec<f32>) {
-    let (mut a, mut b) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
-    a.par_chunks_mut(CHUNK)
-        .zip(b.par_chunks_mut(CHUNK))
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|((a, b), x)| {
-            simd(|| {
-                for ((a, b), &x) in a.iter_mut().zip(b.iter_mut()).zip(x) {
-                    (*a, *b) = f(x);
-                }
-            })
-        });
+    let n = x.len();
+    let mut b = Vec::with_capacity(n);
+    let bu = &mut b.spare_capacity_mut()[..n];
+    // SAFETY: the zipped loop writes every element of `a` and of `b` (same length as x).
+    let a = unsafe {
+        alloc_init(n, |a| {
+            a.par_chunks_mut(CHUNK)
+                .zip(bu.par_chunks_mut(CHUNK))
+                .zip(x.par_chunks(CHUNK))
+                .for_each(|((a, b), x)| {
+                    simd(|| {
+                        for ((a, b), &x) in a.iter_mut().zip(b.iter_mut()).zip(x) {
+                            let (u, v) = f(x);
+                            a.write(u);
+                            b.write(v);
+                        }
+                    })
+                })
+        })
+    };
+    // SAFETY: as above.
+    unsafe { b.set_len(n) };
     (a, b)
 }
 
@@ -145,29 +180,39 @@ pub(crate) fn silu_and_derivative(x: &FlexTensor) -> (FlexTensor, FlexTensor) {
 fn silu_forward(x: &FlexTensor) -> FlexTensor {
     let shape = x.layout().shape().to_vec();
     let xs = f32s(x);
-    let mut y = vec![0.0f32; xs.len()];
-    y.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK)).for_each(|(y, x)| {
-        simd(|| {
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = super::silu_one(x).0;
-            }
+    // SAFETY: every output element is written.
+    let y = unsafe {
+        alloc_init(xs.len(), |y| {
+            y.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK)).for_each(|(y, x)| {
+                simd(|| {
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        y.write(super::silu_one(x).0);
+                    }
+                })
+            })
         })
-    });
+    };
     flex_tensor(y, shape)
 }
 
 fn mul(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
     let shape = a.layout().shape().to_vec();
     let (a, b) = (f32s(a), f32s(b));
-    let mut y = vec![0.0f32; a.len()];
-    y.par_chunks_mut(CHUNK)
-        .zip(a.par_chunks(CHUNK))
-        .zip(b.par_chunks(CHUNK))
-        .for_each(|((y, a), b)| {
-            for ((y, a), b) in y.iter_mut().zip(a).zip(b) {
-                *y = a * b;
-            }
-        });
+    // SAFETY: every output element is written.
+    let y = unsafe {
+        alloc_init(a.len(), |y| {
+            y.par_chunks_mut(CHUNK)
+                .zip(a.par_chunks(CHUNK))
+                .zip(b.par_chunks(CHUNK))
+                .for_each(|((y, a), b)| {
+                    simd(|| {
+                        for ((y, a), b) in y.iter_mut().zip(a).zip(b) {
+                            y.write(a * b);
+                        }
+                    })
+                })
+        })
+    };
     flex_tensor(y, shape)
 }
 
@@ -214,7 +259,11 @@ impl Backward<Flex, 1> for ResampleBackward {
         if let Some(node) = node {
             // The adjoint of copying each pixel to a 2×2 block is summing the block (4 × the
             // average); that of averaging a block is spreading g/4 over it.
-            let dx = if ops.state { resample2(&g, false, 4.0) } else { resample2(&g, true, 0.25) };
+            let dx = if ops.state {
+                resample2(&g, false, 4.0)
+            } else {
+                resample2(&g, true, 0.25)
+            };
             grads.register::<Flex>(node.id, dx);
         }
     }
@@ -226,28 +275,32 @@ fn resample2(x: &FlexTensor, up: bool, scale: f32) -> FlexTensor {
     let (bc, h, w) = (shape[0] * shape[1], shape[2], shape[3]);
     let xs = f32s(x);
     let (oh, ow) = if up { (2 * h, 2 * w) } else { (h / 2, w / 2) };
-    let mut y = vec![0.0f32; bc * oh * ow];
-    y.par_chunks_mut(oh * ow).zip(xs.par_chunks(h * w)).for_each(|(y, x)| {
-        if up {
-            for (i, row) in x.chunks(w).enumerate() {
-                let (top, bottom) = y[2 * i * ow..(2 * i + 2) * ow].split_at_mut(ow);
-                for (j, &v) in row.iter().enumerate() {
-                    let v = v * scale;
-                    top[2 * j] = v;
-                    top[2 * j + 1] = v;
+    // SAFETY: up-sampling writes both output rows of every input row, pooling every output.
+    let y = unsafe {
+        alloc_init(bc * oh * ow, |y| {
+            y.par_chunks_mut(oh * ow).zip(xs.par_chunks(h * w)).for_each(|(y, x)| {
+                if up {
+                    for (i, row) in x.chunks(w).enumerate() {
+                        let (top, bottom) = y[2 * i * ow..(2 * i + 2) * ow].split_at_mut(ow);
+                        for ((t, b), &v) in top.chunks_exact_mut(2).zip(bottom.chunks_exact_mut(2)).zip(row) {
+                            let v = v * scale;
+                            for o in t.iter_mut().chain(b.iter_mut()) {
+                                o.write(v);
+                            }
+                        }
+                    }
+                } else {
+                    let s = 0.25 * scale;
+                    for (i, out) in y.chunks_mut(ow).enumerate() {
+                        let (r0, r1) = (&x[2 * i * w..(2 * i + 1) * w], &x[(2 * i + 1) * w..(2 * i + 2) * w]);
+                        for (j, o) in out.iter_mut().enumerate() {
+                            o.write(s * (r0[2 * j] + r0[2 * j + 1] + r1[2 * j] + r1[2 * j + 1]));
+                        }
+                    }
                 }
-                bottom.copy_from_slice(top);
-            }
-        } else {
-            let s = 0.25 * scale;
-            for (i, out) in y.chunks_mut(ow).enumerate() {
-                let (r0, r1) = (&x[2 * i * w..(2 * i + 1) * w], &x[(2 * i + 1) * w..(2 * i + 2) * w]);
-                for (j, o) in out.iter_mut().enumerate() {
-                    *o = s * (r0[2 * j] + r0[2 * j + 1] + r1[2 * j] + r1[2 * j + 1]);
-                }
-            }
-        }
-    });
+            })
+        })
+    };
     flex_tensor(y, vec![shape[0], shape[1], oh, ow])
 }
 
@@ -533,7 +586,7 @@ fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
 /// For each i: (out_i, terms_i) = f(x_i, g_i); writes out_i and returns Σ terms_i (4 sums,
 /// [`LANES`] f32 lanes each).
 #[inline(always)]
-fn lane_sums4(out: &mut [f32], x: &[f32], g: &[f32], f: impl Fn(f32, f32) -> (f32, [f32; 4])) -> [f64; 4] {
+fn lane_sums4(out: &mut [MaybeUninit<f32>], x: &[f32], g: &[f32], f: impl Fn(f32, f32) -> (f32, [f32; 4])) -> [f64; 4] {
     let mut acc = [[0.0f32; LANES]; 4];
     let mut tot = [0.0f64; 4];
     let n = x.len() / LANES * LANES;
@@ -544,7 +597,7 @@ fn lane_sums4(out: &mut [f32], x: &[f32], g: &[f32], f: impl Fn(f32, f32) -> (f3
     {
         for i in 0..LANES {
             let (v, t) = f(x[i], g[i]);
-            o[i] = v;
+            o[i].write(v);
             for k in 0..4 {
                 acc[k][i] += t[k];
             }
@@ -552,7 +605,7 @@ fn lane_sums4(out: &mut [f32], x: &[f32], g: &[f32], f: impl Fn(f32, f32) -> (f3
     }
     for ((o, &x), &g) in out[n..].iter_mut().zip(&x[n..]).zip(&g[n..]) {
         let (v, t) = f(x, g);
-        *o = v;
+        o.write(v);
         for k in 0..4 {
             tot[k] += t[k] as f64;
         }
@@ -584,37 +637,41 @@ fn gn_forward(
     let cg = c / groups;
     let seg = cg * n;
     let segs = xs.len() / seg;
-    let mut y = vec![0.0f32; xs.len()];
     let mut stats = vec![(0.0f32, 0.0f32); segs];
-    y.par_chunks_mut(seg)
-        .zip(xs.par_chunks(seg))
-        .zip(stats.par_iter_mut())
-        .enumerate()
-        .for_each(|(i, ((y, x), st))| {
-            simd(|| {
-                // Two passes: the mean, then the centred second moment.
-                let mu = lane_sum(x, |v| v) / seg as f64;
-                let muf = mu as f32;
-                let var = lane_sum(x, |v| (v - muf) * (v - muf)) / seg as f64;
-                let (mu, rstd) = (mu as f32, (1.0 / (var + gn.eps).sqrt()) as f32);
-                *st = (mu, rstd);
-                let (b, c0) = (i / groups, (i % groups) * cg);
-                for (j, (y, x)) in y.chunks_mut(n).zip(x.chunks(n)).enumerate() {
-                    let [a, b0, s, t] = channel_coeffs(coeffs, c, c0 + j, b, mu, rstd);
-                    // a·S + T folded: y = (A·S)·x + (B0·S + T).
-                    let (k1, k0) = (a * s, b0 * s + t);
-                    if gn.act {
-                        for (y, &x) in y.iter_mut().zip(x) {
-                            *y = super::silu_one(k1 * x + k0).0;
+    // SAFETY: each segment's loop writes every element of its output channels.
+    let y = unsafe {
+        alloc_init(xs.len(), |y| {
+            y.par_chunks_mut(seg)
+                .zip(xs.par_chunks(seg))
+                .zip(stats.par_iter_mut())
+                .enumerate()
+                .for_each(|(i, ((y, x), st))| {
+                    simd(|| {
+                        // Two passes: the mean, then the centred second moment.
+                        let mu = lane_sum(x, |v| v) / seg as f64;
+                        let muf = mu as f32;
+                        let var = lane_sum(x, |v| (v - muf) * (v - muf)) / seg as f64;
+                        let (mu, rstd) = (mu as f32, (1.0 / (var + gn.eps).sqrt()) as f32);
+                        *st = (mu, rstd);
+                        let (b, c0) = (i / groups, (i % groups) * cg);
+                        for (j, (y, x)) in y.chunks_mut(n).zip(x.chunks(n)).enumerate() {
+                            let [a, b0, s, t] = channel_coeffs(coeffs, c, c0 + j, b, mu, rstd);
+                            // a·S + T folded: y = (A·S)·x + (B0·S + T).
+                            let (k1, k0) = (a * s, b0 * s + t);
+                            if gn.act {
+                                for (y, &x) in y.iter_mut().zip(x) {
+                                    y.write(super::silu_one(k1 * x + k0).0);
+                                }
+                            } else {
+                                for (y, &x) in y.iter_mut().zip(x) {
+                                    y.write(k1 * x + k0);
+                                }
+                            }
                         }
-                    } else {
-                        for (y, &x) in y.iter_mut().zip(x) {
-                            *y = k1 * x + k0;
-                        }
-                    }
-                }
-            })
-        });
+                    })
+                })
+        })
+    };
     let (mu, rstd) = stats.into_iter().unzip();
     (flex_tensor(y, shape), mu, rstd)
 }
@@ -632,47 +689,52 @@ fn gn_backward(st: &GnState, g: &FlexTensor) -> [FlexTensor; 4] {
     let (groups, act) = (st.gn.groups, st.gn.act);
     let cg = c / groups;
     let seg = cg * n;
-    let mut dx = vec![0.0f32; xs.len()];
     // Per (sample, group), per channel: Σ g_n·x̂, Σ g_n, Σ g_a·n, Σ g_a.
     let mut parts = vec![Vec::new(); xs.len() / seg];
-    dx.par_chunks_mut(seg)
-        .zip(xs.par_chunks(seg))
-        .zip(gs.par_chunks(seg))
-        .zip(parts.par_iter_mut())
-        .enumerate()
-        .for_each(|(i, (((dx, x), g), part))| {
-            simd(|| {
-                let (mu, rstd) = (st.mu[i], st.rstd[i]);
-                let (b, c0) = (i / groups, (i % groups) * cg);
-                let (mut sh, mut shx) = (0.0f64, 0.0f64);
-                let mut sums = vec![[0.0f32; 4]; cg];
-                // Pass 1: g_n into dx, and the sums.
-                for (j, ((dx, x), g)) in dx.chunks_mut(n).zip(x.chunks(n)).zip(g.chunks(n)).enumerate() {
-                    let [a, b0, s, t] = channel_coeffs(coeffs, c, c0 + j, b, mu, rstd);
-                    let elem = |x: f32, g: f32| {
-                        let nv = a * x + b0;
-                        let ga = if act { g * super::silu_one(nv * s + t).1 } else { g };
-                        let gn = ga * s;
-                        (gn, [gn * ((x - mu) * rstd), gn, ga * nv, ga])
-                    };
-                    let [s_gnx, s_gn, s_gan, s_ga] = lane_sums4(dx, x, g, elem);
-                    sums[j] = [s_gnx as f32, s_gn as f32, s_gan as f32, s_ga as f32];
-                    let ga = coeffs.0[c0 + j] as f64;
-                    sh += ga * s_gn;
-                    shx += ga * s_gnx;
-                }
-                // Pass 2: dx = (γ·g_n − mean(h) − x̂·mean(h·x̂))/s.
-                let (m1, m2) = ((sh / seg as f64) as f32, (shx / seg as f64) as f32);
-                for (j, (dx, x)) in dx.chunks_mut(n).zip(x.chunks(n)).enumerate() {
-                    let ga = coeffs.0[c0 + j];
-                    for (dx, &x) in dx.iter_mut().zip(x) {
-                        let xh = (x - mu) * rstd;
-                        *dx = (*dx * ga - m1 - xh * m2) * rstd;
+    let fill = |dx: &mut [MaybeUninit<f32>]| {
+        dx.par_chunks_mut(seg)
+            .zip(xs.par_chunks(seg))
+            .zip(gs.par_chunks(seg))
+            .zip(parts.par_iter_mut())
+            .enumerate()
+            .for_each(|(i, (((dx, x), g), part))| {
+                simd(|| {
+                    let (mu, rstd) = (st.mu[i], st.rstd[i]);
+                    let (b, c0) = (i / groups, (i % groups) * cg);
+                    let (mut sh, mut shx) = (0.0f64, 0.0f64);
+                    let mut sums = vec![[0.0f32; 4]; cg];
+                    // Pass 1: g_n into dx, and the sums.
+                    for (j, ((dx, x), g)) in dx.chunks_mut(n).zip(x.chunks(n)).zip(g.chunks(n)).enumerate() {
+                        let [a, b0, s, t] = channel_coeffs(coeffs, c, c0 + j, b, mu, rstd);
+                        let elem = |x: f32, g: f32| {
+                            let nv = a * x + b0;
+                            let ga = if act { g * super::silu_one(nv * s + t).1 } else { g };
+                            let gn = ga * s;
+                            (gn, [gn * ((x - mu) * rstd), gn, ga * nv, ga])
+                        };
+                        let [s_gnx, s_gn, s_gan, s_ga] = lane_sums4(dx, x, g, elem);
+                        sums[j] = [s_gnx as f32, s_gn as f32, s_gan as f32, s_ga as f32];
+                        let ga = coeffs.0[c0 + j] as f64;
+                        sh += ga * s_gn;
+                        shx += ga * s_gnx;
                     }
-                }
-                *part = sums;
+                    // Pass 2: dx = (γ·g_n − mean(h) − x̂·mean(h·x̂))/s.
+                    // SAFETY: pass 1 wrote the whole segment.
+                    let dx = unsafe { assume_init_mut(dx) };
+                    let (m1, m2) = ((sh / seg as f64) as f32, (shx / seg as f64) as f32);
+                    for (j, (dx, x)) in dx.chunks_mut(n).zip(x.chunks(n)).enumerate() {
+                        let ga = coeffs.0[c0 + j];
+                        for (dx, &x) in dx.iter_mut().zip(x) {
+                            let xh = (x - mu) * rstd;
+                            *dx = (*dx * ga - m1 - xh * m2) * rstd;
+                        }
+                    }
+                    *part = sums;
+                })
             })
-        });
+    };
+    // SAFETY: pass 1 writes every element of each segment (lane_sums4 writes all of `out`).
+    let dx = unsafe { alloc_init(xs.len(), fill) };
     let bsz = shape[0];
     let (mut dgamma, mut dbeta, mut dm) = (vec![0.0f32; c], vec![0.0f32; c], vec![0.0f32; bsz * 2 * c]);
     for (i, sums) in parts.iter().enumerate() {
