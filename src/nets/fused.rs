@@ -23,6 +23,38 @@ use rayon::prelude::*;
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
+/// Defines `fn $name(args) -> ret` that runs `$body(args)` (an `#[inline(always)]` function)
+/// compiled for AVX-512 or AVX2+FMA when the CPU has them. Unlike [`simd`], whose closure the
+/// optimiser may decline to inline (it then runs at the baseline ISA), `#[inline(always)]`
+/// guarantees the body is compiled inside each target-feature copy.
+macro_rules! multiversion {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:path) => {
+        $(#[$m])*
+        fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+                unsafe fn v4($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn v3($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512dq") {
+                    // SAFETY: the CPU supports the features v4 is compiled for.
+                    return unsafe { v4($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: as above, for v3.
+                    return unsafe { v3($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
 /// Allocates `n` f32 without the zero-filling pass of `vec![0.0; n]` (which glibc's calloc
 /// cannot skip for reused heap memory: 12 % of a U-Net step under `perf`) and lets `init`
 /// write them; nothing is read before it is written because `init` sees `MaybeUninit`s.
@@ -552,7 +584,7 @@ pub fn group_norm(
 
 /// The per-channel affine map of one (sample, group) segment: n = A·x + B0 with A = γ/s and
 /// B0 = β − A·μ, then a = n·S + T with the modulation (S = 1 + scale, T = shift; 1, 0 without).
-#[inline]
+#[inline(always)]
 fn channel_coeffs(st: (&[f32], &[f32], Option<&[f32]>), c: usize, ch: usize, b: usize, mu: f32, rstd: f32) -> [f32; 4] {
     let (gamma, beta, m) = st;
     let a = gamma[ch] * rstd;
@@ -617,6 +649,16 @@ fn lane_sums4(out: &mut [MaybeUninit<f32>], x: &[f32], g: &[f32], f: impl Fn(f32
 }
 
 /// Forward on x [B, C, N]: (y, mean, 1/s) with one (mean, 1/s) per (sample, group).
+/// What the per-segment GroupNorm kernels share.
+struct GnArgs<'a> {
+    gamma: &'a [f32],
+    beta: &'a [f32],
+    m: Option<&'a [f32]>,
+    c: usize,
+    n: usize,
+    gn: Gn,
+}
+
 fn gn_forward(
     x: &FlexTensor,
     gamma: &FlexTensor,
@@ -633,47 +675,61 @@ fn gn_forward(
     );
     let (xs, gs, bs) = (f32s(x), f32s(gamma), f32s(beta));
     let ms = m.map(f32s);
-    let coeffs = (&gs[..], &bs[..], ms.as_deref());
-    let cg = c / groups;
-    let seg = cg * n;
-    let segs = xs.len() / seg;
-    let mut stats = vec![(0.0f32, 0.0f32); segs];
-    // SAFETY: each segment's loop writes every element of its output channels.
-    let y = unsafe {
-        alloc_init(xs.len(), |y| {
-            y.par_chunks_mut(seg)
-                .zip(xs.par_chunks(seg))
-                .zip(stats.par_iter_mut())
-                .enumerate()
-                .for_each(|(i, ((y, x), st))| {
-                    simd(|| {
-                        // Two passes: the mean, then the centred second moment.
-                        let mu = lane_sum(x, |v| v) / seg as f64;
-                        let muf = mu as f32;
-                        let var = lane_sum(x, |v| (v - muf) * (v - muf)) / seg as f64;
-                        let (mu, rstd) = (mu as f32, (1.0 / (var + gn.eps).sqrt()) as f32);
-                        *st = (mu, rstd);
-                        let (b, c0) = (i / groups, (i % groups) * cg);
-                        for (j, (y, x)) in y.chunks_mut(n).zip(x.chunks(n)).enumerate() {
-                            let [a, b0, s, t] = channel_coeffs(coeffs, c, c0 + j, b, mu, rstd);
-                            // a·S + T folded: y = (A·S)·x + (B0·S + T).
-                            let (k1, k0) = (a * s, b0 * s + t);
-                            if gn.act {
-                                for (y, &x) in y.iter_mut().zip(x) {
-                                    y.write(super::silu_one(k1 * x + k0).0);
-                                }
-                            } else {
-                                for (y, &x) in y.iter_mut().zip(x) {
-                                    y.write(k1 * x + k0);
-                                }
-                            }
-                        }
-                    })
-                })
-        })
+    let args = GnArgs {
+        gamma: &gs,
+        beta: &bs,
+        m: ms.as_deref(),
+        c,
+        n,
+        gn,
     };
+    let seg = c / groups * n;
+    let mut stats = vec![(0.0f32, 0.0f32); xs.len() / seg];
+    let fill = |y: &mut [MaybeUninit<f32>]| {
+        y.par_chunks_mut(seg)
+            .zip(xs.par_chunks(seg))
+            .zip(stats.par_iter_mut())
+            .enumerate()
+            .for_each(|(i, ((y, x), st))| *st = gn_forward_segment(&args, i, y, x));
+    };
+    // SAFETY: each segment's kernel writes every element of its output channels.
+    let y = unsafe { alloc_init(xs.len(), fill) };
     let (mu, rstd) = stats.into_iter().unzip();
     (flex_tensor(y, shape), mu, rstd)
+}
+
+multiversion! {
+    /// One (sample, group) segment `i` of the forward pass; returns (mean, 1/s).
+    fn gn_forward_segment(a: &GnArgs<'_>, i: usize, y: &mut [MaybeUninit<f32>], x: &[f32]) -> (f32, f32)
+        => gn_forward_segment_body
+}
+
+#[inline(always)]
+fn gn_forward_segment_body(a: &GnArgs<'_>, i: usize, y: &mut [MaybeUninit<f32>], x: &[f32]) -> (f32, f32) {
+    let (c, n, groups) = (a.c, a.n, a.gn.groups);
+    let cg = c / groups;
+    let seg = x.len();
+    // Two passes: the mean, then the centred second moment.
+    let mu = lane_sum(x, |v| v) / seg as f64;
+    let muf = mu as f32;
+    let var = lane_sum(x, |v| (v - muf) * (v - muf)) / seg as f64;
+    let (mu, rstd) = (mu as f32, (1.0 / (var + a.gn.eps).sqrt()) as f32);
+    let (b, c0) = (i / groups, (i % groups) * cg);
+    for (j, (y, x)) in y.chunks_mut(n).zip(x.chunks(n)).enumerate() {
+        let [ga, b0, s, t] = channel_coeffs((a.gamma, a.beta, a.m), c, c0 + j, b, mu, rstd);
+        // a·S + T folded: y = (A·S)·x + (B0·S + T).
+        let (k1, k0) = (ga * s, b0 * s + t);
+        if a.gn.act {
+            for (y, &x) in y.iter_mut().zip(x) {
+                y.write(super::silu_one(k1 * x + k0).0);
+            }
+        } else {
+            for (y, &x) in y.iter_mut().zip(x) {
+                y.write(k1 * x + k0);
+            }
+        }
+    }
+    (mu, rstd)
 }
 
 /// Backward for an output gradient g: [∂x, ∂γ, ∂β, ∂m]. With a the pre-activation and n the
@@ -685,8 +741,15 @@ fn gn_backward(st: &GnState, g: &FlexTensor) -> [FlexTensor; 4] {
     let (c, n) = (shape[1], shape[2..].iter().product::<usize>());
     let (xs, gam, bet, gs) = (f32s(&st.x), f32s(&st.gamma), f32s(&st.beta), f32s(g));
     let ms = st.m.as_ref().map(f32s);
-    let coeffs = (&gam[..], &bet[..], ms.as_deref());
-    let (groups, act) = (st.gn.groups, st.gn.act);
+    let args = GnArgs {
+        gamma: &gam,
+        beta: &bet,
+        m: ms.as_deref(),
+        c,
+        n,
+        gn: st.gn,
+    };
+    let groups = st.gn.groups;
     let cg = c / groups;
     let seg = cg * n;
     // Per (sample, group), per channel: Σ g_n·x̂, Σ g_n, Σ g_a·n, Σ g_a.
@@ -698,42 +761,10 @@ fn gn_backward(st: &GnState, g: &FlexTensor) -> [FlexTensor; 4] {
             .zip(parts.par_iter_mut())
             .enumerate()
             .for_each(|(i, (((dx, x), g), part))| {
-                simd(|| {
-                    let (mu, rstd) = (st.mu[i], st.rstd[i]);
-                    let (b, c0) = (i / groups, (i % groups) * cg);
-                    let (mut sh, mut shx) = (0.0f64, 0.0f64);
-                    let mut sums = vec![[0.0f32; 4]; cg];
-                    // Pass 1: g_n into dx, and the sums.
-                    for (j, ((dx, x), g)) in dx.chunks_mut(n).zip(x.chunks(n)).zip(g.chunks(n)).enumerate() {
-                        let [a, b0, s, t] = channel_coeffs(coeffs, c, c0 + j, b, mu, rstd);
-                        let elem = |x: f32, g: f32| {
-                            let nv = a * x + b0;
-                            let ga = if act { g * super::silu_one(nv * s + t).1 } else { g };
-                            let gn = ga * s;
-                            (gn, [gn * ((x - mu) * rstd), gn, ga * nv, ga])
-                        };
-                        let [s_gnx, s_gn, s_gan, s_ga] = lane_sums4(dx, x, g, elem);
-                        sums[j] = [s_gnx as f32, s_gn as f32, s_gan as f32, s_ga as f32];
-                        let ga = coeffs.0[c0 + j] as f64;
-                        sh += ga * s_gn;
-                        shx += ga * s_gnx;
-                    }
-                    // Pass 2: dx = (γ·g_n − mean(h) − x̂·mean(h·x̂))/s.
-                    // SAFETY: pass 1 wrote the whole segment.
-                    let dx = unsafe { assume_init_mut(dx) };
-                    let (m1, m2) = ((sh / seg as f64) as f32, (shx / seg as f64) as f32);
-                    for (j, (dx, x)) in dx.chunks_mut(n).zip(x.chunks(n)).enumerate() {
-                        let ga = coeffs.0[c0 + j];
-                        for (dx, &x) in dx.iter_mut().zip(x) {
-                            let xh = (x - mu) * rstd;
-                            *dx = (*dx * ga - m1 - xh * m2) * rstd;
-                        }
-                    }
-                    *part = sums;
-                })
+                *part = gn_backward_segment(&args, i, (st.mu[i], st.rstd[i]), dx, x, g);
             })
     };
-    // SAFETY: pass 1 writes every element of each segment (lane_sums4 writes all of `out`).
+    // SAFETY: pass 1 of each segment's kernel writes all of its ∂x (lane_sums4 writes `out`).
     let dx = unsafe { alloc_init(xs.len(), fill) };
     let bsz = shape[0];
     let (mut dgamma, mut dbeta, mut dm) = (vec![0.0f32; c], vec![0.0f32; c], vec![0.0f32; bsz * 2 * c]);
@@ -752,6 +783,63 @@ fn gn_backward(st: &GnState, g: &FlexTensor) -> [FlexTensor; 4] {
         flex_tensor(dbeta, vec![c]),
         flex_tensor(dm, vec![bsz, 2 * c]),
     ]
+}
+
+multiversion! {
+    /// One (sample, group) segment `i` of the backward pass: writes its ∂x and returns the
+    /// per-channel sums [Σ g_n·x̂, Σ g_n, Σ g_a·n, Σ g_a].
+    fn gn_backward_segment(
+        a: &GnArgs<'_>,
+        i: usize,
+        stats: (f32, f32),
+        dx: &mut [MaybeUninit<f32>],
+        x: &[f32],
+        g: &[f32],
+    ) -> Vec<[f32; 4]> => gn_backward_segment_body
+}
+
+#[inline(always)]
+fn gn_backward_segment_body(
+    a: &GnArgs<'_>,
+    i: usize,
+    (mu, rstd): (f32, f32),
+    dx: &mut [MaybeUninit<f32>],
+    x: &[f32],
+    g: &[f32],
+) -> Vec<[f32; 4]> {
+    let (c, n, groups, act) = (a.c, a.n, a.gn.groups, a.gn.act);
+    let cg = c / groups;
+    let seg = x.len();
+    let (b, c0) = (i / groups, (i % groups) * cg);
+    let (mut sh, mut shx) = (0.0f64, 0.0f64);
+    let mut sums = vec![[0.0f32; 4]; cg];
+    // Pass 1: g_n into dx, and the sums.
+    for (j, ((dx, x), g)) in dx.chunks_mut(n).zip(x.chunks(n)).zip(g.chunks(n)).enumerate() {
+        let [ga, b0, s, t] = channel_coeffs((a.gamma, a.beta, a.m), c, c0 + j, b, mu, rstd);
+        let elem = |x: f32, g: f32| {
+            let nv = ga * x + b0;
+            let gact = if act { g * super::silu_one(nv * s + t).1 } else { g };
+            let gn = gact * s;
+            (gn, [gn * ((x - mu) * rstd), gn, gact * nv, gact])
+        };
+        let [s_gnx, s_gn, s_gan, s_ga] = lane_sums4(dx, x, g, elem);
+        sums[j] = [s_gnx as f32, s_gn as f32, s_gan as f32, s_ga as f32];
+        let gamma = a.gamma[c0 + j] as f64;
+        sh += gamma * s_gn;
+        shx += gamma * s_gnx;
+    }
+    // Pass 2: dx = (γ·g_n − mean(h) − x̂·mean(h·x̂))/s.
+    // SAFETY: pass 1 wrote the whole segment.
+    let dx = unsafe { assume_init_mut(dx) };
+    let (m1, m2) = ((sh / seg as f64) as f32, (shx / seg as f64) as f32);
+    for (j, (dx, x)) in dx.chunks_mut(n).zip(x.chunks(n)).enumerate() {
+        let gamma = a.gamma[c0 + j];
+        for (dx, &x) in dx.iter_mut().zip(x) {
+            let xh = (x - mu) * rstd;
+            *dx = (*dx * gamma - m1 - xh * m2) * rstd;
+        }
+    }
+    sums
 }
 
 #[cfg(test)]
