@@ -137,6 +137,13 @@ fn split_batch(b: usize) -> bool {
     b >= 2 * rayon::current_num_threads()
 }
 
+/// Samples per parallel task: one contiguous share per thread, so each task sets up its
+/// im2col / ∂W scratch buffers once (rayon would otherwise split further, and every piece of
+/// a `fold` or `for_each_init` allocates and zero-fills its own).
+fn per_task(b: usize) -> usize {
+    b.div_ceil(rayon::current_num_threads()).max(1)
+}
+
 /// cols[(c·k + ky)·k + kx, oy·W + ox] = x[c, oy + ky − p, ox + kx − p] (0 outside).
 ///
 /// For a fixed (ky, kx) the source index is the destination index plus the constant
@@ -301,6 +308,7 @@ fn forward(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> FlexTensor {
             if split_batch(bs) {
                 out.par_chunks_mut(co * hw)
                     .zip(xs.par_chunks(ci * hw))
+                    .with_min_len(per_task(bs))
                     .for_each_init(Vec::new, |cols, (yb, xb)| one(xb, yb, cols, Parallelism::None));
             } else {
                 let mut cols = Vec::new();
@@ -404,6 +412,7 @@ fn backward(
         let accs: Vec<Vec<f32>> = if want_dx {
             dxu.par_chunks_mut(ci * hw)
                 .enumerate()
+                .with_min_len(per_task(bs))
                 .fold(new_bufs, |mut bufs, (b, dxb)| {
                     one(b, Some(dxb), &mut bufs, Parallelism::None);
                     bufs
@@ -413,6 +422,7 @@ fn backward(
         } else {
             (0..bs)
                 .into_par_iter()
+                .with_min_len(per_task(bs))
                 .fold(new_bufs, |mut bufs, b| {
                     one(b, None, &mut bufs, Parallelism::None);
                     bufs
