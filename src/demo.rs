@@ -91,6 +91,32 @@ pub fn sample_raw_with(
     setup.standardizer.inverse(&out)
 }
 
+/// `n` samples (data coordinates) with per-sample noise streams under `seed`
+/// ([`crate::samplers::Noise::per_sample`]), generated `batch` at a time: sample i is the same
+/// for any `n > i` and any `batch` (what `cm sample` uses, so a grid can be reproduced from
+/// its seed alone).
+pub fn sample_seeded(
+    setup: &Setup,
+    sampler: &crate::samplers::Sampler,
+    params: &[Tensor<1>],
+    n: usize,
+    steps: usize,
+    seed: u64,
+    batch: usize,
+) -> Vec<f64> {
+    let mut out = Vec::with_capacity(n * setup.data.dim());
+    let batch = batch.max(1);
+    let mut first = 0;
+    while first < n {
+        let m = (n - first).min(batch);
+        let mut noise = crate::samplers::Noise::per_sample(seed, first as u64, m);
+        let x = crate::samplers::generate_with(sampler, &setup.model, params, m, steps, &mut noise, &setup.device);
+        out.extend(to_vec(x).into_iter().map(|v| v as f64));
+        first += m;
+    }
+    setup.standardizer.inverse(&out)
+}
+
 /// The default number of evaluation samples: 1000 for images (classifier features, 784-d
 /// MMD), 10 000 otherwise.
 pub fn default_n_eval(data: &str) -> usize {

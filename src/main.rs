@@ -74,7 +74,7 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Output .npy (a PNG beside it: a scatter for 2-D data, a grid of up to 64 images for
-        /// image data).
+        /// image data). Sample i depends only on the run, --seed, --steps and i.
         #[arg(long)]
         out: PathBuf,
         /// Use the online weights instead of the evaluation EMA.
@@ -90,6 +90,10 @@ enum Cmd {
         /// CTM ODE sampling through the denoiser D_θ: `heun` or `euler`.
         #[arg(long)]
         ode: Option<String>,
+        /// Samples per network batch. Each sample has its own noise stream under --seed, so the
+        /// images do not depend on --batch (or on --n beyond their index).
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
     },
     /// Metrics of a sample file (or a run) against its data.
     Eval {
@@ -330,6 +334,7 @@ fn real_main() -> Result<()> {
             times,
             gamma,
             ode,
+            batch,
         } => {
             let dev = device("cpu")?;
             let (_, setup, state) = train::load_run(&run, &dev)?;
@@ -345,8 +350,10 @@ fn real_main() -> Result<()> {
                 Some(other) => bail!("--ode must be heun or euler, got '{other}'"),
             };
             let sampler = cm::samplers::with_options(&setup.objective.sampler(), times, gamma, ode)?;
-            let mut rng = cm::rng::Rng::new(seed);
-            let xs = demo::sample_raw_with(&setup, &sampler, p, n, steps, &mut rng);
+            if batch == 0 {
+                bail!("--batch must be at least 1");
+            }
+            let xs = demo::sample_seeded(&setup, &sampler, p, n, steps, seed, batch);
             let dim = setup.data.dim();
             let npy = cm::data::files::npy_bytes(&xs.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[n, dim]);
             cm::ckpt::write_atomic(&out, &npy)?;

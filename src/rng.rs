@@ -35,6 +35,16 @@ impl Rng {
         Self { s }
     }
 
+    /// The stream of sample number `index` under `seed`: sampling draws each sample's noise from
+    /// its own stream, so sample i is the same image whatever batch it is drawn in. The pair is
+    /// mixed through splitmix64 twice, so neighbouring indices give unrelated streams.
+    pub fn for_sample(seed: u64, index: u64) -> Self {
+        let mut st = seed;
+        let a = splitmix64(&mut st);
+        let mut st2 = a ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        Self::new(splitmix64(&mut st2))
+    }
+
     /// The raw state, for checkpoints.
     pub fn state(&self) -> [u64; 4] {
         self.s

@@ -16,6 +16,39 @@ use crate::rng::Rng;
 use crate::schedule::karras;
 use burn::prelude::*;
 
+/// Where a sampler's Gaussian noise comes from.
+pub enum Noise<'a> {
+    /// One stream for the whole batch, in row order (training-time evaluation, tests).
+    Stream(&'a mut Rng),
+    /// One stream per sample ([`Rng::for_sample`]): row i's noise, and so its image, does not
+    /// depend on which or how many other samples share its batch.
+    PerSample(Vec<Rng>),
+}
+
+impl Noise<'_> {
+    /// Per-sample streams for samples `first .. first + n` under `seed`.
+    pub fn per_sample(seed: u64, first: u64, n: usize) -> Noise<'static> {
+        Noise::PerSample((0..n as u64).map(|i| Rng::for_sample(seed, first + i)).collect())
+    }
+
+    /// A [b, d] standard normal draw.
+    pub fn normal(&mut self, b: usize, d: usize, device: &Device) -> Tensor<2> {
+        match self {
+            Noise::Stream(rng) => rng.normal_tensor([b, d], device),
+            Noise::PerSample(streams) => {
+                assert_eq!(
+                    streams.len(),
+                    b,
+                    "per-sample noise for {} samples, asked for {b}",
+                    streams.len()
+                );
+                let v: Vec<f32> = streams.iter_mut().flat_map(|r| r.normal_vec(d)).collect();
+                Tensor::from_data(TensorData::new(v, [b, d]), device)
+            }
+        }
+    }
+}
+
 /// One Euler or Heun step of the PF-ODE from σ_from to σ_to (per-sample times).
 pub fn ode_step(den: &dyn Denoiser, x: Tensor<2>, s_from: &[f64], s_to: &[f64], heun: bool) -> Tensor<2> {
     let h: Vec<f64> = s_from.iter().zip(s_to).map(|(a, b)| b - a).collect();
@@ -48,7 +81,7 @@ pub fn ode_sample(den: &dyn Denoiser, z: Tensor<2>, steps: usize, eps: f64, t_ma
 }
 
 /// Consistency multistep sampling (Song et al. 2023, Alg. 1): x = f(T·z, T); for τ in `taus`
-/// (decreasing): x = f(x + sqrt(τ² − ε²)·z', τ). Fresh noise z' comes from `rng`.
+/// (decreasing): x = f(x + sqrt(τ² − ε²)·z', τ). Fresh noise z' comes from `noise`.
 pub fn consistency_multistep(
     model: &Model,
     p: &[Tensor<1>],
@@ -56,13 +89,13 @@ pub fn consistency_multistep(
     taus: &[f64],
     eps: f64,
     t_max: f64,
-    rng: &mut Rng,
+    noise: &mut Noise<'_>,
 ) -> Tensor<2> {
     let [b, d] = z.dims();
     let dev = z.device();
     let mut x = model.f(p, z.mul_scalar(t_max), &vec![t_max; b], None);
     for &tau in taus {
-        let n = rng.normal_tensor([b, d], &dev);
+        let n = noise.normal(b, d, &dev);
         let xn = x + n.mul_scalar((tau * tau - eps * eps).max(0.0).sqrt());
         x = model.f(p, xn, &vec![tau; b], None);
     }
@@ -86,9 +119,16 @@ pub fn default_taus(steps: usize, mid: f64, eps: f64, t_max: f64) -> Vec<f64> {
 
 /// CTM γ-sampling (METHODS.md §4). `times` = t_0 > t_1 > … > t_N (t_0 = T, t_N = ε, the data
 /// end). x = t_0·z; for n = 0..N−1: s_n = sqrt(1 − γ²)·(t_{n+1} − ε) + ε, x = G_θ(x, t_n, s_n),
-/// and, unless n = N−1, x += sqrt(t_{n+1}² − s_n²)·z' with fresh z' from `rng` (none is drawn
+/// and, unless n = N−1, x += sqrt(t_{n+1}² − s_n²)·z' with fresh z' from `noise` (none is drawn
 /// when γ = 0, so γ = 0 is deterministic given z). ε is the last time of the list.
-pub fn ctm_gamma(model: &Model, p: &[Tensor<1>], z: Tensor<2>, times: &[f64], gamma: f64, rng: &mut Rng) -> Tensor<2> {
+pub fn ctm_gamma(
+    model: &Model,
+    p: &[Tensor<1>],
+    z: Tensor<2>,
+    times: &[f64],
+    gamma: f64,
+    noise: &mut Noise<'_>,
+) -> Tensor<2> {
     assert!(
         times.len() >= 2,
         "γ-sampling needs at least two times (T and ε), got {}",
@@ -112,7 +152,7 @@ pub fn ctm_gamma(model: &Model, p: &[Tensor<1>], z: Tensor<2>, times: &[f64], ga
         if i + 1 < n {
             let sd = (t_next * t_next - s * s).max(0.0).sqrt();
             if sd > 0.0 {
-                x = x + rng.normal_tensor([b, d], &dev).mul_scalar(sd);
+                x = x + noise.normal(b, d, &dev).mul_scalar(sd);
             }
         }
     }
@@ -188,14 +228,14 @@ pub fn trigflow_multistep(
     z: Tensor<2>,
     mids: &[f64],
     t_max: f64,
-    rng: &mut Rng,
+    noise: &mut Noise<'_>,
 ) -> Tensor<2> {
     let [b, d] = z.dims();
     let dev = z.device();
     let sd = model.param.sigma_d();
     let mut x = model.f(p, z.mul_scalar(sd), &vec![t_max; b], None);
     for &t in mids {
-        let n = rng.normal_tensor([b, d], &dev);
+        let n = noise.normal(b, d, &dev);
         let xm = x.mul_scalar(t.cos()) + n.mul_scalar(t.sin() * sd);
         x = model.f(p, xm, &vec![t; b], None);
     }
@@ -216,7 +256,14 @@ pub fn trigflow_ode(model: &Model, p: &[Tensor<1>], mut x: Tensor<2>, ts: &[f64]
 }
 
 /// FACM multistep sampling from noise `z` (METHODS.md §5).
-pub fn facm_sample(model: &Model, p: &[Tensor<1>], z: Tensor<2>, steps: usize, aux: bool, rng: &mut Rng) -> Tensor<2> {
+pub fn facm_sample(
+    model: &Model,
+    p: &[Tensor<1>],
+    z: Tensor<2>,
+    steps: usize,
+    aux: bool,
+    noise: &mut Noise<'_>,
+) -> Tensor<2> {
     let [b, d] = z.dims();
     let dev = z.device();
     let n = steps.max(1);
@@ -231,7 +278,7 @@ pub fn facm_sample(model: &Model, p: &[Tensor<1>], z: Tensor<2>, steps: usize, a
         x_end = x.clone() + f.mul_scalar(1.0 - t);
         if k + 1 < n {
             let tn = (k + 1) as f64 / n as f64;
-            let zn = rng.normal_tensor([b, d], &dev);
+            let zn = noise.normal(b, d, &dev);
             x = x_end.clone().mul_scalar(tn) + zn.mul_scalar(1.0 - tn);
         }
     }
@@ -252,7 +299,8 @@ pub fn meanflow_sample(model: &Model, p: &[Tensor<1>], z: Tensor<2>, steps: usiz
     x
 }
 
-/// Draws `n` samples (standardised coordinates) with `steps` network steps.
+/// Draws `n` samples (standardised coordinates) with `steps` network steps, all noise from
+/// one stream `rng`.
 pub fn generate(
     sampler: &Sampler,
     model: &Model,
@@ -262,13 +310,27 @@ pub fn generate(
     rng: &mut Rng,
     device: &Device,
 ) -> Tensor<2> {
-    let z = rng.normal_tensor([n, model.net.dim()], device);
+    generate_with(sampler, model, p, n, steps, &mut Noise::Stream(rng), device)
+}
+
+/// [`generate`] with an explicit noise source (e.g. [`Noise::per_sample`], so that the same
+/// seed gives the same images at any batch size).
+pub fn generate_with(
+    sampler: &Sampler,
+    model: &Model,
+    p: &[Tensor<1>],
+    n: usize,
+    steps: usize,
+    noise: &mut Noise<'_>,
+    device: &Device,
+) -> Tensor<2> {
+    let z = noise.normal(n, model.net.dim(), device);
     match sampler.clone() {
         Sampler::Consistency { eps, t_max, mid } => {
             let taus = default_taus(steps, mid, eps, t_max);
-            consistency_multistep(model, p, z, &taus, eps, t_max, rng)
+            consistency_multistep(model, p, z, &taus, eps, t_max, noise)
         }
-        Sampler::ConsistencyTaus { eps, t_max, taus } => consistency_multistep(model, p, z, &taus, eps, t_max, rng),
+        Sampler::ConsistencyTaus { eps, t_max, taus } => consistency_multistep(model, p, z, &taus, eps, t_max, noise),
         Sampler::EdmOde { eps, t_max } => {
             let den = NetDenoiser {
                 model: model.clone(),
@@ -288,7 +350,7 @@ pub fn generate(
                 } else {
                     times
                 };
-                ctm_gamma(model, p, z, &times, gamma, rng)
+                ctm_gamma(model, p, z, &times, gamma, noise)
             }
             CtmMode::Ode { heun } => {
                 let den = NetDenoiser {
@@ -306,7 +368,7 @@ pub fn generate(
             let sd = model.param.sigma_d();
             let t_max = crate::process::edm_to_trig_t(sigma_max, sd);
             let mids = trig_mids(steps, t_mid, sigma_max, sd);
-            trigflow_multistep(model, p, z, &mids, t_max, rng)
+            trigflow_multistep(model, p, z, &mids, t_max, noise)
         }
         Sampler::TrigFlowOde { sigma_max } => {
             let sd = model.param.sigma_d();
@@ -318,7 +380,7 @@ pub fn generate(
             *ts.last_mut().unwrap() = 0.0;
             trigflow_ode(model, p, z.mul_scalar(sd), &ts)
         }
-        Sampler::Facm { aux } => facm_sample(model, p, z, steps, aux, rng),
+        Sampler::Facm { aux } => facm_sample(model, p, z, steps, aux, noise),
         Sampler::MeanFlow => meanflow_sample(model, p, z, steps),
     }
 }
@@ -386,6 +448,54 @@ mod tests {
         (Model::new(net, Param::Ctm { sigma_d: 1.0 }), p)
     }
 
+    /// With per-sample noise, sample i is the same whatever the batch size or split: the
+    /// first three of a 5-sample 3-step draw equal a 3-sample draw, and samples 3..5 drawn
+    /// alone equal rows 3..5; the single-stream draw differs (so the test has teeth).
+    #[test]
+    fn per_sample_noise_makes_samples_independent_of_the_batch() {
+        let dev = Device::flex();
+        let cfg = MlpConfig {
+            hidden: 32,
+            depth: 2,
+            ..Default::default()
+        };
+        let net = Arc::new(Mlp::new(&cfg, 2, 1, 3));
+        let p = init_params(&net.specs(), &mut Rng::new(3), &dev);
+        let model = Model::new(
+            net,
+            Param::Consistency {
+                sigma_d: 1.0,
+                eps: 0.002,
+            },
+        );
+        let sampler = Sampler::Consistency {
+            eps: 0.002,
+            t_max: 80.0,
+            mid: 0.821,
+        };
+        let draw = |first: u64, n: usize| {
+            to_vec(generate_with(
+                &sampler,
+                &model,
+                &p,
+                n,
+                3,
+                &mut Noise::per_sample(7, first, n),
+                &dev,
+            ))
+        };
+        let all = draw(0, 5);
+        assert_eq!(&all[..6], &draw(0, 3)[..], "first three samples");
+        assert_eq!(&all[6..], &draw(3, 2)[..], "samples 3 and 4 drawn on their own");
+        let stream = to_vec(generate(&sampler, &model, &p, 3, 3, &mut Rng::new(7), &dev));
+        let stream5 = to_vec(generate(&sampler, &model, &p, 5, 3, &mut Rng::new(7), &dev));
+        assert_ne!(
+            &stream5[..6],
+            &stream[..],
+            "one stream: later steps' noise depends on the batch size"
+        );
+    }
+
     #[test]
     fn gamma_one_is_consistency_multistep() {
         let dev = Device::flex();
@@ -395,8 +505,16 @@ mod tests {
         for steps in [1usize, 2, 4] {
             let times = karras_desc(steps, eps, t_max);
             let z = Rng::new(11).normal_tensor([128, 2], &dev);
-            let a = ctm_gamma(&ctm, &p, z.clone(), &times, 1.0, &mut Rng::new(99));
-            let b = consistency_multistep(&cm, &p, z, &times[1..steps], eps, t_max, &mut Rng::new(99));
+            let a = ctm_gamma(&ctm, &p, z.clone(), &times, 1.0, &mut Noise::Stream(&mut Rng::new(99)));
+            let b = consistency_multistep(
+                &cm,
+                &p,
+                z,
+                &times[1..steps],
+                eps,
+                t_max,
+                &mut Noise::Stream(&mut Rng::new(99)),
+            );
             let (a, b) = (to_vec(a), to_vec(b));
             let err = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
             assert!(err < 1e-5, "steps {steps}: max |γ=1 − multistep| = {err}");
@@ -411,12 +529,12 @@ mod tests {
         let z = Rng::new(1).normal_tensor([64, 2], &dev);
         let mut r1 = Rng::new(2);
         let mut r2 = Rng::new(3);
-        let a = ctm_gamma(&ctm, &p, z.clone(), &times, 0.0, &mut r1);
-        let b = ctm_gamma(&ctm, &p, z.clone(), &times, 0.0, &mut r2);
+        let a = ctm_gamma(&ctm, &p, z.clone(), &times, 0.0, &mut Noise::Stream(&mut r1));
+        let b = ctm_gamma(&ctm, &p, z.clone(), &times, 0.0, &mut Noise::Stream(&mut r2));
         assert_eq!(to_vec(a.clone()), to_vec(b));
         // γ = 0 consumes no randomness; γ > 0 does and then differs.
         assert_eq!(r1.state(), Rng::new(2).state());
-        let c = ctm_gamma(&ctm, &p, z, &times, 0.5, &mut r1);
+        let c = ctm_gamma(&ctm, &p, z, &times, 0.5, &mut Noise::Stream(&mut r1));
         assert_ne!(to_vec(a), to_vec(c));
     }
 }

@@ -41,3 +41,41 @@ fn model_section_without_kind_defaults_to_mlp() {
     let e = format!("{:#}", Config::from_toml("[model]\nkind = \"cnn\"\n").unwrap_err());
     assert!(e.contains("cnn"), "{e}");
 }
+
+/// `cm sample` seeds every sample's noise on its own: the same seed gives the same samples at
+/// any --batch and --n (here 2-step sampling, which draws fresh noise after the first step),
+/// and another seed gives different ones.
+#[test]
+fn cm_sample_is_independent_of_batch_size() {
+    use cm::train::{Setup, Trainer};
+    let dir = scratch("sample-batch");
+    let t = Trainer::new(Setup::new(&small_cfg("ict", 0, 10), &dev()).unwrap()).unwrap();
+    t.save(&dir).unwrap();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let run = |n: &str, batch: &str, seed: &str, name: &str| {
+        let out = dir.join(name);
+        let (ok, err) = cm(&[
+            "sample",
+            &s(&dir),
+            "--n",
+            n,
+            "--steps",
+            "2",
+            "--batch",
+            batch,
+            "--seed",
+            seed,
+            "--out",
+            &s(&out),
+        ]);
+        assert!(ok, "cm sample failed: {err}");
+        cm::data::files::load_points(&out).unwrap().0
+    };
+    let a = run("7", "3", "5", "a.npy");
+    let b = run("4", "256", "5", "b.npy");
+    let c = run("7", "7", "6", "c.npy");
+    assert_eq!(a.len(), 14);
+    assert_eq!(&a[..8], &b[..], "first four samples at --batch 3 vs 256");
+    assert_ne!(&a[..8], &c[..8], "another seed must give other samples");
+    let _ = std::fs::remove_dir_all(&dir);
+}
