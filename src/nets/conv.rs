@@ -16,7 +16,7 @@
 //! tensors on flex (plain or autodiff) and burn's own `conv2d` otherwise (f64 tests, GPU
 //! backends). Tests compare both paths, forward and backward, on odd shapes.
 
-use super::fused::{alloc_init, assume_init_mut};
+use super::fused::{alloc_init, assume_init_mut, f32s, flex_tensor as tensor, fusable};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -27,7 +27,6 @@ use burn::backend::{backend_extension, Backend, Dispatch, Flex};
 use burn::prelude::*;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::DType;
 use burn_flex::FlexTensor;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -85,26 +84,12 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
     }
 }
 
-/// Whether a tensor lives on the flex backend (directly or under autodiff).
-fn on_flex<const D: usize>(t: &Tensor<D>) -> bool {
-    use burn::backend::DispatchTensorKind as K;
-    fn kind_is_flex(k: &K) -> bool {
-        match k {
-            K::Flex(_) => true,
-            K::Autodiff(inner) => kind_is_flex(inner),
-            #[allow(unreachable_patterns)]
-            _ => false,
-        }
-    }
-    kind_is_flex(&t.clone().into_dispatch().kind)
-}
-
 /// Stride-1 same-padding convolution with bias: the fast flex path for f32, burn's conv2d
 /// otherwise (see the module docs).
 pub fn conv2d_same(x: Tensor<4>, w: Tensor<4>, b: Tensor<1>) -> Tensor<4> {
     let [_, _, k, k2] = w.dims();
     debug_assert!(k == k2 && k % 2 == 1, "square odd kernels only");
-    if x.dtype() == DType::F32 && w.dtype() == DType::F32 && on_flex(&x) && on_flex(&w) {
+    if fusable(&x) && fusable(&w) {
         return Tensor::from_dispatch(<Dispatch as ConvBackend>::cm_conv2d_same(
             x.into_dispatch(),
             w.into_dispatch(),
@@ -115,21 +100,9 @@ pub fn conv2d_same(x: Tensor<4>, w: Tensor<4>, b: Tensor<1>) -> Tensor<4> {
     conv2d(x, w, Some(b), ConvOptions::new([1, 1], [p, p], [1, 1], 1))
 }
 
-/// Contiguous f32 view of a flex tensor (copying only when it is strided).
-fn f32s(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("f32 tensor").to_vec()),
-    }
-}
-
 fn dims4(t: &FlexTensor) -> [usize; 4] {
     let s = t.layout().shape();
     [s[0], s[1], s[2], s[3]]
-}
-
-fn tensor(v: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(v, shape))
 }
 
 /// Samples run in parallel when there are enough of them; otherwise each sgemm is parallel.
