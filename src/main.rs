@@ -107,6 +107,9 @@ enum Cmd {
         /// Network steps when evaluating a run (1 = one-step; ODE steps for a diffusion teacher).
         #[arg(long, default_value_t = 1)]
         steps: usize,
+        /// Evaluate a run's online weights instead of its evaluation EMA.
+        #[arg(long)]
+        online: bool,
         #[arg(long)]
         json: bool,
     },
@@ -373,6 +376,7 @@ fn real_main() -> Result<()> {
             data,
             n,
             steps,
+            online,
             json,
         } => {
             let dev = device("cpu")?;
@@ -397,7 +401,8 @@ fn real_main() -> Result<()> {
                 if steps == 0 {
                     bail!("--steps must be at least 1");
                 }
-                let xs = demo::sample_raw(&setup, &state.ema[..setup.n_net], n, steps, &mut cm::rng::Rng::new(1));
+                let p = if online { &state.online } else { &state.ema };
+                let xs = demo::sample_raw(&setup, &p[..setup.n_net], n, steps, &mut cm::rng::Rng::new(1));
                 (setup.data.clone(), xs, n)
             };
             let dim = ds.dim();
