@@ -90,6 +90,10 @@ enum Cmd {
         /// CTM ODE sampling through the denoiser D_θ: `heun` or `euler`.
         #[arg(long)]
         ode: Option<String>,
+        /// Class-conditional networks (model.classes = K): one class 0..K-1 for every sample,
+        /// or `none` for unconditional samples (default: balanced, sample i gets class i mod K).
+        #[arg(long)]
+        class: Option<String>,
     },
     /// Metrics of a sample file (or a run) against its data.
     Eval {
@@ -330,9 +334,14 @@ fn real_main() -> Result<()> {
             times,
             gamma,
             ode,
+            class,
         } => {
             let dev = device("cpu")?;
             let (_, setup, state) = train::load_run(&run, &dev)?;
+            let classes = match class.as_deref() {
+                None => demo::Classes::Balanced,
+                Some(c) => demo::Classes::parse(c, setup.model.net.n_classes())?,
+            };
             let p = if online {
                 &state.online[..setup.n_net]
             } else {
@@ -346,7 +355,7 @@ fn real_main() -> Result<()> {
             };
             let sampler = cm::samplers::with_options(&setup.objective.sampler(), times, gamma, ode)?;
             let mut rng = cm::rng::Rng::new(seed);
-            let xs = demo::sample_raw_with(&setup, &sampler, p, n, steps, &mut rng);
+            let xs = demo::sample_raw_classes(&setup, &sampler, p, n, steps, &mut rng, classes);
             let dim = setup.data.dim();
             let npy = cm::data::files::npy_bytes(&xs.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[n, dim]);
             cm::ckpt::write_atomic(&out, &npy)?;
