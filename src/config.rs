@@ -115,6 +115,24 @@ impl Default for ModelConfig {
     }
 }
 
+impl ModelConfig {
+    /// Number of classes of a class-conditional backbone (`model.classes`; 0 = unconditional).
+    pub fn classes(&self) -> usize {
+        match self {
+            ModelConfig::Mlp(_) => 0,
+            ModelConfig::Unet(u) => u.classes,
+        }
+    }
+
+    /// Probability that a training label is replaced by "no class" (`model.class_dropout`).
+    pub fn class_dropout(&self) -> f64 {
+        match self {
+            ModelConfig::Mlp(_) => 0.0,
+            ModelConfig::Unet(u) => u.class_dropout,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Optimizer {
@@ -253,6 +271,16 @@ impl Config {
             ModelConfig::Unet(u) => u.validate()?,
         }
         self.method.build(1)?;
+        // FACM's and MeanFlow's tangent passes build the network's conditioning themselves
+        // (time inputs only), so the class labels would reach only half of their loss.
+        if let MethodConfig::Facm(_) | MethodConfig::FacmAux(_) | MethodConfig::Meanflow(_) = &self.method {
+            anyhow::ensure!(
+                self.model.classes() == 0,
+                "model.classes = {} is not supported with method {}: its tangent pass builds the network's conditioning without the class labels",
+                self.model.classes(),
+                self.method.build(1)?.name()
+            );
+        }
         Ok(())
     }
 }

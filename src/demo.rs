@@ -68,7 +68,8 @@ pub fn sample_raw(setup: &Setup, params: &[Tensor<1>], n: usize, steps: usize, r
     sample_raw_with(setup, &setup.objective.sampler(), params, n, steps, rng)
 }
 
-/// [`sample_raw`] with an explicit sampler (e.g. CTM with another γ or time list).
+/// [`sample_raw`] with an explicit sampler (e.g. CTM with another γ or time list). A
+/// class-conditional network samples balanced classes ([`Classes::Balanced`]).
 pub fn sample_raw_with(
     setup: &Setup,
     sampler: &crate::samplers::Sampler,
@@ -77,16 +78,90 @@ pub fn sample_raw_with(
     steps: usize,
     rng: &mut Rng,
 ) -> Vec<f64> {
+    sample_raw_classes(setup, sampler, params, n, steps, rng, Classes::Balanced)
+}
+
+/// Which class labels a class-conditional network samples with (unconditional networks
+/// ignore them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Classes {
+    /// Sample i gets class i mod K.
+    Balanced,
+    /// Every sample gets this class.
+    Fixed(usize),
+    /// The all-zero "no class" label: unconditional samples.
+    Unconditional,
+}
+
+impl Classes {
+    /// `cm sample --class`: a class number below the network's K, or `none` (unconditional).
+    /// A class number for an unconditional network (K = 0) is an error.
+    pub fn parse(arg: &str, n_classes: usize) -> Result<Self> {
+        if arg.eq_ignore_ascii_case("none") {
+            return Ok(Classes::Unconditional);
+        }
+        let c: usize = arg
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--class must be a class number or `none`, got '{arg}'"))?;
+        if n_classes == 0 {
+            anyhow::bail!("--class {c}: the run's network is unconditional (model.classes = 0)");
+        }
+        if c >= n_classes {
+            anyhow::bail!(
+                "--class {c}: the network has {n_classes} classes (0..={})",
+                n_classes - 1
+            );
+        }
+        Ok(Classes::Fixed(c))
+    }
+
+    /// Label of sample `i` (None = no class).
+    fn of(self, i: usize, k: usize) -> Option<usize> {
+        match self {
+            Classes::Balanced => Some(i % k),
+            Classes::Fixed(c) => Some(c),
+            Classes::Unconditional => None,
+        }
+    }
+}
+
+/// The run's model carrying the labels of samples `range` (unchanged for an unconditional net).
+fn labeled_model(setup: &Setup, classes: Classes, range: std::ops::Range<usize>) -> crate::model::Model {
+    let k = setup.model.net.n_classes();
+    if k == 0 {
+        return setup.model.clone();
+    }
+    let labels: Vec<Option<usize>> = range.map(|i| classes.of(i, k)).collect();
+    setup.model.with_labels(Some(setup.onehot(&labels)))
+}
+
+/// [`sample_raw_with`] with the class labels chosen by `classes` (for a class-conditional
+/// network; an unconditional one ignores them).
+pub fn sample_raw_classes(
+    setup: &Setup,
+    sampler: &crate::samplers::Sampler,
+    params: &[Tensor<1>],
+    n: usize,
+    steps: usize,
+    rng: &mut Rng,
+    classes: Classes,
+) -> Vec<f64> {
+    let k = setup.model.net.n_classes();
+    if let Classes::Fixed(c) = classes {
+        assert!(c < k, "class {c} for a network with {k} classes");
+    }
     let mut out = Vec::with_capacity(n * setup.data.dim());
     // Chunks keep memory flat for large n; the rng stream is the same for any chunking only
     // per chunk, so the chunk size is fixed.
     let chunk = 2048;
-    let mut left = n;
-    while left > 0 {
-        let m = left.min(chunk);
-        let x = generate(sampler, &setup.model, params, m, steps, rng, &setup.device);
+    let mut done = 0;
+    while done < n {
+        let m = (n - done).min(chunk);
+        let model = labeled_model(setup, classes, done..done + m);
+        let x = generate(sampler, &model, params, m, steps, rng, &setup.device);
         out.extend(to_vec(x).into_iter().map(|v| v as f64));
-        left -= m;
+        done += m;
     }
     setup.standardizer.inverse(&out)
 }
@@ -94,7 +169,7 @@ pub fn sample_raw_with(
 /// `n` samples (data coordinates) with per-sample noise streams under `seed`
 /// ([`crate::samplers::Noise::per_sample`]), generated `batch` at a time: sample i is the same
 /// for any `n > i` and any `batch` (what `cm sample` uses, so a grid can be reproduced from
-/// its seed alone).
+/// its seed alone). Class-conditional networks get the labels chosen by `classes`.
 pub fn sample_seeded(
     setup: &Setup,
     sampler: &crate::samplers::Sampler,
@@ -103,14 +178,21 @@ pub fn sample_seeded(
     steps: usize,
     seed: u64,
     batch: usize,
+    classes: Classes,
 ) -> Vec<f64> {
+    let k = setup.model.net.n_classes();
+    if let Classes::Fixed(c) = classes {
+        assert!(c < k, "class {c} for a network with {k} classes");
+    }
     let mut out = Vec::with_capacity(n * setup.data.dim());
     let batch = batch.max(1);
     let mut first = 0;
     while first < n {
         let m = (n - first).min(batch);
+        // Labels by global sample index, like the noise, so neither depends on the batching.
+        let model = labeled_model(setup, classes, first..first + m);
         let mut noise = crate::samplers::Noise::per_sample(seed, first as u64, m);
-        let x = crate::samplers::generate_with(sampler, &setup.model, params, m, steps, &mut noise, &setup.device);
+        let x = crate::samplers::generate_with(sampler, &model, params, m, steps, &mut noise, &setup.device);
         out.extend(to_vec(x).into_iter().map(|v| v as f64));
         first += m;
     }

@@ -94,6 +94,10 @@ enum Cmd {
         /// images do not depend on --batch (or on --n beyond their index).
         #[arg(long, default_value_t = 256)]
         batch: usize,
+        /// Class-conditional networks (model.classes = K): one class 0..K-1 for every sample,
+        /// or `none` for unconditional samples (default: balanced, sample i gets class i mod K).
+        #[arg(long)]
+        class: Option<String>,
     },
     /// Metrics of a sample file (or a run) against its data.
     Eval {
@@ -338,9 +342,14 @@ fn real_main() -> Result<()> {
             gamma,
             ode,
             batch,
+            class,
         } => {
             let dev = device("cpu")?;
             let (_, setup, state) = train::load_run(&run, &dev)?;
+            let classes = match class.as_deref() {
+                None => demo::Classes::Balanced,
+                Some(c) => demo::Classes::parse(c, setup.model.net.n_classes())?,
+            };
             let p = if online {
                 &state.online[..setup.n_net]
             } else {
@@ -356,7 +365,7 @@ fn real_main() -> Result<()> {
             if batch == 0 {
                 bail!("--batch must be at least 1");
             }
-            let xs = demo::sample_seeded(&setup, &sampler, p, n, steps, seed, batch);
+            let xs = demo::sample_seeded(&setup, &sampler, p, n, steps, seed, batch, classes);
             let dim = setup.data.dim();
             let npy = cm::data::files::npy_bytes(&xs.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[n, dim]);
             cm::ckpt::write_atomic(&out, &npy)?;

@@ -14,18 +14,57 @@ use std::sync::Arc;
 pub struct Model {
     pub net: Arc<dyn Backbone>,
     pub param: Param,
+    /// Class labels of the batch for a class-conditional backbone (`net.n_classes()` K > 0):
+    /// one-hot `[B, K]`, an all-zero row meaning "no class". None = unconditional (all-zero
+    /// labels). Ignored by unconditional backbones. The training loop sets them per step
+    /// ([`Model::with_labels`]), so objectives never see them.
+    pub labels: Option<Tensor<2>>,
 }
 
 impl Model {
     pub fn new(net: Arc<dyn Backbone>, param: Param) -> Self {
-        Self { net, param }
+        Self {
+            net,
+            param,
+            labels: None,
+        }
     }
 
-    /// Conditioning columns for the network: c_noise(t), then c_noise of each extra time.
+    /// The same model (the backbone is shared, not copied) with other class labels.
+    pub fn with_labels(&self, labels: Option<Tensor<2>>) -> Model {
+        Model {
+            net: self.net.clone(),
+            param: self.param.clone(),
+            labels,
+        }
+    }
+
+    /// Conditioning inputs for the network: c_noise(t), then c_noise of each extra time, then,
+    /// for a class-conditional backbone, the `[B, K]` labels ([`Model::labels`], or all zeros).
     pub fn cond(&self, t: &[f64], extra: &[&[f64]], like: &Tensor<2>) -> Vec<Tensor<2>> {
         let mut v = vec![col(&t.iter().map(|&s| self.param.c_noise(s)).collect::<Vec<_>>(), like)];
         for e in extra {
             v.push(col(&e.iter().map(|&s| self.param.c_noise(s)).collect::<Vec<_>>(), like));
+        }
+        let k = self.net.n_classes();
+        if k > 0 {
+            let b = like.dims()[0];
+            v.push(match &self.labels {
+                Some(l) => {
+                    let [lb, lk] = l.dims();
+                    assert_eq!(
+                        lb, b,
+                        "class labels have {lb} rows but the batch x has {b} rows (one label row per sample)"
+                    );
+                    assert_eq!(lk, k, "class labels have {lk} columns but the network has {k} classes");
+                    if l.dtype() == like.dtype() {
+                        l.clone()
+                    } else {
+                        l.clone().cast(like.dtype())
+                    }
+                }
+                None => Tensor::zeros([b, k], (&like.device(), like.dtype())),
+            });
         }
         v
     }
@@ -86,7 +125,9 @@ pub trait Denoiser: Send + Sync {
 }
 
 /// A trained network used as a denoiser: an EDM model directly; a TrigFlow velocity model or
-/// a flow-matching model through the process conversions.
+/// a flow-matching model through the process conversions. The model's labels (if any) are
+/// passed on; a trained teacher ([`crate::train::load_teacher`]) has none, so a
+/// class-conditional teacher is queried unconditionally (all-zero labels).
 pub struct NetDenoiser {
     pub model: Model,
     pub params: Vec<Tensor<1>>,
@@ -111,7 +152,8 @@ impl Denoiser for NetDenoiser {
                         sigma_d,
                         velocity: true,
                     },
-                );
+                )
+                .with_labels(self.model.labels.clone());
                 let v = vel_model.f(&self.params, xt.clone(), &t, None);
                 xt * col(&cos, &x) - v * col(&sin, &x)
             }

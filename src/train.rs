@@ -63,6 +63,22 @@ impl Setup {
             1.0
         };
         let net = build_net(&cfg.model, dim, objective.n_times(), cfg.train.seed)?;
+        let k = net.n_classes();
+        if k > 0 {
+            let Some(labels) = data.labels() else {
+                bail!(
+                    "model.classes = {k} needs class labels, but data set {} has none (labels come with mnist:/fashion-mnist: folders and idx: files with a matching labels-idx1 file)",
+                    data.name()
+                );
+            };
+            if let Some(&m) = labels.iter().max().filter(|&&m| m as usize >= k) {
+                bail!(
+                    "data set {} has class label {m}, but model.classes = {k} (labels must be below model.classes; the data has {} classes)",
+                    data.name(),
+                    data.classes()
+                );
+            }
+        }
         let model = Model::new(net.clone(), objective.param(sigma_d));
         let mut specs = net.specs();
         let n_net = specs.len();
@@ -98,18 +114,54 @@ impl Setup {
 
     /// A standardised batch as a tensor.
     pub fn batch(&self, rng: &mut Rng, n: usize) -> Tensor<2> {
-        let raw = self.data.sample(rng, n);
+        self.batch_labeled(rng, n).0
+    }
+
+    /// [`Setup::batch`] (the same random numbers) with the class labels of the samples drawn.
+    pub fn batch_labeled(&self, rng: &mut Rng, n: usize) -> (Tensor<2>, Option<Vec<usize>>) {
+        let (raw, labels) = self.data.sample_labeled(rng, n);
         let z = self.standardizer.forward(&raw);
-        tensor2(
+        let x = tensor2(
             z.into_iter().map(|v| v as f32).collect(),
             n,
             self.data.dim(),
             &self.device,
-        )
+        );
+        (x, labels)
+    }
+
+    /// One-hot `[B, K]` labels for the class-conditional network (K = `model.classes`);
+    /// `None` entries are all-zero "no class" rows.
+    pub fn onehot(&self, labels: &[Option<usize>]) -> Tensor<2> {
+        onehot(labels, self.model.net.n_classes(), &self.device)
+    }
+
+    /// Training labels after class dropout: each is replaced by "no class" with probability
+    /// `model.class_dropout`, one uniform draw from `rng` per label (none when it is 0).
+    pub fn drop_classes(&self, labels: &[usize], rng: &mut Rng) -> Vec<Option<usize>> {
+        let p = self.cfg.model.class_dropout();
+        labels
+            .iter()
+            .map(|&l| (p <= 0.0 || rng.uniform() >= p).then_some(l))
+            .collect()
     }
 }
 
+/// One-hot `[B, K]` f32 labels; `None` entries (and K = 0) give all-zero rows.
+pub fn onehot(labels: &[Option<usize>], k: usize, device: &Device) -> Tensor<2> {
+    let mut v = vec![0f32; labels.len() * k];
+    for (i, l) in labels.iter().enumerate() {
+        if let Some(l) = *l {
+            assert!(l < k, "class label {l} for a network with {k} classes");
+            v[i * k + l] = 1.0;
+        }
+    }
+    tensor2(v, labels.len(), k, device)
+}
+
 /// Loads a trained network (its EMA weights) as a denoiser; its data standardisation must match.
+/// The teacher is queried without class labels: a class-conditional teacher acts
+/// unconditionally (the "no class" label it learnt through `model.class_dropout`).
 pub fn load_teacher(path: &Path, st: &Standardizer, device: &Device) -> Result<Arc<dyn Denoiser>> {
     let (cfg, setup, state) = load_run(path, device).with_context(|| format!("loading teacher {}", path.display()))?;
     if &setup.standardizer != st {
@@ -227,15 +279,33 @@ impl Trainer {
         }
     }
 
-    /// One optimizer step (all phases); returns the log of the last phase.
+    /// One optimizer step (all phases); returns the log of the last phase. A class-conditional
+    /// network gets the labels of the batch, after class dropout (drawn right after the batch).
     pub fn step(&mut self) -> StepLog {
         let b = self.setup.cfg.data.batch;
-        let x0 = self.setup.batch(&mut self.rng, b);
-        self.step_on(x0)
+        if self.setup.model.net.n_classes() == 0 {
+            let x0 = self.setup.batch(&mut self.rng, b);
+            return self.step_on(x0);
+        }
+        let (x0, labels) = self.setup.batch_labeled(&mut self.rng, b);
+        let labels = labels.expect("class labels (checked when the run was set up)");
+        let kept = self.setup.drop_classes(&labels, &mut self.rng);
+        let onehot = self.setup.onehot(&kept);
+        self.step_labeled(x0, Some(onehot))
     }
 
-    /// One step on a given (standardised) batch.
+    /// One step on a given (standardised) batch; a class-conditional network sees no labels
+    /// (all-zero "no class" rows).
     pub fn step_on(&mut self, x0: Tensor<2>) -> StepLog {
+        self.step_labeled(x0, None)
+    }
+
+    /// One step on a given batch with the one-hot `[B, K]` labels of a class-conditional
+    /// network (None = no class). The labels ride on the model the objective gets
+    /// (`ctx.model`); network teachers (CD, sCD, CTM with a trained teacher) are queried
+    /// through their own model, without labels, i.e. unconditionally.
+    pub fn step_labeled(&mut self, x0: Tensor<2>, labels: Option<Tensor<2>>) -> StepLog {
+        let model = self.setup.model.with_labels(labels);
         let total = self.setup.cfg.train.steps;
         let step = self.state.step;
         let phases = self.setup.objective.phases();
@@ -270,7 +340,7 @@ impl Trainer {
             let mut ctx = Ctx {
                 step,
                 total,
-                model: &self.setup.model,
+                model: &model,
                 online: &online_ad,
                 online_sg: &self.state.online,
                 target,

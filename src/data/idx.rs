@@ -125,14 +125,15 @@ pub fn read_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
     }
 }
 
-/// Labels `N` (u8) from an idx1 file.
+/// Labels `N` (u8) from an idx1 file (magic 0x00000801).
 pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
     let a = read_idx(path)?;
     match a.dims.as_slice() {
         [_] => Ok(a.data),
         d => bail!(
-            "wrong IDX dimensions in {}: expected labels N (1 dimension), got {d:?}",
-            path.display()
+            "wrong IDX dimensions in {}: expected labels N (1 dimension, magic 0x00000801), got {d:?} (magic 0x{:08x}): not a label file",
+            path.display(),
+            0x0800 | d.len()
         ),
     }
 }

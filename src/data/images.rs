@@ -21,7 +21,12 @@ pub struct Images {
     pub pixels: Vec<u8>,
     /// The value that maps to +1 (255, or 16 for scikit-learn's 8×8 digits).
     pub max: u8,
+    /// Class labels, one per image (`mnist:` / `fashion-mnist:` folders, `idx:` files with a
+    /// matching `labels-idx1` file).
     pub labels: Option<Vec<u8>>,
+    /// Number of classes: 10 for `mnist:` / `fashion-mnist:` folders, the largest label + 1 for
+    /// other labelled images, 0 without labels.
+    pub classes: usize,
 }
 
 /// How an image folder is read.
@@ -57,13 +62,23 @@ impl Images {
 
     /// `n` images drawn uniformly with replacement, each flipped with probability ½ if `hflip`.
     pub fn sample(&self, rng: &mut Rng, n: usize, hflip: bool) -> Vec<f64> {
+        self.sample_labeled(rng, n, hflip).0
+    }
+
+    /// [`Images::sample`] (the same random numbers, so the same images) with the labels of
+    /// the images drawn (None without labels).
+    pub fn sample_labeled(&self, rng: &mut Rng, n: usize, hflip: bool) -> (Vec<f64>, Option<Vec<usize>>) {
         let mut out = Vec::with_capacity(n * self.dim());
+        let mut labels = self.labels.as_ref().map(|_| Vec::with_capacity(n));
         for _ in 0..n {
             let i = rng.below(self.n);
             let flip = hflip && rng.uniform() < 0.5;
             self.get(i, flip, &mut out);
+            if let (Some(l), Some(all)) = (labels.as_mut(), self.labels.as_ref()) {
+                l.push(all[i] as usize);
+            }
         }
-        out
+        (out, labels)
     }
 
     fn check(&self) -> Result<()> {
@@ -74,6 +89,11 @@ impl Images {
             if l.len() != self.n {
                 bail!("{} labels for {} images", l.len(), self.n);
             }
+            if let Some(&m) = l.iter().max() {
+                if m as usize >= self.classes {
+                    bail!("label {m} for {} classes", self.classes);
+                }
+            }
         }
         Ok(())
     }
@@ -83,7 +103,8 @@ fn first_existing(dir: &Path, names: &[&str]) -> Option<PathBuf> {
     names.iter().map(|n| dir.join(n)).find(|p| p.is_file())
 }
 
-/// An MNIST-layout folder (`train-images-idx3-ubyte[.gz]` and labels), train or test split.
+/// An MNIST-layout folder (`train-images-idx3-ubyte[.gz]` and, when present,
+/// `train-labels-idx1-ubyte[.gz]`), train or test split. Labels are classes 0..9.
 pub fn load_mnist_dir(dir: &Path, test: bool) -> Result<Images> {
     let pre = if test { "t10k" } else { "train" };
     let img_names = [
@@ -98,36 +119,65 @@ pub fn load_mnist_dir(dir: &Path, test: bool) -> Result<Images> {
             dir.display()
         )
     })?;
-    load_idx_images(&img)
+    let label_names = [
+        format!("{pre}-labels-idx1-ubyte"),
+        format!("{pre}-labels-idx1-ubyte.gz"),
+        format!("{pre}-labels.idx1-ubyte"),
+    ];
+    let refs: Vec<&str> = label_names.iter().map(|s| s.as_str()).collect();
+    let lp = first_existing(dir, &refs);
+    let mut im = idx_images(&img, lp.as_deref())?;
+    if let (Some(lp), Some(l)) = (&lp, &im.labels) {
+        // MNIST and Fashion-MNIST have ten classes.
+        if let Some(&m) = l.iter().find(|&&v| v >= 10) {
+            bail!("{}: label {m} is not one of the ten classes 0..9", lp.display());
+        }
+        im.classes = 10;
+    }
+    im.check()?;
+    Ok(im)
 }
 
-/// An idx3 image file; labels are read from the matching `labels-idx1` file when it exists.
+/// An idx3 image file; labels are read from the matching `labels-idx1` file (the file name with
+/// `images-idx3` replaced by `labels-idx1`) when it exists. Classes: the largest label + 1.
 pub fn load_idx_images(path: &Path) -> Result<Images> {
-    let (n, h, w, pixels) = idx::read_images(path)?;
     let name = path.file_name().and_then(|s| s.to_str()).unwrap_or("");
-    let labels = if name.contains("images-idx3") {
-        let lp = path.with_file_name(name.replace("images-idx3", "labels-idx1"));
-        if lp.is_file() {
-            Some(idx::read_labels(&lp)?)
-        } else {
-            None
+    let lp = name
+        .contains("images-idx3")
+        .then(|| path.with_file_name(name.replace("images-idx3", "labels-idx1")))
+        .filter(|lp| lp.is_file());
+    let im = idx_images(path, lp.as_deref())?;
+    im.check()?;
+    Ok(im)
+}
+
+/// Images from an idx3 file and labels from an idx1 file (count checked; classes = the largest
+/// label + 1).
+fn idx_images(path: &Path, labels_path: Option<&Path>) -> Result<Images> {
+    let (n, h, w, pixels) = idx::read_images(path)?;
+    let labels = match labels_path {
+        Some(lp) => {
+            let l = idx::read_labels(lp)?;
+            if l.len() != n {
+                bail!(
+                    "label count mismatch: {} holds {} labels but {} holds {n} images",
+                    lp.display(),
+                    l.len(),
+                    path.display()
+                );
+            }
+            Some(l)
         }
-    } else {
-        None
+        None => None,
     };
-    if let Some(l) = &labels {
-        if l.len() != n {
-            bail!(
-                "{} has {n} images but its labels file has {} labels",
-                path.display(),
-                l.len()
-            );
-        }
-    }
+    let classes = labels
+        .as_ref()
+        .and_then(|l| l.iter().max())
+        .map_or(0, |&m| m as usize + 1);
     let max = pixels.iter().copied().max().unwrap_or(0);
     // 0..255 data unless every value fits scikit-learn digits' 0..16.
     let max = if max <= 16 && max > 0 { 16 } else { 255 };
-    let im = Images {
+    Ok(Images {
         n,
         c: 1,
         h,
@@ -135,9 +185,8 @@ pub fn load_idx_images(path: &Path) -> Result<Images> {
         pixels,
         max,
         labels,
-    };
-    im.check()?;
-    Ok(im)
+        classes,
+    })
 }
 
 /// A `.npy` u8 image array: `(N, H, W)` grey, `(N, H, W, C)` or `(N, C, H, W)` with C ∈ {1, 3}.
@@ -194,6 +243,7 @@ pub fn parse_npy_images(bytes: &[u8]) -> Result<Images> {
         pixels,
         max: 255,
         labels: None,
+        classes: 0,
     };
     im.check()?;
     Ok(im)
@@ -424,6 +474,7 @@ pub fn load_folder(dir: &Path, opt: &FolderOptions) -> Result<Images> {
         pixels,
         max: 255,
         labels: None,
+        classes: 0,
     })
 }
 
@@ -453,6 +504,99 @@ mod tests {
         }
         let s = im.sample(&mut Rng::new(3), 10, true);
         assert_eq!(s.len(), 10 * 784);
+    }
+
+    fn label_fixture() -> Vec<u8> {
+        std::fs::read(fixture().with_file_name("mnist-t10k-256-labels-idx1-ubyte")).unwrap()
+    }
+
+    #[test]
+    fn labels_come_from_the_idx1_fixture() {
+        let im = load_idx_images(&fixture()).unwrap();
+        let want = idx::read_labels(&fixture().with_file_name("mnist-t10k-256-labels-idx1-ubyte")).unwrap();
+        assert_eq!(im.labels.as_ref(), Some(&want));
+        // The first MNIST test digits, and every digit occurs in the first 256.
+        assert_eq!(&want[..8], &[7, 2, 1, 0, 4, 1, 4, 9]);
+        assert_eq!(im.classes, 10);
+        let raw = label_fixture();
+        assert_eq!(&raw[..8], &[0, 0, 8, 1, 0, 0, 1, 0], "magic 0x00000801, count 256");
+        assert_eq!(&raw[8..], want.as_slice());
+    }
+
+    #[test]
+    fn mnist_folder_reads_plain_or_gzipped_labels_with_ten_classes() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("cm-mnist-labels-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(fixture(), dir.join("t10k-images-idx3-ubyte")).unwrap();
+        // No labels file: images without labels (an error only where labels are needed).
+        let im = load_mnist_dir(&dir, true).unwrap();
+        assert_eq!((im.n, im.labels.is_none(), im.classes), (256, true, 0));
+        // Gzipped labels beside plain images.
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&label_fixture()).unwrap();
+        std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), enc.finish().unwrap()).unwrap();
+        let im = load_mnist_dir(&dir, true).unwrap();
+        assert_eq!(im.labels.as_deref(), Some(&label_fixture()[8..]));
+        assert_eq!(im.classes, 10);
+        // The plain file wins over the .gz; the training split has no files here.
+        std::fs::write(dir.join("t10k-labels-idx1-ubyte"), label_fixture()).unwrap();
+        assert_eq!(load_mnist_dir(&dir, true).unwrap().labels, im.labels);
+        assert!(load_mnist_dir(&dir, false).is_err());
+        // Only ten classes: a label 10 is an error naming the labels file.
+        let mut bad = label_fixture();
+        bad[8 + 17] = 10;
+        std::fs::write(dir.join("t10k-labels-idx1-ubyte"), &bad).unwrap();
+        let e = format!("{:#}", load_mnist_dir(&dir, true).unwrap_err());
+        assert!(e.contains("t10k-labels-idx1-ubyte") && e.contains("label 10"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn malformed_label_files_are_clear_errors_naming_the_file() {
+        let dir = std::env::temp_dir().join(format!("cm-bad-labels-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let img = dir.join("x-images-idx3-ubyte");
+        std::fs::copy(fixture(), &img).unwrap();
+        let lab = dir.join("x-labels-idx1-ubyte");
+        // No sibling labels file: silently none.
+        assert!(load_idx_images(&img).unwrap().labels.is_none());
+        let good = label_fixture();
+        let cases: Vec<(Vec<u8>, &[&str])> = vec![
+            // Wrong magic: not IDX at all, an idx3 (image) file, a non-u8 element type.
+            (
+                [&[1u8, 2, 8, 1][..], &good[4..]].concat(),
+                &["x-labels-idx1-ubyte", "wrong magic"],
+            ),
+            (
+                std::fs::read(fixture()).unwrap(),
+                &["x-labels-idx1-ubyte", "0x00000801", "0x00000803"],
+            ),
+            (
+                [&[0u8, 0, 0x0C, 1][..], &good[4..]].concat(),
+                &["x-labels-idx1-ubyte", "element type"],
+            ),
+            // Count mismatch: 255 labels for 256 images (a consistent idx1 file).
+            (
+                idx::idx_bytes(&[255], &good[8..263]),
+                &["x-labels-idx1-ubyte", "255 labels", "x-images-idx3-ubyte", "256 images"],
+            ),
+            // Truncated: the header promises 256 labels, 100 follow; or the header itself.
+            (good[..108].to_vec(), &["x-labels-idx1-ubyte", "truncated"]),
+            (good[..6].to_vec(), &["x-labels-idx1-ubyte", "truncated IDX header"]),
+        ];
+        for (bytes, want) in cases {
+            std::fs::write(&lab, &bytes).unwrap();
+            let e = format!("{:#}", load_idx_images(&img).unwrap_err());
+            for w in want {
+                assert!(e.contains(w), "expected '{w}' in: {e}");
+            }
+        }
+        std::fs::write(&lab, &good).unwrap();
+        assert_eq!(load_idx_images(&img).unwrap().labels.unwrap().len(), 256);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

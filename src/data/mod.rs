@@ -265,6 +265,32 @@ impl Dataset {
         }
     }
 
+    /// Class labels of a labelled image set, one per image.
+    pub fn labels(&self) -> Option<&[u8]> {
+        match self {
+            Dataset::Images { images, .. } => images.labels.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Number of classes of a labelled image set (10 for `mnist:` / `fashion-mnist:`, the
+    /// largest label + 1 otherwise); 0 without labels.
+    pub fn classes(&self) -> usize {
+        match self {
+            Dataset::Images { images, .. } if images.labels.is_some() => images.classes,
+            _ => 0,
+        }
+    }
+
+    /// [`Dataset::sample`] (the same random numbers, so the same samples) with the class label
+    /// of each sample drawn; None for data without labels.
+    pub fn sample_labeled(&self, rng: &mut Rng, n: usize) -> (Vec<f64>, Option<Vec<usize>>) {
+        match self {
+            Dataset::Images { images, hflip, .. } => images.sample_labeled(rng, n, *hflip),
+            _ => (self.sample(rng, n), None),
+        }
+    }
+
     /// `n` raw samples (row-major N×D).
     pub fn sample(&self, rng: &mut Rng, n: usize) -> Vec<f64> {
         match self {
@@ -382,6 +408,64 @@ mod tests {
         assert!(xs.iter().all(|v| (-1.0..=1.0).contains(v)));
         let e = Dataset::from_name("mnist:/nonexistent").unwrap_err().to_string();
         assert!(e.contains("train-images-idx3-ubyte"), "{e}");
+    }
+
+    #[test]
+    fn sample_labeled_returns_the_labels_of_the_images_drawn() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/mnist-t10k-256-images-idx3-ubyte"
+        );
+        for hflip in [false, true] {
+            let opt = ImageOptions {
+                hflip,
+                ..Default::default()
+            };
+            let d = Dataset::from_spec(&format!("idx:{path}"), &opt).unwrap();
+            let Dataset::Images { images, .. } = &d else {
+                unreachable!()
+            };
+            assert_eq!(d.classes(), 10);
+            assert_eq!(d.labels(), images.labels.as_deref());
+            let n = 300;
+            let (mut r1, mut r2) = (Rng::new(9), Rng::new(9));
+            let (xs, labels) = d.sample_labeled(&mut r1, n);
+            // The same random numbers as `sample`: the same images, the same RNG state after.
+            assert_eq!(xs, d.sample(&mut r2, n));
+            assert_eq!(r1.state(), r2.state());
+            let labels = labels.unwrap();
+            assert_eq!(labels.len(), n);
+            // Each drawn image (maybe flipped) is found among the data by content; its label
+            // is that image's label.
+            let dim = d.dim();
+            let all: Vec<(Vec<f64>, Vec<f64>)> = (0..images.n)
+                .map(|i| {
+                    let (mut a, mut b) = (Vec::new(), Vec::new());
+                    images.get(i, false, &mut a);
+                    images.get(i, true, &mut b);
+                    (a, b)
+                })
+                .collect();
+            let mut seen = std::collections::HashSet::new();
+            for (j, row) in xs.chunks(dim).enumerate() {
+                let i = all
+                    .iter()
+                    .position(|(a, b)| a == row || (hflip && b == row))
+                    .expect("a drawn image that is not in the data");
+                assert_eq!(
+                    labels[j],
+                    images.labels.as_ref().unwrap()[i] as usize,
+                    "sample {j} (image {i})"
+                );
+                seen.insert(labels[j]);
+            }
+            assert!(seen.len() >= 9, "labels drawn: {seen:?}");
+        }
+        // Data without labels.
+        let d = Dataset::from_name("ring8").unwrap();
+        let (xs, labels) = d.sample_labeled(&mut Rng::new(1), 10);
+        assert_eq!((xs, labels), (d.sample(&mut Rng::new(1), 10), None));
+        assert_eq!(d.classes(), 0);
     }
 
     #[test]

@@ -209,7 +209,10 @@ pub fn pixel_norm_jvp(x: Tensor<2>, dx: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
 pub struct Masks(pub Vec<Tensor<2>>);
 
 /// What every backbone offers. `x` is `[B, D]` (images are flattened; an image backbone
-/// reshapes internally), `cond` holds one `[B, 1]` conditioning column per time input.
+/// reshapes internally), `cond` holds one `[B, 1]` conditioning column per time input, then,
+/// for a class-conditional backbone ([`Backbone::n_classes`] K > 0), one `[B, K]` tensor of
+/// one-hot class labels (an all-zero row = no class). The labels are constant: `dcond` has one
+/// tangent per time input (a tangent given for the labels is ignored).
 pub trait Backbone: Send + Sync {
     /// The parameters, in the order [`Backbone::forward`] indexes them.
     fn specs(&self) -> Vec<ParamSpec>;
@@ -217,6 +220,11 @@ pub trait Backbone: Send + Sync {
     fn dim(&self) -> usize;
     /// Number of time inputs (1, or 2 for CTM / FACM-aux / MeanFlow).
     fn n_times(&self) -> usize;
+    /// Number of classes K of a class-conditional backbone (0 = unconditional: `cond` holds
+    /// only the time inputs).
+    fn n_classes(&self) -> usize {
+        0
+    }
     /// Dropout probability (0 = none).
     fn dropout(&self) -> f64;
     /// Draws the dropout masks for a batch (None when dropout is off).
@@ -291,7 +299,7 @@ pub fn jvp_with(
 /// Finite-difference fallback for [`Backbone::jvp`] (METHODS.md §3): central difference in
 /// f64 on the no-grad network, per-sample step h = max(1e-3·|t|, 1e-6) with |t| the largest
 /// time input of the sample, the same dropout masks on both sides. Returns (F, dF) in the dtype
-/// of `x`.
+/// of `x`. Class labels after the time inputs (see [`Backbone`]) are held fixed.
 pub fn fd_jvp(
     net: &dyn Backbone,
     p: &[Tensor<1>],
@@ -303,7 +311,7 @@ pub fn fd_jvp(
 ) -> (Tensor<2>, Tensor<2>) {
     let b = x.dims()[0];
     let mut tmax = vec![0.0f64; b];
-    for c in cond {
+    for c in cond.iter().take(net.n_times()) {
         for (m, v) in tmax.iter_mut().zip(to_vec64(c.clone())) {
             *m = m.max(v.abs());
         }
@@ -334,10 +342,14 @@ pub fn fd_jvp_steps(
     let inv2h: Vec<f64> = h.iter().map(|h| 0.5 / h).collect();
     let shifted = |sign: f64| -> (Tensor<2>, Vec<Tensor<2>>) {
         let xs = x64.clone() + dx64.clone() * hc.clone().mul_scalar(sign);
+        // Time inputs move along their tangents; class labels (after them) stay fixed.
         let cs = cond
             .iter()
-            .zip(dcond)
-            .map(|(c, dc)| c.clone().cast(DType::F64) + dc.clone().cast(DType::F64) * hc.clone().mul_scalar(sign))
+            .enumerate()
+            .map(|(k, c)| match dcond.get(k).filter(|_| k < net.n_times()) {
+                Some(dc) => c.clone().cast(DType::F64) + dc.clone().cast(DType::F64) * hc.clone().mul_scalar(sign),
+                None => c.clone().cast(DType::F64),
+            })
             .collect();
         (xs, cs)
     };

@@ -18,6 +18,12 @@
 //! `double_norm` the per-block scale and shift are pixel-normalised (sCM's adaptive double
 //! normalisation).
 //!
+//! Class conditioning (`classes` K > 0, DDPM++/EDM-style): the one-hot `[B, K]` labels that
+//! follow the time inputs in `cond` pass through a zero-initialised Linear(K → 4·base)
+//! (`time_embed.label`) whose output is added to the first time-embedding layer's output before
+//! its SiLU. An all-zero label row means "no class"; `class_dropout` of the training labels are
+//! replaced by it, so one network samples both class-conditionally and unconditionally.
+//!
 //! Forward and tangent passes share one code path: every activation is a [`Dual`] carrying an
 //! optional tangent, so [`Backbone::forward`] is the tangent pass with no tangent.
 
@@ -54,6 +60,30 @@ pub struct UnetConfig {
     pub double_norm: bool,
     /// Zero-initialise the output conv.
     pub zero_out: bool,
+    /// Number of classes K for class conditioning (0 = unconditional). The data set must have
+    /// labels below K (`mnist:` / `fashion-mnist:` folders and `idx:` files with a matching
+    /// `labels-idx1` file); a zero-initialised label embedding `time_embed.label` (K → 4·base)
+    /// is added to the time embedding. Samples get balanced classes (sample i: class i mod K)
+    /// unless `cm sample --class` says otherwise. (Not written to stored configs when 0, so
+    /// unconditional runs store the same config as before the field existed.)
+    #[serde(skip_serializing_if = "is_zero")]
+    pub classes: usize,
+    /// With `classes` > 0: probability that a training label is replaced by the all-zero
+    /// "no class" row, so the network also learns to sample unconditionally. In [0, 1).
+    /// (Not written to stored configs when it is the default.)
+    #[serde(skip_serializing_if = "is_default_class_dropout")]
+    pub class_dropout: f64,
+}
+
+/// The default of [`UnetConfig::class_dropout`].
+pub const DEFAULT_CLASS_DROPOUT: f64 = 0.1;
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
+}
+
+fn is_default_class_dropout(v: &f64) -> bool {
+    *v == DEFAULT_CLASS_DROPOUT
 }
 
 impl Default for UnetConfig {
@@ -70,6 +100,8 @@ impl Default for UnetConfig {
             max_freq: 16.0,
             double_norm: false,
             zero_out: true,
+            classes: 0,
+            class_dropout: DEFAULT_CLASS_DROPOUT,
         }
     }
 }
@@ -101,6 +133,11 @@ impl UnetConfig {
             (0.0..1.0).contains(&self.dropout),
             "model.dropout must be in [0, 1), got {}",
             self.dropout
+        );
+        anyhow::ensure!(
+            (0.0..1.0).contains(&self.class_dropout),
+            "model.class_dropout must be in [0, 1), got {}",
+            self.class_dropout
         );
         for m in &self.mults {
             let c = self.base * m;
@@ -415,6 +452,8 @@ pub struct Unet {
     freqs: usize,
     temb1: Linear,
     temb2: Linear,
+    /// Class-label embedding (K → 4·base), added to `temb1`'s output; None when unconditional.
+    label_embed: Option<Linear>,
     conv_in: Conv,
     enc: Vec<ResBlock>,
     /// Self-attention after each encoder block (at the sides in `attn_resolutions`).
@@ -472,6 +511,11 @@ impl Unet {
         let e = 4 * cfg.base;
         let temb1 = b.linear("time_embed.0", cfg.emb_dim * n_times, e, false);
         let temb2 = b.linear("time_embed.1", e, e, false);
+        // Zero-initialised: at initialisation the labels change nothing, and the other
+        // parameters (drawn in spec order; zeros draw nothing) equal the unconditional net's.
+        // Right after the time embedding, not last, so the last weight matrix stays a decoder
+        // layer; without classes the names and order are exactly the unconditional ones.
+        let label_embed = (cfg.classes > 0).then(|| b.linear("time_embed.label", cfg.classes, e, true));
         let res = |b: &mut SpecBuilder, name: &str, i: usize, o: usize, side: usize| ResBlock {
             gn1: GroupNorm::add(b, &format!("{name}.norm1"), i),
             conv1: Conv::add(b, &format!("{name}.conv1"), i, o, 3, false),
@@ -537,6 +581,7 @@ impl Unet {
             freqs,
             temb1,
             temb2,
+            label_embed,
             conv_in,
             enc,
             enc_attn,
@@ -552,7 +597,15 @@ impl Unet {
         })
     }
 
-    fn embed(&self, p: &[Tensor<1>], cond: &[Tensor<2>], dcond: Option<&[Tensor<2>]>) -> Dual<2> {
+    /// The time embedding of the time inputs `cond` (tangents `dcond`), with the class-label
+    /// embedding of `labels` added before the first SiLU (labels are constant: no tangent).
+    fn embed(
+        &self,
+        p: &[Tensor<1>],
+        cond: &[Tensor<2>],
+        labels: Option<&Tensor<2>>,
+        dcond: Option<&[Tensor<2>]>,
+    ) -> Dual<2> {
         let half = self.cfg.emb_dim / 2;
         let w = p[self.freqs].clone().reshape([1, half]);
         let mut y = Vec::new();
@@ -569,8 +622,11 @@ impl Unet {
             y.push(co);
         }
         let e = Dual::new(Tensor::cat(y, 1), dcond.map(|_| Tensor::cat(dy, 1)));
-        let e = linear(&self.temb1, p, e).silu();
-        linear(&self.temb2, p, e).silu()
+        let mut a = linear(&self.temb1, p, e);
+        if let (Some(le), Some(l)) = (&self.label_embed, labels) {
+            a = a.add(Dual::new(le.forward(p, l.clone()), None));
+        }
+        linear(&self.temb2, p, a.silu()).silu()
     }
 
     fn block(&self, rb: &ResBlock, p: &[Tensor<1>], x: Dual<4>, emb: &Dual<2>, mask: Option<Tensor<2>>) -> Dual<4> {
@@ -616,7 +672,9 @@ impl Unet {
         x.add(o).scale(std::f64::consts::FRAC_1_SQRT_2)
     }
 
-    /// The shared pass: output and (when `dx`/`dcond` are given) its tangent.
+    /// The shared pass: output and (when `dx`/`dcond` are given) its tangent. `cond` holds the
+    /// time inputs, then (when `classes` > 0) the `[B, K]` labels; `dcond` has one tangent per
+    /// time input (a further tangent for the labels is ignored: they are constant).
     pub fn run(
         &self,
         p: &[Tensor<1>],
@@ -626,14 +684,42 @@ impl Unet {
         dcond: Option<&[Tensor<2>]>,
         masks: Option<&Masks>,
     ) -> Dual<2> {
-        assert_eq!(
-            cond.len(),
-            self.n_times,
-            "U-Net expects {} time inputs, got {}",
-            self.n_times,
-            cond.len()
-        );
+        let k = self.cfg.classes;
+        if k == 0 {
+            assert_eq!(
+                cond.len(),
+                self.n_times,
+                "U-Net expects {} time inputs, got {}",
+                self.n_times,
+                cond.len()
+            );
+        } else {
+            assert_eq!(
+                cond.len(),
+                self.n_times + 1,
+                "class-conditional U-Net ({k} classes) expects {} time inputs and the labels, got {} conditioning inputs",
+                self.n_times,
+                cond.len()
+            );
+        }
+        if let Some(d) = dcond {
+            assert!(
+                d.len() == self.n_times || (k > 0 && d.len() == self.n_times + 1),
+                "U-Net expects {} time tangents, got {}",
+                self.n_times,
+                d.len()
+            );
+        }
+        let (cond, labels) = cond.split_at(self.n_times);
+        let labels = labels.first();
         let [bsz, _] = x.dims();
+        if let Some(l) = labels {
+            assert_eq!(
+                l.dims(),
+                [bsz, k],
+                "class labels must be [B, K] = [{bsz}, {k}] (one-hot rows, or zeros for no class)"
+            );
+        }
         let (c, h, w) = self.shape;
         let tangent = dx.is_some() || dcond.is_some();
         let dx = if tangent {
@@ -643,13 +729,13 @@ impl Unet {
         };
         let dcond_owned: Option<Vec<Tensor<2>>> = if tangent {
             Some(match dcond {
-                Some(d) => d.to_vec(),
+                Some(d) => d[..self.n_times].to_vec(),
                 None => cond.iter().map(|t| t.zeros_like()).collect(),
             })
         } else {
             None
         };
-        let emb = self.embed(p, cond, dcond_owned.as_deref());
+        let emb = self.embed(p, cond, labels, dcond_owned.as_deref());
         let mut mi = 0;
         let mut next_mask = || {
             let m = masks.map(|ms| ms.0[mi].clone());
@@ -715,6 +801,9 @@ impl Backbone for Unet {
     fn n_times(&self) -> usize {
         self.n_times
     }
+    fn n_classes(&self) -> usize {
+        self.cfg.classes
+    }
     fn dropout(&self) -> f64 {
         self.cfg.dropout
     }
@@ -743,7 +832,16 @@ impl Backbone for Unet {
         dcond: &[Tensor<2>],
         masks: Option<&Masks>,
     ) -> (Tensor<2>, Tensor<2>) {
-        assert_eq!(dcond.len(), self.n_times);
+        if self.cfg.classes == 0 {
+            assert_eq!(dcond.len(), self.n_times);
+        } else {
+            assert!(
+                dcond.len() == self.n_times || dcond.len() == self.n_times + 1,
+                "class-conditional U-Net: {} time tangents expected (optionally one more for the labels, ignored), got {}",
+                self.n_times,
+                dcond.len()
+            );
+        }
         let r = self.run(p, x, Some(dx), cond, Some(dcond), masks);
         (r.v, r.d.expect("tangent"))
     }

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod common;
+mod conditional;
 mod configs;
 mod conformance;
 mod fuzzloop;

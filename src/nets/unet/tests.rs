@@ -374,3 +374,243 @@ fn tiny_mnist_config_trains_on_the_fixture_and_writes_a_grid() {
     assert!(std::fs::metadata(&path).unwrap().len() > 100);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// One-hot f64 labels `[B, K]` (None = an all-zero "no class" row).
+fn onehot64(labels: &[Option<usize>], k: usize) -> Tensor<2> {
+    let mut v = vec![0.0; labels.len() * k];
+    for (i, l) in labels.iter().enumerate() {
+        if let Some(l) = l {
+            v[i * k + l] = 1.0;
+        }
+    }
+    t64(v, [labels.len(), k])
+}
+
+fn cond_cfg(classes: usize) -> UnetConfig {
+    UnetConfig {
+        base: 8,
+        mults: vec![1, 2],
+        res_blocks: 1,
+        attention: true,
+        classes,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn class_labels_add_one_zero_initialised_layer_and_change_the_output() {
+    let (k, dim) = (10, 64);
+    let names = |net: &Unet| -> Vec<String> { net.specs().into_iter().map(|s| s.name).collect() };
+    let plain = Unet::new(&cond_cfg(0), dim, 1, 0).unwrap();
+    let net = Unet::new(&cond_cfg(k), dim, 1, 0).unwrap();
+    assert_eq!(plain.n_classes(), 0);
+    assert_eq!(net.n_classes(), k);
+    // The label embedding is the only addition; every other parameter keeps name and order.
+    let (n0, n1) = (names(&plain), names(&net));
+    let kept: Vec<String> = n1
+        .iter()
+        .filter(|n| !n.starts_with("time_embed.label."))
+        .cloned()
+        .collect();
+    assert_eq!(kept, n0);
+    let specs = net.specs();
+    let idx = |name: &str| specs.iter().position(|s| s.name == name).unwrap();
+    let lw = idx("time_embed.label.weight");
+    assert_eq!(specs[lw].shape, vec![k, 4 * 8]);
+    assert_eq!(specs[idx("time_embed.label.bias")].shape, vec![4 * 8]);
+    assert!(matches!(specs[lw].init, Init::Zeros));
+    // Zero init draws no random numbers: the shared parameters equal the unconditional net's.
+    let p0 = init_params(&plain.specs(), &mut Rng::new(1), &dev());
+    let mut p = init_params(&specs, &mut Rng::new(1), &dev());
+    for (i, n) in n1.iter().enumerate() {
+        if let Some(j) = n0.iter().position(|m| m == n) {
+            assert_eq!(to_vec(p[i].clone()), to_vec(p0[j].clone()), "{n}");
+        }
+    }
+
+    let bsz = 4;
+    let mut rng = Rng::new(6);
+    let x = Tensor::<2>::from_data(
+        TensorData::new(
+            (0..bsz * dim).map(|_| rng.normal() as f32).collect::<Vec<_>>(),
+            [bsz, dim],
+        ),
+        &dev(),
+    );
+    let t = Tensor::<2>::from_data(TensorData::new(vec![0.1f32, 0.5, 1.0, -0.3], [bsz, 1]), &dev());
+    let labels = |l: &[Option<usize>]| onehot64(l, k).cast(DType::F32);
+    let run = |p: &[Tensor<1>], l: &[Option<usize>]| to_vec(net.forward(p, x.clone(), &[t.clone(), labels(l)], None));
+    // Zero-initialised output conv hides everything: give it weights first.
+    let ow = idx("conv_out.weight");
+    p[ow] = p[ow].clone().add_scalar(0.05);
+    let (a, b, none) = ([Some(3); 4], [Some(5); 4], [None; 4]);
+    let y3 = run(&p, &a);
+    assert_eq!(y3.len(), bsz * dim);
+    assert!(y3.iter().all(|v| v.is_finite()));
+    // At initialisation the labels change nothing.
+    assert_eq!(y3, run(&p, &b));
+    assert_eq!(y3, run(&p, &none));
+    // Once the label embedding has weights, the label reaches the output...
+    p[lw] = Tensor::from_data(TensorData::new(rng.normal_vec(k * 32), [k * 32]), &dev());
+    let (y3, y5, y0) = (run(&p, &a), run(&p, &b), run(&p, &none));
+    let diff = |u: &[f32], v: &[f32]| u.iter().zip(v).map(|(a, b)| (a - b).abs()).sum::<f32>();
+    assert!(diff(&y3, &y5) > 1e-2, "the class label does not reach the output");
+    assert!(diff(&y3, &y0) > 1e-2, "a class and no class give the same output");
+    // ...per sample: a mixed batch gives each sample its own class's output.
+    let mixed = run(&p, &[Some(3), Some(5), None, Some(3)]);
+    for (i, want) in [&y3, &y5, &y0, &y3].iter().enumerate() {
+        let e = diff(&mixed[i * dim..(i + 1) * dim], &want[i * dim..(i + 1) * dim]);
+        assert!(
+            e < 1e-4,
+            "sample {i} of a mixed batch differs from its class's output by {e}"
+        );
+    }
+    // Through the model: no labels is the all-zero label.
+    let model = crate::model::Model::new(
+        std::sync::Arc::new(net.clone()),
+        crate::param::Param::Consistency {
+            sigma_d: 0.5,
+            eps: 0.002,
+        },
+    );
+    let s = [0.3, 1.0, 5.0, 40.0];
+    let f_none = to_vec(model.f(&p, x.clone(), &s, None));
+    let f_zero = to_vec(model.with_labels(Some(labels(&none))).f(&p, x.clone(), &s, None));
+    let f_three = to_vec(model.with_labels(Some(labels(&a))).f(&p, x.clone(), &s, None));
+    assert_eq!(f_none, f_zero);
+    assert!(diff(&f_none, &f_three) > 1e-2);
+    assert_eq!(model.cond(&s, &[], &x).len(), 2);
+}
+
+#[test]
+#[should_panic(expected = "class-conditional U-Net (10 classes) expects 1 time inputs and the labels")]
+fn class_conditional_net_refuses_missing_labels() {
+    let net = Unet::new(&cond_cfg(10), 64, 1, 0).unwrap();
+    let p = init_params(&net.specs(), &mut Rng::new(0), &dev());
+    net.forward(
+        &p,
+        Tensor::zeros([2, 64], &dev()),
+        &[Tensor::zeros([2, 1], &dev())],
+        None,
+    );
+}
+
+#[test]
+#[should_panic(expected = "class labels have 3 rows but the batch x has 2 rows")]
+fn model_labels_must_match_the_batch() {
+    let net = Unet::new(&cond_cfg(10), 64, 1, 0).unwrap();
+    let model = crate::model::Model::new(std::sync::Arc::new(net), crate::param::Param::Raw);
+    let labels = Tensor::<2>::zeros([3, 10], &dev());
+    model
+        .with_labels(Some(labels))
+        .cond(&[0.1, 0.2], &[], &Tensor::zeros([2, 64], &dev()));
+}
+
+#[test]
+fn class_conditional_tangent_matches_finite_differences() {
+    let k = 10;
+    for (cfg, n_times, dim) in [
+        (
+            UnetConfig {
+                double_norm: true,
+                dropout: 0.2,
+                ..cond_cfg(k)
+            },
+            2,
+            64,
+        ),
+        (
+            UnetConfig {
+                attention: false,
+                embedding: Embedding::Fourier,
+                ..cond_cfg(k)
+            },
+            1,
+            3 * 8 * 8,
+        ),
+    ] {
+        let net = Unet::new(&cfg, dim, n_times, 3).unwrap();
+        let mut rng = Rng::new(5);
+        // Random parameters everywhere, the label embedding included.
+        let p = params64(&net.specs(), &mut rng);
+        let bsz = 3;
+        let x = randn(&mut rng, [bsz, dim], 1.0);
+        let dx = randn(&mut rng, [bsz, dim], 1.0);
+        let labels = onehot64(&[Some(2), None, Some(7)], k);
+        let times: Vec<Tensor<2>> = (0..n_times).map(|_| randn(&mut rng, [bsz, 1], 0.5)).collect();
+        let dcond: Vec<Tensor<2>> = (0..n_times).map(|_| randn(&mut rng, [bsz, 1], 0.5)).collect();
+        let mut cond = times.clone();
+        cond.push(labels.clone());
+        let masks = net
+            .draw_masks(&mut rng, bsz, &dev())
+            .map(|m| Masks(m.0.into_iter().map(|t| t.cast(DType::F64)).collect()));
+        let (y, dy) = net.jvp(&p, x.clone(), dx.clone(), &cond, &dcond, masks.as_ref());
+        assert!(rel_err(net.forward(&p, x.clone(), &cond, masks.as_ref()), y.clone()) < 1e-12);
+        // Central differences with the labels held fixed.
+        let h = 1e-5;
+        let at = |s: f64| {
+            let mut c: Vec<Tensor<2>> = times
+                .iter()
+                .zip(&dcond)
+                .map(|(c, d)| c.clone() + d.clone().mul_scalar(s))
+                .collect();
+            c.push(labels.clone());
+            net.forward(&p, x.clone() + dx.clone().mul_scalar(s), &c, masks.as_ref())
+        };
+        let fd = (at(h) - at(-h)).div_scalar(2.0 * h);
+        let e = rel_err(fd, dy.clone());
+        assert!(e < 1e-4, "{cfg:?}: class-conditional tangent relative error {e:e}");
+        // The labels matter here (so the check above ran with them on the path)...
+        let mut other = times.clone();
+        other.push(onehot64(&[Some(4), Some(1), None], k));
+        assert!(rel_err(net.forward(&p, x.clone(), &other, masks.as_ref()), y.clone()) > 1e-6);
+        // ...a tangent given for the labels is ignored (they are constant)...
+        let mut dcond_l = dcond.clone();
+        dcond_l.push(randn(&mut rng, [bsz, k], 1.0));
+        let (_, dy2) = net.jvp(&p, x.clone(), dx.clone(), &cond, &dcond_l, masks.as_ref());
+        assert_eq!(to_vec64(dy2), to_vec64(dy.clone()));
+        // ...and the finite-difference fallback holds them fixed too.
+        let (_, dfd) = crate::nets::fd_jvp_steps(
+            &net,
+            &p,
+            x.clone(),
+            dx.clone(),
+            &cond,
+            &dcond,
+            masks.as_ref(),
+            &[1e-5; 3],
+        );
+        let e = rel_err(dfd, dy.clone());
+        assert!(e < 1e-4, "fd_jvp on a class-conditional net: relative error {e:e}");
+        let (_, dfd) = crate::nets::fd_jvp(&net, &p, x.clone(), dx.clone(), &cond, &dcond, masks.as_ref());
+        let e = rel_err(dfd, dy);
+        assert!(
+            e < 1e-2,
+            "fd_jvp (automatic steps) on a class-conditional net: relative error {e:e}"
+        );
+    }
+}
+
+#[test]
+fn class_fields_parse_and_validate() {
+    let c: UnetConfig = toml::from_str("base = 8").unwrap();
+    assert_eq!((c.classes, c.class_dropout), (0, 0.1));
+    let c: UnetConfig = toml::from_str("classes = 10\nclass_dropout = 0.2").unwrap();
+    assert_eq!((c.classes, c.class_dropout), (10, 0.2));
+    // Stored configs: unconditional ones as before the fields existed; set fields round-trip.
+    let text = toml::to_string(&UnetConfig::default()).unwrap();
+    assert!(!text.contains("class"), "{text}");
+    for c in [c, cond_cfg(10)] {
+        assert_eq!(toml::from_str::<UnetConfig>(&toml::to_string(&c).unwrap()).unwrap(), c);
+    }
+    for bad in [-0.1, 1.0, f64::NAN] {
+        let e = UnetConfig {
+            class_dropout: bad,
+            ..cond_cfg(10)
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("model.class_dropout"), "{bad}: {e}");
+    }
+}

@@ -1,0 +1,270 @@
+//! Class conditioning: the tiny conditional config trains on the labelled fixture, samples one
+//! class (`cm sample --class`), is bit-reproducible, and configuration mistakes are clear errors.
+
+use crate::common::*;
+use burn::prelude::*;
+use cm::config::{Config, ModelConfig};
+use cm::demo::{self, Classes};
+use cm::nets::to_vec;
+use cm::train::{self, RunOptions, Setup};
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tiny_cond() -> Config {
+    Config::load(&root().join("configs/tiny/mnist-ict-cond.toml")).unwrap()
+}
+
+fn unet(cfg: &mut Config) -> &mut cm::nets::unet::UnetConfig {
+    match &mut cfg.model {
+        ModelConfig::Unet(u) => u,
+        ModelConfig::Mlp(_) => panic!("not a U-Net config"),
+    }
+}
+
+fn train(cfg: &Config, out: &Path) -> train::Trainer {
+    train::run(
+        cfg,
+        &RunOptions {
+            out: out.to_path_buf(),
+            resume: false,
+            progress: false,
+            stop_after: None,
+        },
+        &dev(),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e:#}", out.display()))
+    .0
+}
+
+fn max_abs(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+#[test]
+fn tiny_conditional_config_trains_samples_one_class_and_is_reproducible() {
+    let dir = scratch("cond-tiny");
+    let mut cfg = tiny_cond();
+    assert_eq!(cfg.model.classes(), 10);
+    cfg.train.steps = 3;
+    cfg.train.ckpt_every = 3;
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let ta = train(&cfg, &a);
+    let tb = train(&cfg, &b);
+    assert_eq!(ta.state.step, 3);
+    assert_same_state(&ta.snapshot(), &tb.snapshot(), "two runs with the same seed");
+    // The labels reached the loss: the zero-initialised label embedding has moved.
+    let specs = &ta.setup.specs;
+    let lw = specs.iter().position(|s| s.name == "time_embed.label.weight").unwrap();
+    let w = to_vec(ta.state.online[lw].clone());
+    assert!(
+        w.iter().any(|&v| v != 0.0),
+        "time_embed.label.weight never received a gradient"
+    );
+
+    // `cm sample --class 3` goes through Classes::parse and demo::sample_seeded (per-sample
+    // noise); evaluation uses demo::sample_raw_classes (one noise stream).
+    let (_, setup, state) = train::load_run(&a, &dev()).unwrap();
+    assert_eq!(setup.model.net.n_classes(), 10);
+    let sampler = setup.objective.sampler();
+    let mut p: Vec<Tensor<1>> = state.ema[..setup.n_net].to_vec();
+    let sample = |p: &[Tensor<1>], n: usize, c: Classes| {
+        demo::sample_raw_classes(&setup, &sampler, p, n, 1, &mut cm::rng::Rng::new(4), c)
+    };
+    let three = Classes::parse("3", 10).unwrap();
+    assert_eq!(three, Classes::Fixed(3));
+    let xs = sample(&p, 4, three);
+    assert_eq!(xs.len(), 4 * 784);
+    assert!(xs.iter().all(|v| v.is_finite()));
+    // Give the label embedding (and the output conv) real weights, then: different classes
+    // give different samples from the same noise, balanced sampling gives sample i class
+    // i mod 10, and the default (sample_raw_with) is balanced.
+    let mut rng = cm::rng::Rng::new(8);
+    for name in ["time_embed.label.weight", "conv_out.weight"] {
+        let i = specs.iter().position(|s| s.name == name).unwrap();
+        let n = specs[i].numel();
+        let noise = Tensor::<1>::from_data(TensorData::new(rng.normal_vec(n), [n]), &dev());
+        p[i] = p[i].clone() + noise.mul_scalar(0.3);
+    }
+    let n = 12;
+    let fixed: Vec<Vec<f64>> = (0..10).map(|c| sample(&p, n, Classes::Fixed(c))).collect();
+    let balanced = sample(&p, n, Classes::Balanced);
+    let none = sample(&p, n, Classes::Unconditional);
+    let d = 784;
+    let row = |xs: &[f64], i: usize| xs[i * d..(i + 1) * d].to_vec();
+    assert!(
+        max_abs(&fixed[3], &fixed[5]) > 1e-2,
+        "class 3 and class 5 give the same samples"
+    );
+    assert!(
+        max_abs(&fixed[3], &none) > 1e-2,
+        "class 3 and no class give the same samples"
+    );
+    for i in 0..n {
+        let own = max_abs(&row(&balanced, i), &row(&fixed[i % 10], i));
+        let other = max_abs(&row(&balanced, i), &row(&fixed[(i + 1) % 10], i));
+        assert!(
+            own < 1e-5 && other > 1e-3,
+            "balanced sample {i}: {own} from its class, {other} from the next"
+        );
+    }
+    let default = demo::sample_raw_with(&setup, &sampler, &p, n, 1, &mut cm::rng::Rng::new(4));
+    assert_eq!(default, balanced);
+    // Unconditional sampling is the model without labels (all-zero label rows).
+    let z = cm::samplers::generate(&sampler, &setup.model, &p, n, 1, &mut cm::rng::Rng::new(4), &dev());
+    let raw = setup.standardizer.inverse(&cm::nets::to_vec64(z));
+    assert!(max_abs(&raw, &none) < 1e-6);
+
+    // --class mistakes.
+    let e = Classes::parse("10", 10).unwrap_err().to_string();
+    assert!(e.contains("--class 10") && e.contains("10 classes"), "{e}");
+    let e = Classes::parse("three", 10).unwrap_err().to_string();
+    assert!(e.contains("class number or `none`"), "{e}");
+    let e = Classes::parse("3", 0).unwrap_err().to_string();
+    assert!(e.contains("unconditional"), "{e}");
+    assert_eq!(Classes::parse("none", 10).unwrap(), Classes::Unconditional);
+
+    // The CLI.
+    let npy = dir.join("s3.npy");
+    let (ok, err) = cm(&["sample", s(&a), "--n", "4", "--class", "3", "--out", s(&npy)]);
+    assert!(ok, "{err}");
+    let (xs_cli, dim) = cm::data::files::load_points(&npy).unwrap();
+    assert_eq!(dim, 784);
+    let want = demo::sample_seeded(
+        &setup,
+        &sampler,
+        &state.ema[..setup.n_net],
+        4,
+        1,
+        0,
+        256,
+        Classes::Fixed(3),
+    );
+    assert!(max_abs(&xs_cli, &want) < 1e-6);
+    // Per-sample noise and labels by index: another batching gives the same samples.
+    let split = demo::sample_seeded(
+        &setup,
+        &sampler,
+        &state.ema[..setup.n_net],
+        4,
+        1,
+        0,
+        3,
+        Classes::Fixed(3),
+    );
+    assert_eq!(split, want);
+    assert!(dir.join("s3.png").is_file());
+    let (ok, err) = cm(&[
+        "sample",
+        s(&a),
+        "--n",
+        "2",
+        "--class",
+        "none",
+        "--out",
+        s(&dir.join("u.npy")),
+    ]);
+    assert!(ok, "{err}");
+    assert_cli_error(
+        &[
+            "sample",
+            s(&a),
+            "--n",
+            "2",
+            "--class",
+            "10",
+            "--out",
+            s(&dir.join("x.npy")),
+        ],
+        &["--class 10", "10 classes"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn class_dropout_draws_after_the_batch_and_only_when_on() {
+    let mut cfg = tiny_cond();
+    unet(&mut cfg).class_dropout = 0.5;
+    let setup = Setup::new(&cfg, &dev()).unwrap();
+    let labels: Vec<usize> = (0..1000).map(|i| i % 10).collect();
+    let mut rng = cm::rng::Rng::new(3);
+    let kept = setup.drop_classes(&labels, &mut rng);
+    // One uniform per label.
+    let mut r2 = cm::rng::Rng::new(3);
+    for _ in 0..1000 {
+        r2.uniform();
+    }
+    assert_eq!(rng.state(), r2.state());
+    let dropped = kept.iter().filter(|k| k.is_none()).count();
+    assert!((400..600).contains(&dropped), "{dropped} of 1000 dropped at p = 0.5");
+    for (k, l) in kept.iter().zip(&labels) {
+        assert!(k.is_none() || *k == Some(*l));
+    }
+    let oh = to_vec(setup.onehot(&kept));
+    for (i, k) in kept.iter().enumerate() {
+        let r = &oh[i * 10..(i + 1) * 10];
+        match k {
+            Some(l) => assert!(r.iter().enumerate().all(|(j, &v)| v == if j == *l { 1.0 } else { 0.0 })),
+            None => assert!(r.iter().all(|&v| v == 0.0)),
+        }
+    }
+    // Off: nothing drawn, nothing dropped.
+    unet(&mut cfg).class_dropout = 0.0;
+    let setup = Setup::new(&cfg, &dev()).unwrap();
+    let mut rng = cm::rng::Rng::new(3);
+    let kept = setup.drop_classes(&labels, &mut rng);
+    assert_eq!(rng.state(), cm::rng::Rng::new(3).state());
+    assert!(kept.iter().zip(&labels).all(|(k, l)| *k == Some(*l)));
+}
+
+#[test]
+fn class_configuration_mistakes_are_clear_errors() {
+    let dir = scratch("cond-errors");
+    // An idx file without a labels file beside it.
+    let plain = dir.join("digits-idx3-ubyte");
+    std::fs::copy(root().join("tests/fixtures/mnist-t10k-256-images-idx3-ubyte"), &plain).unwrap();
+    let mut cfg = tiny_cond();
+    cfg.data.name = format!("idx:{}", s(&plain));
+    let e = format!("{:#}", Setup::new(&cfg, &dev()).err().unwrap());
+    assert!(
+        e.contains("model.classes = 10 needs class labels, but data set")
+            && e.contains(&cfg.data.name)
+            && e.contains("has none"),
+        "{e}"
+    );
+    // The same through the CLI.
+    let toml = write(&dir.join("c.toml"), cfg.to_toml());
+    assert_cli_error(
+        &["train", s(&toml), "--out", s(&dir.join("run"))],
+        &["model.classes = 10 needs class labels", "has none"],
+    );
+    // Labels beyond model.classes.
+    let mut cfg = tiny_cond();
+    unet(&mut cfg).classes = 5;
+    let e = format!("{:#}", Setup::new(&cfg, &dev()).err().unwrap());
+    assert!(e.contains("class label 9") && e.contains("model.classes = 5"), "{e}");
+    // Methods whose tangent pass builds the conditioning itself.
+    for m in ["facm", "facm-aux", "meanflow"] {
+        let mut cfg = tiny_cond();
+        cfg.method = cm::objectives::MethodConfig::by_name(m).unwrap();
+        let e = format!("{:#}", cfg.validate().unwrap_err());
+        assert!(
+            e.contains("model.classes = 10 is not supported with method"),
+            "{m}: {e}"
+        );
+    }
+    // class_dropout out of range, by name.
+    let e = format!(
+        "{:#}",
+        Config::from_toml("[model]\nkind = \"unet\"\nclasses = 10\nclass_dropout = 1.0\n").unwrap_err()
+    );
+    assert!(e.contains("model.class_dropout"), "{e}");
+    // Unconditional configs are untouched by all of this.
+    let mut cfg = tiny_cond();
+    unet(&mut cfg).classes = 0;
+    cfg.data.name = format!("idx:{}", s(&plain));
+    assert_eq!(Setup::new(&cfg, &dev()).unwrap().model.net.n_classes(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
