@@ -252,8 +252,13 @@ fn real_main() -> Result<()> {
             if out.exists() {
                 std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
             }
+            let limit = if cm::data::IMAGE_PREFIXES.iter().any(|p| data.starts_with(p)) {
+                format!(" (at most {:.0} min of training)", demo::IMAGE_DEMO_SECONDS / 60.0)
+            } else {
+                String::new()
+            };
             eprintln!(
-                "demo: {} on {} for {} steps -> {}",
+                "demo: {} on {} for {} steps{limit} -> {}",
                 method,
                 data,
                 cfg.train.steps,
@@ -310,6 +315,7 @@ fn real_main() -> Result<()> {
                     resume,
                     progress: true,
                     stop_after: None,
+                    max_seconds: None,
                 },
                 &dev,
             )?;

@@ -497,6 +497,9 @@ pub struct RunOptions {
     pub progress: bool,
     /// Stop after this many steps in this invocation (tests of resume); None = to the end.
     pub stop_after: Option<u64>,
+    /// Stop (with a checkpoint, so `--resume` continues) once this invocation has trained for
+    /// this many seconds; None = no limit. The image demo uses it to keep its promised budget.
+    pub max_seconds: Option<f64>,
 }
 
 /// Loss history points (step, loss) of a run.
@@ -594,8 +597,18 @@ pub fn run_with(
                 opts.out.display()
             );
         }
-        if s % t.ckpt_every == 0 || s == t.steps {
+        let saved = s % t.ckpt_every == 0 || s == t.steps;
+        if saved {
             trainer.save(&opts.out)?;
+        }
+        if s < t.steps && opts.max_seconds.is_some_and(|m| start.elapsed().as_secs_f64() >= m) {
+            if !saved {
+                trainer.save(&opts.out)?;
+            }
+            if opts.progress {
+                eprintln!("\ntime budget reached at step {s} of {}", t.steps);
+            }
+            break;
         }
     }
     if opts.progress {

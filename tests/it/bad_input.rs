@@ -247,6 +247,7 @@ fn unwritable_output_folder() {
             resume: false,
             progress: false,
             stop_after: None,
+            max_seconds: None,
         },
         &dev(),
     ));

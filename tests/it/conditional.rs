@@ -32,6 +32,7 @@ fn train(cfg: &Config, out: &Path) -> train::Trainer {
             resume: false,
             progress: false,
             stop_after: None,
+            max_seconds: None,
         },
         &dev(),
     )

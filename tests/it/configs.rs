@@ -20,6 +20,7 @@ fn run(cfg: &Config, out: &Path) {
             resume: false,
             progress: false,
             stop_after: None,
+            max_seconds: None,
         },
         &dev(),
     )

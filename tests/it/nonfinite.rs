@@ -88,6 +88,7 @@ fn consecutive_bad_steps_stop_the_run_with_a_loadable_checkpoint() {
         resume: false,
         progress: false,
         stop_after: None,
+        max_seconds: None,
     };
     let r = run_with(&cfg, &opts, &dev(), |t| {
         if t.state.step >= first_bad {
@@ -124,6 +125,7 @@ fn consecutive_bad_steps_stop_the_run_with_a_loadable_checkpoint() {
         resume: false,
         progress: false,
         stop_after: None,
+        max_seconds: None,
     };
     let (t, _) = run_with(&cfg, &opts, &dev(), |t| {
         if t.state.step % 6 < 5 && t.state.step > 10 {

@@ -9,6 +9,7 @@ fn opts(out: &std::path::Path, resume: bool, stop_after: Option<u64>) -> RunOpti
         resume,
         progress: false,
         stop_after,
+        max_seconds: None,
     }
 }
 
@@ -76,4 +77,29 @@ fn same_seed_same_losses_different_seed_different() {
             "{method}: a different seed repeated a loss"
         );
     }
+}
+
+/// A time budget stops the run early with a checkpoint at the step it stopped on (not only at
+/// ckpt_every multiples), and `--resume` then finishes it exactly like an uninterrupted run.
+#[test]
+fn time_budget_stops_with_a_checkpoint_and_resumes_bit_for_bit() {
+    let dir = scratch("time-budget");
+    let mut cfg = small_cfg("ict", 4, 23);
+    cfg.train.ckpt_every = 10;
+    let (full, _) = run(&cfg, &opts(&dir.join("full"), false, None), &dev()).unwrap();
+    let out = dir.join("budget");
+    let mut o = opts(&out, false, None);
+    o.max_seconds = Some(0.0);
+    let (part, _) = run(&cfg, &o, &dev()).unwrap();
+    assert_eq!(part.state.step, 1, "a zero budget trains exactly one step");
+    let (_, _, saved) = cm::train::load_run(&out, &dev()).unwrap();
+    assert_eq!(saved.step, 1, "the stop writes its own checkpoint");
+    let (done, _) = run(&cfg, &opts(&out, true, None), &dev()).unwrap();
+    assert_eq!(done.state.step, 23);
+    assert_same_state(
+        &full.snapshot(),
+        &done.snapshot(),
+        "budget-stopped then resumed vs uninterrupted",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

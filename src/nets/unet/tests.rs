@@ -357,6 +357,7 @@ fn tiny_mnist_config_trains_on_the_fixture_and_writes_a_grid() {
             resume: false,
             progress: false,
             stop_after: None,
+            max_seconds: None,
         },
         &dev(),
     )
