@@ -150,7 +150,10 @@ impl Objective for Facm {
         let f_fm = self.eval(ctx.model, ctx.online, x_t.clone(), &fm_t, masks.as_ref());
         let mse_fm = (f_fm.clone() - v.clone()).square().mean();
         let dot = (f_fm.clone() * v.clone()).sum_dim(1);
-        let nf = f_fm.square().sum_dim(1).sqrt();
+        // ‖F‖ with a tiny floor inside the root: at F = 0 (a zero-initialised output layer)
+        // d‖F‖/dF would be 0·∞ = NaN; with the floor it is 0, as torch's norm backward
+        // defines it, and the cosine's gradient is v/(‖F‖‖v‖) clamped like its value.
+        let nf = f_fm.square().sum_dim(1).add_scalar(1e-12).sqrt();
         let nv = v.clone().square().sum_dim(1).sqrt();
         let cos = dot / (nf * nv).clamp_min(1e-8);
         let l_fm = mse_fm + cos.neg().add_scalar(1.0).mean();

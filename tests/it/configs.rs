@@ -12,7 +12,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn run(cfg: &Config, out: &Path) {
+fn run(cfg: &Config, out: &Path) -> train::Trainer {
     train::run(
         cfg,
         &RunOptions {
@@ -24,7 +24,8 @@ fn run(cfg: &Config, out: &Path) {
         },
         &dev(),
     )
-    .unwrap_or_else(|e| panic!("{}: {e:#}", out.display()));
+    .unwrap_or_else(|e| panic!("{}: {e:#}", out.display()))
+    .0
 }
 
 #[test]
@@ -56,7 +57,15 @@ fn tiny_configs_train_two_steps_and_write_a_grid() {
             cfg.train.init_from = s(&teacher).into();
         }
         let out = dir.join(m);
-        run(&cfg, &out);
+        let t = run(&cfg, &out);
+        // Every step must have updated the weights: a step with a non-finite loss or gradient
+        // is skipped, and a method that skips all of them would still "run" (FACM's cosine
+        // term once did, on the U-Net's zero-initialised output).
+        assert_eq!(
+            t.bad_total, 0,
+            "{m}: {} of 2 steps had a non-finite loss or gradient",
+            t.bad_total
+        );
         let (_, setup, state) = train::load_run(&out, &dev()).unwrap();
         let xs = cm::demo::sample_raw(&setup, &state.ema[..setup.n_net], 16, 1, &mut cm::rng::Rng::new(0));
         assert!(xs.iter().all(|v| v.is_finite()), "{m}: non-finite samples");
