@@ -1,23 +1,13 @@
 //! U-Net iCT training steps for profiling (perf record -e cpu-clock).
 use burn::prelude::*;
-use cm::config::Config;
 use cm::train::{Setup, Trainer};
 use std::time::Instant;
 fn main() {
     let steps: u64 = std::env::args().nth(1).map(|s| s.parse().unwrap()).unwrap_or(10);
     let method = std::env::args().nth(2).unwrap_or_else(|| "ict".into());
     let dev = Device::flex();
-    let mut cfg = Config::default();
+    let mut cfg = cm::bench::unet_config();
     cfg.method = cm::objectives::MethodConfig::by_name(&method).unwrap();
-    cfg.data.name = format!("idx:{}", cm::bench::UNET_FIXTURE);
-    cfg.data.batch = 64;
-    cfg.model = cm::config::ModelConfig::Unet(cm::nets::unet::UnetConfig {
-        base: 16,
-        mults: vec![1, 2],
-        res_blocks: 1,
-        attention: false,
-        ..Default::default()
-    });
     cfg.train.steps = steps + 2;
     let mut t = Trainer::new(Setup::new(&cfg, &dev).unwrap()).unwrap();
     let n: usize = t

@@ -170,13 +170,10 @@ mod tests {
 /// root; elsewhere the figure is skipped with a message).
 pub const UNET_FIXTURE: &str = "tests/fixtures/mnist-t10k-256-images-idx3-ubyte";
 
-/// iCT training steps/s of the MNIST configs' U-Net (base 16, levels [1, 2], one residual
-/// block, no attention; 28 px, batch 64).
-fn unet_figure(plan: Plan, device: &Device, out: &mut Vec<(String, f64)>) -> Result<()> {
-    if !std::path::Path::new(UNET_FIXTURE).exists() {
-        eprintln!("bench: {UNET_FIXTURE} not found (run from the repository root); skipping the U-Net figure");
-        return Ok(());
-    }
+/// The U-Net figure's config (and `examples/unetprof.rs`'s, and the PyTorch twin's): the MNIST
+/// configs' U-Net (base 16, levels [1, 2], one residual block, no attention) on the fixture's
+/// 28-px images, batch 64, default method (iCT).
+pub fn unet_config() -> Config {
     let mut cfg = Config::default();
     cfg.data.name = format!("idx:{UNET_FIXTURE}");
     cfg.data.batch = 64;
@@ -187,6 +184,16 @@ fn unet_figure(plan: Plan, device: &Device, out: &mut Vec<(String, f64)>) -> Res
         attention: false,
         ..Default::default()
     });
+    cfg
+}
+
+/// iCT training steps/s of [`unet_config`].
+fn unet_figure(plan: Plan, device: &Device, out: &mut Vec<(String, f64)>) -> Result<()> {
+    if !std::path::Path::new(UNET_FIXTURE).exists() {
+        eprintln!("bench: {UNET_FIXTURE} not found (run from the repository root); skipping the U-Net figure");
+        return Ok(());
+    }
+    let mut cfg = unet_config();
     // U-Net steps are ~100x an MLP step: time a twentieth as many.
     let steps = (plan.steps / 20).max(1);
     let warmup = plan.warmup.min(2);

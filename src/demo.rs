@@ -6,7 +6,6 @@ use crate::eval::{self, Report};
 use crate::nets::{init_params, to_vec};
 use crate::objectives::MethodConfig;
 use crate::rng::Rng;
-use crate::samplers::generate;
 use crate::train::{self, RunOptions, Setup, Trainer};
 use anyhow::Result;
 use burn::prelude::*;
@@ -173,21 +172,60 @@ pub fn sample_raw_classes(
     rng: &mut Rng,
     classes: Classes,
 ) -> Vec<f64> {
+    // Chunks keep memory flat for large n; the rng stream is the same for any chunking only
+    // per chunk, so the chunk size is fixed.
+    sample_in_chunks(
+        setup,
+        sampler,
+        params,
+        n,
+        steps,
+        2048,
+        classes,
+        NoiseSource::Stream(rng),
+    )
+}
+
+/// Where [`sample_in_chunks`] draws each chunk's noise.
+enum NoiseSource<'a> {
+    /// One stream across all chunks.
+    Stream(&'a mut Rng),
+    /// Per-sample streams under this seed, indexed by the global sample number.
+    PerSample(u64),
+}
+
+/// The sampling loop shared by [`sample_raw_classes`] and [`sample_seeded`]: `n` samples in
+/// chunks of `chunk`, each chunk with the labels of its global sample indices, returned in data
+/// coordinates.
+#[allow(clippy::too_many_arguments)]
+fn sample_in_chunks(
+    setup: &Setup,
+    sampler: &crate::samplers::Sampler,
+    params: &[Tensor<1>],
+    n: usize,
+    steps: usize,
+    chunk: usize,
+    classes: Classes,
+    mut source: NoiseSource<'_>,
+) -> Vec<f64> {
     let k = setup.model.net.n_classes();
     if let Classes::Fixed(c) = classes {
         assert!(c < k, "class {c} for a network with {k} classes");
     }
     let mut out = Vec::with_capacity(n * setup.data.dim());
-    // Chunks keep memory flat for large n; the rng stream is the same for any chunking only
-    // per chunk, so the chunk size is fixed.
-    let chunk = 2048;
-    let mut done = 0;
-    while done < n {
-        let m = (n - done).min(chunk);
-        let model = labeled_model(setup, classes, done..done + m);
-        let x = generate(sampler, &model, params, m, steps, rng, &setup.device);
+    let chunk = chunk.max(1);
+    let mut first = 0;
+    while first < n {
+        let m = (n - first).min(chunk);
+        // Labels by global sample index, like per-sample noise, so neither depends on the chunking.
+        let model = labeled_model(setup, classes, first..first + m);
+        let mut noise = match &mut source {
+            NoiseSource::Stream(rng) => crate::samplers::Noise::Stream(rng),
+            NoiseSource::PerSample(seed) => crate::samplers::Noise::per_sample(*seed, first as u64, m),
+        };
+        let x = crate::samplers::generate_with(sampler, &model, params, m, steps, &mut noise, &setup.device);
         out.extend(to_vec(x).into_iter().map(|v| v as f64));
-        done += m;
+        first += m;
     }
     setup.standardizer.inverse(&out)
 }
@@ -206,23 +244,16 @@ pub fn sample_seeded(
     batch: usize,
     classes: Classes,
 ) -> Vec<f64> {
-    let k = setup.model.net.n_classes();
-    if let Classes::Fixed(c) = classes {
-        assert!(c < k, "class {c} for a network with {k} classes");
-    }
-    let mut out = Vec::with_capacity(n * setup.data.dim());
-    let batch = batch.max(1);
-    let mut first = 0;
-    while first < n {
-        let m = (n - first).min(batch);
-        // Labels by global sample index, like the noise, so neither depends on the batching.
-        let model = labeled_model(setup, classes, first..first + m);
-        let mut noise = crate::samplers::Noise::per_sample(seed, first as u64, m);
-        let x = crate::samplers::generate_with(sampler, &model, params, m, steps, &mut noise, &setup.device);
-        out.extend(to_vec(x).into_iter().map(|v| v as f64));
-        first += m;
-    }
-    setup.standardizer.inverse(&out)
+    sample_in_chunks(
+        setup,
+        sampler,
+        params,
+        n,
+        steps,
+        batch,
+        classes,
+        NoiseSource::PerSample(seed),
+    )
 }
 
 /// The default number of evaluation samples: 1000 for images (classifier features, 784-d
