@@ -502,6 +502,19 @@ pub struct RunOptions {
     pub max_seconds: Option<f64>,
 }
 
+impl RunOptions {
+    /// A fresh run into `out`: no resume, no progress bar, no step or time limit.
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        Self {
+            out: out.into(),
+            resume: false,
+            progress: false,
+            stop_after: None,
+            max_seconds: None,
+        }
+    }
+}
+
 /// Loss history points (step, loss) of a run.
 pub type History = Vec<(f64, f64)>;
 

@@ -240,17 +240,7 @@ fn unwritable_output_folder() {
     let file = write(&dir.join("plain-file"), "x");
     let out = file.join("run");
     let cfg = small_cfg("ict", 0, 5);
-    let e = err(run(
-        &cfg,
-        &RunOptions {
-            out: out.clone(),
-            resume: false,
-            progress: false,
-            stop_after: None,
-            max_seconds: None,
-        },
-        &dev(),
-    ));
+    let e = err(run(&cfg, &RunOptions::new(out.clone()), &dev()));
     assert!(
         e.contains("cannot create output folder") && e.contains("plain-file/run"),
         "{e}"

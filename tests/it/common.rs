@@ -132,3 +132,10 @@ impl Mix {
         (self.next() % n.max(1) as u64) as usize
     }
 }
+
+/// Trains `cfg` into a fresh `out` (panicking with the folder and error on failure).
+pub fn train_fresh(cfg: &Config, out: &Path) -> cm::train::Trainer {
+    cm::train::run(cfg, &cm::train::RunOptions::new(out), &dev())
+        .unwrap_or_else(|e| panic!("{}: {e:#}", out.display()))
+        .0
+}

@@ -6,8 +6,8 @@ use burn::prelude::*;
 use cm::config::{Config, ModelConfig};
 use cm::demo::{self, Classes};
 use cm::nets::to_vec;
-use cm::train::{self, RunOptions, Setup};
-use std::path::{Path, PathBuf};
+use cm::train::{self, Setup};
+use std::path::PathBuf;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -24,22 +24,6 @@ fn unet(cfg: &mut Config) -> &mut cm::nets::unet::UnetConfig {
     }
 }
 
-fn train(cfg: &Config, out: &Path) -> train::Trainer {
-    train::run(
-        cfg,
-        &RunOptions {
-            out: out.to_path_buf(),
-            resume: false,
-            progress: false,
-            stop_after: None,
-            max_seconds: None,
-        },
-        &dev(),
-    )
-    .unwrap_or_else(|e| panic!("{}: {e:#}", out.display()))
-    .0
-}
-
 fn max_abs(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
@@ -52,8 +36,8 @@ fn tiny_conditional_config_trains_samples_one_class_and_is_reproducible() {
     cfg.train.steps = 3;
     cfg.train.ckpt_every = 3;
     let (a, b) = (dir.join("a"), dir.join("b"));
-    let ta = train(&cfg, &a);
-    let tb = train(&cfg, &b);
+    let ta = train_fresh(&cfg, &a);
+    let tb = train_fresh(&cfg, &b);
     assert_eq!(ta.state.step, 3);
     assert_same_state(&ta.snapshot(), &tb.snapshot(), "two runs with the same seed");
     // The labels reached the loss: the zero-initialised label embedding has moved.

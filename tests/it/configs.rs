@@ -3,29 +3,13 @@
 
 use crate::common::*;
 use cm::config::Config;
-use cm::train::{self, RunOptions};
-use std::path::{Path, PathBuf};
+use cm::train;
+use std::path::PathBuf;
 
 const METHODS: [&str; 10] = ["edm", "cd", "ct", "ict", "ect", "sct", "scd", "ctm", "facm", "meanflow"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(cfg: &Config, out: &Path) -> train::Trainer {
-    train::run(
-        cfg,
-        &RunOptions {
-            out: out.to_path_buf(),
-            resume: false,
-            progress: false,
-            stop_after: None,
-            max_seconds: None,
-        },
-        &dev(),
-    )
-    .unwrap_or_else(|e| panic!("{}: {e:#}", out.display()))
-    .0
 }
 
 #[test]
@@ -57,7 +41,7 @@ fn tiny_configs_train_two_steps_and_write_a_grid() {
             cfg.train.init_from = s(&teacher).into();
         }
         let out = dir.join(m);
-        let t = run(&cfg, &out);
+        let t = train_fresh(&cfg, &out);
         // Every step must have updated the weights: a step with a non-finite loss or gradient
         // is skipped, and a method that skips all of them would still "run" (FACM's cosine
         // term once did, on the U-Net's zero-initialised output).

@@ -83,13 +83,7 @@ fn consecutive_bad_steps_stop_the_run_with_a_loadable_checkpoint() {
     cfg.train.max_bad_steps = 6;
     let first_bad = 23;
     let mut good_online = None;
-    let opts = RunOptions {
-        out: dir.clone(),
-        resume: false,
-        progress: false,
-        stop_after: None,
-        max_seconds: None,
-    };
+    let opts = RunOptions::new(dir.clone());
     let r = run_with(&cfg, &opts, &dev(), |t| {
         if t.state.step >= first_bad {
             if good_online.is_none() {
@@ -120,13 +114,7 @@ fn consecutive_bad_steps_stop_the_run_with_a_loadable_checkpoint() {
 
     // Bad steps interrupted by a good one do not stop the run, and the counter survives resume.
     let dir2 = scratch("maxbad2");
-    let opts = RunOptions {
-        out: dir2.clone(),
-        resume: false,
-        progress: false,
-        stop_after: None,
-        max_seconds: None,
-    };
+    let opts = RunOptions::new(dir2.clone());
     let (t, _) = run_with(&cfg, &opts, &dev(), |t| {
         if t.state.step % 6 < 5 && t.state.step > 10 {
             t.step_on(filled(f32::NAN, 128, 2))

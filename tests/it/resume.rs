@@ -5,11 +5,9 @@ use cm::train::{run, RunOptions, Setup, Trainer};
 
 fn opts(out: &std::path::Path, resume: bool, stop_after: Option<u64>) -> RunOptions {
     RunOptions {
-        out: out.to_path_buf(),
         resume,
-        progress: false,
         stop_after,
-        max_seconds: None,
+        ..RunOptions::new(out)
     }
 }
 
