@@ -144,24 +144,18 @@ pub fn silu_jvp<const D: usize>(a: Tensor<D>, da: Tensor<D>) -> (Tensor<D>, Tens
 
 /// SiLU a·σ(a). burn-flex's sigmoid calls libm `expf` once per element in a scalar loop (57 %
 /// of a training step's instructions under callgrind, bench/RESULTS.md), so f32 flex tensors
-/// take [`fused::silu`]: [`silu_f32`]'s branch-free loop, run in parallel, with its own
+/// take [`fused::silu`]: a parallel, vectorised loop over [`silu_one`] with its own
 /// backward (∂a = g·SiLU'(a), SiLU' saved by the forward). Other dtypes and backends (the f64
 /// tests, GPU builds) use burn's silu.
 pub fn silu<const D: usize>(a: Tensor<D>) -> Tensor<D> {
     fused::silu(a)
 }
 
-/// y = x·σ(x) and d = σ(x)(1 + x(1 − σ(x))) elementwise, σ(x) = 1/(1 + e^{−x}) with e^t by
-/// Cody–Waite reduction t = n ln 2 + r, |r| ≤ ln2/2, a degree-7 Taylor polynomial and 2^n by
-/// exponent bits (relative error ≈ 1e-7, tested against burn's sigmoid). t is clamped to
-/// [−87, 88], where σ is 0 or 1 to f32 precision anyway.
-pub fn silu_f32(x: &[f32], y: &mut [f32], d: &mut [f32]) {
-    for ((&x, y), d) in x.iter().zip(y.iter_mut()).zip(d.iter_mut()) {
-        (*y, *d) = silu_one(x);
-    }
-}
-
-/// One element of [`silu_f32`]: (x·σ(x), σ(x)(1 + x(1 − σ(x)))).
+/// One element of SiLU and its derivative: (x·σ(x), σ(x)(1 + x(1 − σ(x)))), σ(x) = 1/(1 + e^{−x})
+/// with e^t by Cody–Waite reduction t = n ln 2 + r, |r| ≤ ln2/2, a degree-7 Taylor polynomial
+/// and 2^n by exponent bits (relative error ≈ 1e-7, tested against burn's sigmoid). t is
+/// clamped to [−87, 88], where σ is 0 or 1 to f32 precision anyway. Branch-free, so the loops of
+/// [`fused`] that call it vectorise.
 #[inline(always)]
 pub(crate) fn silu_one(x: f32) -> (f32, f32) {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -430,8 +424,7 @@ mod silu_tests {
         let n = xs.len();
         let a = Tensor::<2>::from_data(TensorData::new(xs.clone(), [1, n]), &dev);
         let s = to_vec(activation::sigmoid(a.clone()));
-        let (mut y, mut d) = (vec![0f32; n], vec![0f32; n]);
-        silu_f32(&xs, &mut y, &mut d);
+        let (y, d): (Vec<f32>, Vec<f32>) = xs.iter().map(|&x| silu_one(x)).unzip();
         for i in 0..n {
             let (x, s) = (xs[i], s[i]);
             let (y_ref, d_ref) = (x * s, s * (1.0 + x * (1.0 - s)));
