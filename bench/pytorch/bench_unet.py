@@ -28,6 +28,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# The curriculum and grid are bench_mlp.py's (same directory; EPS and TMAX agree).
+from bench_mlp import ict_n, karras
+
 EPS, TMAX, SD = 0.002, 80.0, 0.5
 FIXTURE = "tests/fixtures/mnist-t10k-256-images-idx3-ubyte"
 
@@ -107,17 +110,6 @@ def consistency_f(net, x, s):
     c_out = SD * (s - EPS) / torch.sqrt(SD**2 + s**2)
     c_in = 1 / torch.sqrt(s**2 + SD**2)
     return c_skip[:, None] * x + c_out[:, None] * net(c_in[:, None] * x, 0.25 * torch.log(s))
-
-
-def ict_n(k, total, s0=10, s1=1280):
-    stages = math.floor(math.log2(s1 // s0)) + 1
-    kp = max(total // stages, 1)
-    return min(s0 * 2 ** min(k // kp, 62), s1) + 1
-
-
-def karras(n):
-    i = torch.arange(n, dtype=torch.float64)
-    return (EPS ** (1 / 7) + i / (n - 1) * (TMAX ** (1 / 7) - EPS ** (1 / 7))) ** 7
 
 
 def load_fixture():
