@@ -59,7 +59,7 @@ fn main() {
             Some(b.clone()),
             ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
         );
-        let y2 = cm::nets::conv::conv2d_same(x.clone(), w.clone(), b.clone());
+        let y2 = cm::nets::kernels::conv::conv2d_same(x.clone(), w.clone(), b.clone());
         let err = (y1 - y2).abs().max().into_scalar::<f32>();
         println!("shape b{bs} c{c} o{o} {hw}px  max err {err:e}");
         let run = |im: bool| {
@@ -67,7 +67,7 @@ fn main() {
             let wa = w.clone().autodiff().require_grad();
             let ba = b.clone().autodiff().require_grad();
             let y = if im {
-                cm::nets::conv::conv2d_same(xa.clone(), wa.clone(), ba.clone())
+                cm::nets::kernels::conv::conv2d_same(xa.clone(), wa.clone(), ba.clone())
             } else {
                 conv2d(
                     xa.clone(),
@@ -95,7 +95,7 @@ fn main() {
             .into_scalar::<f32>()
         });
         time("  cm conv     fwd", 20, || {
-            cm::nets::conv::conv2d_same(x.clone(), w.clone(), b.clone())
+            cm::nets::kernels::conv::conv2d_same(x.clone(), w.clone(), b.clone())
                 .sum()
                 .into_scalar::<f32>()
         });

@@ -6,12 +6,14 @@
 //! online weights (short runs: the 0.999 evaluation EMA still holds much of the init); the
 //! data-vs-data SWD is the noise floor.
 
-use cm::demo::{demo_config, sample_raw_with};
+use cm::demo::demo_config;
 use cm::eval;
+use cm::generate::sample_raw_with;
 use cm::objectives::MethodConfig;
 use cm::rng::Rng;
+use cm::run::Setup;
 use cm::samplers::{CtmMode, Sampler};
-use cm::train::{Setup, Trainer};
+use cm::train::Trainer;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();

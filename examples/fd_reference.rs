@@ -4,7 +4,7 @@
 //! cargo run --release --example fd_reference -- ../shared/data/mnist ../shared/data/fashion-mnist
 
 use burn::prelude::*;
-use cm::imgmetrics::{ImageEvaluator, Net};
+use cm::eval::images::{ImageEvaluator, Net};
 
 fn flat(dir: &str, test: bool, n: usize) -> Vec<f64> {
     let im = cm::data::images::load_mnist_dir(std::path::Path::new(dir), test).unwrap();

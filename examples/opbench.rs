@@ -24,14 +24,14 @@ fn main() {
     let w = rng.normal_tensor([16, 16, 3, 3], &dev);
     let n = if std::env::var("ONLY_UNET").is_ok() { 1 } else { 30 };
     time("gn+mod+silu fused", n, || {
-        cm::nets::fused::group_norm(x.clone(), g.clone(), b.clone(), Some(m.clone()), 4, 1e-5, true)
+        cm::nets::kernels::fused::group_norm(x.clone(), g.clone(), b.clone(), Some(m.clone()), 4, 1e-5, true)
     });
     time("gn fused", n, || {
-        cm::nets::fused::group_norm(x.clone(), g.clone(), b.clone(), None, 4, 1e-5, false)
+        cm::nets::kernels::fused::group_norm(x.clone(), g.clone(), b.clone(), None, 4, 1e-5, false)
     });
-    time("silu fused", n, || cm::nets::fused::silu(x.clone()));
+    time("silu fused", n, || cm::nets::kernels::fused::silu(x.clone()));
     time("conv 16->16", n, || {
-        cm::nets::conv::conv2d_same(x.clone(), w.clone(), b.clone())
+        cm::nets::kernels::conv::conv2d_same(x.clone(), w.clone(), b.clone())
     });
     time("add", n, || x.clone() + x2.clone());
     time("mul_scalar", n, || x.clone().mul_scalar(0.7));

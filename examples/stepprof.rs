@@ -2,7 +2,8 @@
 use burn::prelude::*;
 use cm::config::Config;
 use cm::rng::Rng;
-use cm::train::{Setup, Trainer};
+use cm::run::Setup;
+use cm::train::Trainer;
 use std::time::Instant;
 fn main() {
     let dev = Device::flex();
@@ -22,7 +23,7 @@ fn main() {
     let s = vec![1.0; 512];
     let t0 = Instant::now();
     for _ in 0..n {
-        let _ = cm::nets::to_vec(t.setup.model.f(&p, x.clone(), &s, None));
+        let _ = cm::tensor::to_vec(t.setup.model.f(&p, x.clone(), &s, None));
     }
     println!("plain forward: {:.2} ms", t0.elapsed().as_secs_f64() * 1e3 / n as f64);
     let t0 = Instant::now();
@@ -49,8 +50,8 @@ fn main() {
     );
     let t0 = Instant::now();
     for _ in 0..n {
-        let e = cm::train::ema(&t.state.ema, &p, 0.999);
-        let _ = cm::nets::to_vec(e[3].clone());
+        let e = cm::train::optim::ema(&t.state.ema, &p, 0.999);
+        let _ = cm::tensor::to_vec(e[3].clone());
     }
     println!("ema: {:.2} ms", t0.elapsed().as_secs_f64() * 1e3 / n as f64);
 }

@@ -1,6 +1,7 @@
 //! U-Net iCT training steps for profiling (perf record -e cpu-clock).
 use burn::prelude::*;
-use cm::train::{Setup, Trainer};
+use cm::run::Setup;
+use cm::train::Trainer;
 use std::time::Instant;
 fn main() {
     let steps: u64 = std::env::args().nth(1).map(|s| s.parse().unwrap()).unwrap_or(10);
@@ -35,13 +36,13 @@ fn main() {
     let n = 5;
     if std::env::var("FWD_ONLY").is_ok() {
         for _ in 0..50 {
-            let _ = cm::nets::to_vec(net.forward(&p, x.clone(), &[c.clone()], None));
+            let _ = cm::tensor::to_vec(net.forward(&p, x.clone(), &[c.clone()], None));
         }
         return;
     }
     let t0 = Instant::now();
     for _ in 0..n {
-        let _ = cm::nets::to_vec(net.forward(&p, x.clone(), &[c.clone()], None));
+        let _ = cm::tensor::to_vec(net.forward(&p, x.clone(), &[c.clone()], None));
     }
     println!("plain forward: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3 / n as f64);
     let (mut tf, mut tb) = (0.0, 0.0);

@@ -3,9 +3,11 @@
 //! forward pass, and nothing else. Printed, never asserted. Twin: `bench/pytorch/bench_mlp.py`.
 
 use crate::config::Config;
-use crate::nets::{col, Backbone};
+use crate::nets::Backbone;
 use crate::rng::Rng;
-use crate::train::{Setup, Trainer};
+use crate::run::Setup;
+use crate::tensor::col;
+use crate::train::Trainer;
 use anyhow::Result;
 use burn::prelude::*;
 use std::time::Instant;
@@ -73,7 +75,7 @@ pub fn run_plan(plan: Plan) -> Result<Vec<(String, f64)>> {
                 let sampler = t.setup.objective.sampler();
                 let once = |rng: &mut Rng| {
                     let x = crate::samplers::generate(&sampler, &t.setup.model, &p, b, 1, rng, &device);
-                    let _ = crate::nets::to_vec(x);
+                    let _ = crate::tensor::to_vec(x);
                 };
                 for _ in 0..10 {
                     once(&mut rng);
@@ -108,11 +110,11 @@ pub fn jvp_vs_forward(net: &dyn Backbone, p: &[Tensor<1>], b: usize, reps: usize
     let dcond: Vec<Tensor<2>> = (0..net.n_times()).map(|_| col(&vec![1.0; b], &x)).collect();
     let fwd = || {
         let y = net.forward(p, x.clone(), &cond, None);
-        let _ = crate::nets::to_vec(y);
+        let _ = crate::tensor::to_vec(y);
     };
     let jvp = || {
         let (y, dy) = net.jvp(p, x.clone(), dx.clone(), &cond, &dcond, None);
-        let _ = crate::nets::to_vec(Tensor::cat(vec![y, dy], 1));
+        let _ = crate::tensor::to_vec(Tensor::cat(vec![y, dy], 1));
     };
     for _ in 0..5 {
         fwd();

@@ -7,44 +7,15 @@
 //! kill at any moment leaves either the old or the new file, never a torn one.
 //! Loading checks every name and shape against the architecture and says which one differs.
 
-use crate::nets::{to_vec, ParamSpec};
+use crate::nets::ParamSpec;
+use crate::tensor::to_vec;
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const FORMAT: &str = "cm-checkpoint-1";
-
-/// Writes `bytes` to `path` atomically (temp file, fsync, rename, fsync of the folder).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .context("output path has no file name")?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let res = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(bytes)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot rename onto {}", path.display()))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
-}
 
 /// Everything a run needs to continue exactly.
 #[derive(Clone)]
@@ -227,7 +198,7 @@ pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
 }
 
 /// Removes temporary files that a killed writer left in a run folder (`.NAME.tmp-PID` from
-/// [`write_atomic`], NAME one of the run's own files); they are never read, this only
+/// [`crate::io::write_atomic`], NAME one of the run's own files); they are never read, this only
 /// reclaims their space. Anything else in the folder is left alone.
 pub fn remove_stale_temps(dir: &Path) {
     let me = std::process::id().to_string();

@@ -18,48 +18,23 @@
 
 pub mod bench;
 pub mod ckpt;
+pub mod cli;
 pub mod config;
 pub mod data;
 pub mod demo;
 pub mod eval;
 pub mod fetch;
-pub mod imgmetrics;
+pub mod generate;
+pub mod io;
 pub mod lpips;
 pub mod model;
 pub mod nets;
 pub mod objectives;
-pub mod param;
-pub mod plot;
+pub mod precond;
 pub mod process;
 pub mod rng;
+pub mod run;
 pub mod samplers;
 pub mod schedule;
+pub mod tensor;
 pub mod train;
-
-/// Keeps freed tensor buffers in the process heap instead of returning them to the OS.
-///
-/// A training step allocates and frees the same few-megabyte activation buffers every step;
-/// glibc serves blocks over its (adaptive, ≤ 32 MiB) mmap threshold with fresh `mmap`s, whose
-/// pages fault in (and are zeroed by the kernel) on first touch, and trims the heap top on
-/// free. Raising both thresholds made the MNIST U-Net step 15 % faster (`examples/unetprof.rs`;
-/// page faults were 9 % of its profile). Called by the `cm` binary and [`train::Trainer::new`];
-/// a no-op on other C libraries.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
-        }
-        const M_TRIM_THRESHOLD: std::ffi::c_int = -1;
-        const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            // SAFETY: mallopt only adjusts glibc's allocator parameters; both values are in range
-            // (the mmap threshold's maximum is 32 MiB on 64-bit glibc).
-            unsafe {
-                mallopt(M_MMAP_THRESHOLD, 32 << 20);
-                mallopt(M_TRIM_THRESHOLD, 1 << 30);
-            }
-        });
-    }
-}

@@ -244,7 +244,7 @@ impl Lpips {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nets::to_vec64;
+    use crate::tensor::to_vec64;
     use burn::tensor::DType;
 
     /// The deterministic test images of `tools/lpips_ref.py` (64 px): two RGB, one grey.

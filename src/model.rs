@@ -1,19 +1,21 @@
 //! Model = backbone + parameterisation: the functions objectives and samplers call.
 //!
 //! `Model::eval(p, x, t, extra, masks)` is `c_skip(t)·x + c_out(t)·F_θ(c_in(t)·x, c_noise(t),
-//! c_noise(extra)…)` with the coefficients of [`Param`]; what it *means* (consistency function,
+//! c_noise(extra)…)` with the coefficients of [`Precond`]; what it *means* (consistency function,
 //! denoiser, TrigFlow consistency function, raw velocity) is decided by the parameterisation.
 //! Times are per sample (`&[f64]` of length B).
 
-use crate::nets::{col, Backbone, Masks};
-use crate::param::Param;
+use crate::nets::{Backbone, Masks};
+use crate::precond::Precond;
+use crate::process::Denoiser;
+use crate::tensor::col;
 use burn::prelude::*;
 use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct Model {
     pub net: Arc<dyn Backbone>,
-    pub param: Param,
+    pub precond: Precond,
     /// Class labels of the batch for a class-conditional backbone (`net.n_classes()` K > 0):
     /// one-hot `[B, K]`, an all-zero row meaning "no class". None = unconditional (all-zero
     /// labels). Ignored by unconditional backbones. The training loop sets them per step
@@ -22,10 +24,10 @@ pub struct Model {
 }
 
 impl Model {
-    pub fn new(net: Arc<dyn Backbone>, param: Param) -> Self {
+    pub fn new(net: Arc<dyn Backbone>, precond: Precond) -> Self {
         Self {
             net,
-            param,
+            precond,
             labels: None,
         }
     }
@@ -34,7 +36,7 @@ impl Model {
     pub fn with_labels(&self, labels: Option<Tensor<2>>) -> Model {
         Model {
             net: self.net.clone(),
-            param: self.param.clone(),
+            precond: self.precond.clone(),
             labels,
         }
     }
@@ -42,9 +44,15 @@ impl Model {
     /// Conditioning inputs for the network: c_noise(t), then c_noise of each extra time, then,
     /// for a class-conditional backbone, the `[B, K]` labels ([`Model::labels`], or all zeros).
     pub fn cond(&self, t: &[f64], extra: &[&[f64]], like: &Tensor<2>) -> Vec<Tensor<2>> {
-        let mut v = vec![col(&t.iter().map(|&s| self.param.c_noise(s)).collect::<Vec<_>>(), like)];
+        let mut v = vec![col(
+            &t.iter().map(|&s| self.precond.c_noise(s)).collect::<Vec<_>>(),
+            like,
+        )];
         for e in extra {
-            v.push(col(&e.iter().map(|&s| self.param.c_noise(s)).collect::<Vec<_>>(), like));
+            v.push(col(
+                &e.iter().map(|&s| self.precond.c_noise(s)).collect::<Vec<_>>(),
+                like,
+            ));
         }
         let k = self.net.n_classes();
         if k > 0 {
@@ -71,7 +79,7 @@ impl Model {
 
     /// The parameterised output at time `t` (and extra times for two-time networks).
     pub fn eval(&self, p: &[Tensor<1>], x: Tensor<2>, t: &[f64], extra: &[&[f64]], masks: Option<&Masks>) -> Tensor<2> {
-        let c = self.param.coeffs(t);
+        let c = self.precond.coeffs(t);
         let cond = self.cond(t, extra, &x);
         let xin = x.clone() * col(&c.c_in, &x);
         let f = self.net.forward(p, xin, &cond, masks);
@@ -90,9 +98,9 @@ impl Model {
 }
 
 /// CTM's g_θ(x, t, s) = c_skip(t)·x + c_out(t)·NN(c_in(t)·x, c_noise(t), c_noise(s)) (EDM
-/// scalings; `model.param` must be [`Param::Ctm`] and the backbone must take two times).
+/// scalings; `model.precond` must be [`Precond::Ctm`] and the backbone must take two times).
 pub fn ctm_g(model: &Model, p: &[Tensor<1>], x: Tensor<2>, t: &[f64], s: &[f64], masks: Option<&Masks>) -> Tensor<2> {
-    debug_assert!(matches!(model.param, Param::Ctm { .. }), "ctm_g needs Param::Ctm");
+    debug_assert!(matches!(model.precond, Precond::Ctm { .. }), "ctm_g needs Precond::Ctm");
     model.eval(p, x, t, &[s], masks)
 }
 
@@ -117,16 +125,9 @@ pub fn ctm_denoise(model: &Model, p: &[Tensor<1>], x: Tensor<2>, sigma: &[f64], 
     ctm_g(model, p, x, sigma, sigma, masks)
 }
 
-/// Something that denoises in EDM coordinates: D(x, σ) ≈ E[x0 | x0 + σ z]. Exact for Gaussian
-/// mixtures ([`crate::data::gmm::Gmm`]), learned for trained teachers. Velocity teachers for
-/// TrigFlow and flow matching are converted through [`crate::process`].
-pub trait Denoiser: Send + Sync {
-    fn denoise(&self, x: Tensor<2>, sigma: &[f64]) -> Tensor<2>;
-}
-
 /// A trained network used as a denoiser: an EDM model directly; a TrigFlow velocity model or
 /// a flow-matching model through the process conversions. The model's labels (if any) are
-/// passed on; a trained teacher ([`crate::train::load_teacher`]) has none, so a
+/// passed on; a trained teacher ([`crate::run::load_teacher`]) has none, so a
 /// class-conditional teacher is queried unconditionally (all-zero labels).
 pub struct NetDenoiser {
     pub model: Model,
@@ -135,11 +136,11 @@ pub struct NetDenoiser {
 
 impl Denoiser for NetDenoiser {
     fn denoise(&self, x: Tensor<2>, sigma: &[f64]) -> Tensor<2> {
-        match self.model.param {
-            Param::Edm { .. } | Param::Consistency { .. } => self.model.f(&self.params, x, sigma, None),
+        match self.model.precond {
+            Precond::Edm { .. } | Precond::Consistency { .. } => self.model.f(&self.params, x, sigma, None),
             // CTM's denoiser D_θ(x, σ) = g_θ(x, σ, σ) (METHODS.md §4).
-            Param::Ctm { .. } => ctm_denoise(&self.model, &self.params, x, sigma, None),
-            Param::TrigFlow { sigma_d, .. } => {
+            Precond::Ctm { .. } => ctm_denoise(&self.model, &self.params, x, sigma, None),
+            Precond::TrigFlow { sigma_d, .. } => {
                 // EDM (x, σ) → TrigFlow (x_t = cos t·x, t = atan(σ/σ_d)); v = σ_d F;
                 // x0 = cos t·x_t − sin t·v (METHODS.md §0, §3).
                 let t: Vec<f64> = sigma.iter().map(|s| s.atan2(sigma_d)).collect();
@@ -148,7 +149,7 @@ impl Denoiser for NetDenoiser {
                 let xt = x.clone() * col(&cos, &x);
                 let vel_model = Model::new(
                     self.model.net.clone(),
-                    Param::TrigFlow {
+                    Precond::TrigFlow {
                         sigma_d,
                         velocity: true,
                     },
@@ -157,7 +158,7 @@ impl Denoiser for NetDenoiser {
                 let v = vel_model.f(&self.params, xt.clone(), &t, None);
                 xt * col(&cos, &x) - v * col(&sin, &x)
             }
-            Param::Raw => {
+            Precond::Raw => {
                 // Flow matching in FACM's direction (t = 1 data, x_t = t x0 + (1 − t) z,
                 // network predicts v = x0 − z): t = 1/(1 + σ), x_t = t·x_EDM, x0 = x_t + (1 − t)·v.
                 let t: Vec<f64> = sigma.iter().map(|s| 1.0 / (1.0 + s)).collect();
@@ -173,9 +174,10 @@ impl Denoiser for NetDenoiser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nets::init_params;
     use crate::nets::mlp::{Mlp, MlpConfig};
-    use crate::nets::{init_params, to_vec};
     use crate::rng::Rng;
+    use crate::tensor::to_vec;
 
     #[test]
     fn ctm_jump_to_same_time_is_identity() {
@@ -186,7 +188,7 @@ mod tests {
             ..Default::default()
         };
         let net = Arc::new(Mlp::new(&cfg, 2, 2, 0));
-        let model = Model::new(net.clone(), Param::Ctm { sigma_d: 0.5 });
+        let model = Model::new(net.clone(), Precond::Ctm { sigma_d: 0.5 });
         let mut rng = Rng::new(3);
         let p = init_params(&net.specs(), &mut rng, &dev);
         let x = rng.normal_tensor([64, 2], &dev).mul_scalar(3.0);

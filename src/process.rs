@@ -9,8 +9,7 @@
 //!
 //! All coefficients in f64.
 
-use crate::model::Denoiser;
-use crate::nets::col;
+use crate::tensor::col;
 use burn::prelude::*;
 
 /// Largest TrigFlow time used anywhere (METHODS.md §7: clamp t inside (0, π/2 − 1e-4)).
@@ -66,6 +65,13 @@ pub fn facm_velocity(den: &dyn Denoiser, x_t: Tensor<2>, t: &[f64]) -> Tensor<2>
     (d - x_t.clone()) * col(&inv, &x_t)
 }
 
+/// Something that denoises in EDM coordinates: D(x, σ) ≈ E[x0 | x0 + σ z]. Exact for Gaussian
+/// mixtures ([`crate::data::gmm::Gmm`]), learned for trained teachers. Velocity teachers for
+/// TrigFlow and flow matching are converted through [`crate::process`].
+pub trait Denoiser: Send + Sync {
+    fn denoise(&self, x: Tensor<2>, sigma: &[f64]) -> Tensor<2>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,9 +97,9 @@ mod tests {
             }
         }
         let dev = Device::flex();
-        let x = crate::nets::tensor2(vec![1.0, -2.0], 2, 1, &dev);
+        let x = crate::tensor::tensor2(vec![1.0, -2.0], 2, 1, &dev);
         let t = [0.3, 1.2];
-        let v = crate::nets::to_vec64(trig_velocity(&Point, x, &t, 0.5));
+        let v = crate::tensor::to_vec64(trig_velocity(&Point, x, &t, 0.5));
         for (i, (xv, tv)) in [(1.0f64, 0.3f64), (-2.0, 1.2)].iter().enumerate() {
             let want = (tv.cos() * xv - 0.25) / tv.sin();
             assert!((v[i] - want).abs() < 1e-5, "{} vs {want}", v[i]);

@@ -10,10 +10,11 @@
 //!
 //! Time convention: EDM σ (data end ε, noise end T) unless a sampler says otherwise.
 
-use crate::model::{ctm_jump, Denoiser, Model, NetDenoiser};
-use crate::nets::col;
+use crate::model::{ctm_jump, Model, NetDenoiser};
+use crate::process::Denoiser;
 use crate::rng::Rng;
 use crate::schedule::karras;
+use crate::tensor::col;
 use burn::prelude::*;
 
 /// Where a sampler's Gaussian noise comes from.
@@ -232,7 +233,7 @@ pub fn trigflow_multistep(
 ) -> Tensor<2> {
     let [b, d] = z.dims();
     let dev = z.device();
-    let sd = model.param.sigma_d();
+    let sd = model.precond.sigma_d();
     let mut x = model.f(p, z.mul_scalar(sd), &vec![t_max; b], None);
     for &t in mids {
         let n = noise.normal(b, d, &dev);
@@ -365,13 +366,13 @@ pub fn generate_with(
             }
         },
         Sampler::TrigFlow { sigma_max, t_mid } => {
-            let sd = model.param.sigma_d();
+            let sd = model.precond.sigma_d();
             let t_max = crate::process::edm_to_trig_t(sigma_max, sd);
             let mids = trig_mids(steps, t_mid, sigma_max, sd);
             trigflow_multistep(model, p, z, &mids, t_max, noise)
         }
         Sampler::TrigFlowOde { sigma_max } => {
-            let sd = model.param.sigma_d();
+            let sd = model.precond.sigma_d();
             let mut ts: Vec<f64> = karras(steps.max(1) + 1, 0.002, sigma_max, 7.0)
                 .into_iter()
                 .rev()
@@ -390,11 +391,12 @@ mod tests {
     use super::*;
     use crate::model::Model;
     use crate::nets::mlp::{Mlp, MlpConfig};
-    use crate::nets::{init_params, to_vec, Backbone, Masks, ParamSpec};
-    use crate::param::Param;
+    use crate::nets::{init_params, Backbone, Masks, ParamSpec};
+    use crate::precond::Precond;
+    use crate::tensor::to_vec;
     use std::sync::Arc;
 
-    /// A one-time "backbone" whose output is CTM's G_θ(x, t, ε): with `Param::Raw`
+    /// A one-time "backbone" whose output is CTM's G_θ(x, t, ε): with `Precond::Raw`
     /// (c_skip = 0, c_out = c_in = 1, c_noise = t) the model's f(x, t) is exactly the
     /// consistency function f(x, t) = G_θ(x, t, ε).
     struct CtmAsConsistency {
@@ -419,7 +421,7 @@ mod tests {
             None
         }
         fn forward(&self, p: &[Tensor<1>], x: Tensor<2>, cond: &[Tensor<2>], _: Option<&Masks>) -> Tensor<2> {
-            let t = crate::nets::to_vec64(cond[0].clone());
+            let t = crate::tensor::to_vec64(cond[0].clone());
             let b = t.len();
             ctm_jump(&self.ctm, p, x, &t, &vec![self.eps; b], None)
         }
@@ -445,7 +447,7 @@ mod tests {
         };
         let net = Arc::new(Mlp::new(&cfg, 2, 2, seed));
         let p = init_params(&net.specs(), &mut Rng::new(seed), &dev);
-        (Model::new(net, Param::Ctm { sigma_d: 1.0 }), p)
+        (Model::new(net, Precond::Ctm { sigma_d: 1.0 }), p)
     }
 
     /// With per-sample noise, sample i is the same whatever the batch size or split: the
@@ -463,7 +465,7 @@ mod tests {
         let p = init_params(&net.specs(), &mut Rng::new(3), &dev);
         let model = Model::new(
             net,
-            Param::Consistency {
+            Precond::Consistency {
                 sigma_d: 1.0,
                 eps: 0.002,
             },
@@ -501,7 +503,7 @@ mod tests {
         let dev = Device::flex();
         let (ctm, p) = ctm_model(5);
         let (eps, t_max) = (0.002, 80.0);
-        let cm = Model::new(Arc::new(CtmAsConsistency { ctm: ctm.clone(), eps }), Param::Raw);
+        let cm = Model::new(Arc::new(CtmAsConsistency { ctm: ctm.clone(), eps }), Precond::Raw);
         for steps in [1usize, 2, 4] {
             let times = karras_desc(steps, eps, t_max);
             let z = Rng::new(11).normal_tensor([128, 2], &dev);

@@ -13,7 +13,7 @@ fn specs() -> &'static Vec<cm::nets::ParamSpec> {
         m.hidden = 4;
         m.depth = 1;
         m.emb_dim = 2;
-        cm::train::Setup::new(&cfg, &Device::flex()).unwrap().specs
+        cm::run::Setup::new(&cfg, &Device::flex()).unwrap().specs
     })
 }
 

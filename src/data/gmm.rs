@@ -6,8 +6,8 @@
 //! an exact teacher for CD/CTM/sCD, and integrating its PF-ODE gives the exact consistency map.
 //! All linear algebra is f64 on small D×D matrices (Cholesky).
 
-use crate::model::Denoiser;
-use crate::nets::to_vec64;
+use crate::process::Denoiser;
+use crate::tensor::to_vec64;
 use burn::prelude::*;
 
 #[derive(Clone, Debug, PartialEq)]

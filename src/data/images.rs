@@ -3,7 +3,7 @@
 //! only when a batch is drawn, so full MNIST costs 47 MB rather than 188 MB.
 //!
 //! Samples are flat `[C·H·W]` rows (channel-first), the layout the image backbones and
-//! [`crate::plot::image_grid`] expect. Images are not standardised (σ_d = 0.5 by default).
+//! [`crate::io::plot::image_grid`] expect. Images are not standardised (σ_d = 0.5 by default).
 
 use super::idx;
 use crate::rng::Rng;

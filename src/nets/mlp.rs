@@ -9,15 +9,9 @@
 //! with ω geometric from 1 to `max_freq` (positional, the default; METHODS.md §7 shows why
 //! low frequencies matter) or Gaussian random ω·2π with std `max_freq` (Fourier).
 
+use super::embed::Embedding;
 use super::*;
 use serde::{Deserialize, Serialize};
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub enum Embedding {
-    Positional,
-    Fourier,
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -117,20 +111,7 @@ impl Mlp {
         let h = cfg.hidden;
         let half = cfg.emb_dim / 2;
         let mut b = SpecBuilder::default();
-        let freq_vals: Vec<f32> = match cfg.embedding {
-            Embedding::Positional => (0..half)
-                .map(|j| {
-                    let f = if half == 1 { 0.0 } else { j as f64 / (half - 1) as f64 };
-                    cfg.max_freq.powf(f) as f32
-                })
-                .collect(),
-            Embedding::Fourier => {
-                let mut r = Rng::new(seed ^ 0xF0F0_1234);
-                (0..half)
-                    .map(|_| (2.0 * std::f64::consts::PI * cfg.max_freq * r.normal()) as f32)
-                    .collect()
-            }
-        };
+        let freq_vals = super::embed::frequencies(cfg.embedding, half, cfg.max_freq, seed);
         let freqs = b.add("time_embed.freqs", vec![1, half], Init::Values(freq_vals), false);
         let temb = b.linear("time_embed.linear", cfg.emb_dim * n_times, cfg.emb_hidden, false);
         let input = b.linear("input", dim, h, false);
@@ -310,6 +291,8 @@ impl Backbone for Mlp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nets::jvp::{fd_jvp, fd_jvp_steps};
+    use crate::tensor::{col, col_f32, to_vec, to_vec64};
     use burn::tensor::DType;
 
     fn rel(a: &[f64], b: &[f64]) -> f64 {

@@ -14,8 +14,10 @@
 //! Time inputs reach a backbone as conditioning scalars c (one `[B, 1]` column per time
 //! input): the parameterisation decides what c is (¼ ln σ, TrigFlow t, FACM t, ...).
 
-pub mod conv;
-pub mod fused;
+pub mod dual;
+pub mod embed;
+pub mod jvp;
+pub mod kernels;
 pub mod mlp;
 pub mod unet;
 
@@ -128,8 +130,8 @@ impl Linear {
 /// SiLU and its derivative σ(a)(1 + a(1 − σ(a))), for tangent passes (no gradient flows
 /// through the fused f32 path: tangent passes run on stop-gradient parameters).
 pub fn silu_jvp<const D: usize>(a: Tensor<D>, da: Tensor<D>) -> (Tensor<D>, Tensor<D>) {
-    if let Some(p) = fused::fusable(&a).then(|| fused::flex_primitive(&a)).flatten() {
-        let (y, d) = fused::silu_and_derivative(&p);
+    if let Some(p) = kernels::fusable(&a).then(|| kernels::flex_primitive(&a)).flatten() {
+        let (y, d) = kernels::fused::silu_and_derivative(&p);
         let (y, d) = (
             Tensor::from_primitive::<burn::backend::Flex>(y),
             Tensor::from_primitive::<burn::backend::Flex>(d),
@@ -144,40 +146,11 @@ pub fn silu_jvp<const D: usize>(a: Tensor<D>, da: Tensor<D>) -> (Tensor<D>, Tens
 
 /// SiLU a·σ(a). burn-flex's sigmoid calls libm `expf` once per element in a scalar loop (57 %
 /// of a training step's instructions under callgrind, bench/RESULTS.md), so f32 flex tensors
-/// take [`fused::silu`]: a parallel, vectorised loop over [`silu_one`] with its own
+/// take [`kernels::fused::silu`]: a parallel, vectorised loop over [`kernels::fused::silu_one`] with its own
 /// backward (∂a = g·SiLU'(a), SiLU' saved by the forward). Other dtypes and backends (the f64
 /// tests, GPU builds) use burn's silu.
 pub fn silu<const D: usize>(a: Tensor<D>) -> Tensor<D> {
-    fused::silu(a)
-}
-
-/// One element of SiLU and its derivative: (x·σ(x), σ(x)(1 + x(1 − σ(x)))), σ(x) = 1/(1 + e^{−x})
-/// with e^t by Cody–Waite reduction t = n ln 2 + r, |r| ≤ ln2/2, a degree-7 Taylor polynomial
-/// and 2^n by exponent bits (relative error ≈ 1e-7, tested against burn's sigmoid). t is
-/// clamped to [−87, 88], where σ is 0 or 1 to f32 precision anyway. Branch-free, so the loops of
-/// [`fused`] that call it vectorise.
-#[inline(always)]
-pub(crate) fn silu_one(x: f32) -> (f32, f32) {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    const MAGIC: f32 = 12_582_912.0; // 1.5·2^23: adding and subtracting it rounds to an integer
-    {
-        let t = (-x).clamp(-87.0, 88.0);
-        let k = t * LOG2E + MAGIC;
-        let n = k - MAGIC;
-        // n as an integer straight from k's bits (k = 1.5·2^23 + n exactly): no float→int cast,
-        // whose saturation checks keep the loop from vectorising.
-        let ni = k.to_bits().wrapping_sub(MAGIC.to_bits()) as i32;
-        let r = (t - n * LN2_HI) - n * LN2_LO;
-        let p = 1.0
-            + r * (1.0
-                + r * (0.5
-                    + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-        let scale = f32::from_bits((ni.wrapping_add(127) as u32) << 23);
-        let s = 1.0 / (1.0 + p * scale);
-        (x * s, s * (1.0 + x * (1.0 - s)))
-    }
+    kernels::fused::silu(a)
 }
 
 /// Pixel norm over the feature axis, x / sqrt(mean(x²) + ε) (Karras et al. 2018), with tangent
@@ -236,130 +209,10 @@ pub trait Backbone: Send + Sync {
     ) -> (Tensor<2>, Tensor<2>);
 }
 
-/// A `[B, 1]` column of per-sample values, in the dtype and on the device of `like`.
-pub fn col(vals: &[f64], like: &Tensor<2>) -> Tensor<2> {
-    let dev = like.device();
-    let dtype = like.dtype();
-    Tensor::<2>::from_data(TensorData::new(vals.to_vec(), [vals.len(), 1]), (&dev, dtype))
-}
-
-/// A `[B, 1]` column in f32 on `device`.
-pub fn col_f32(vals: &[f64], device: &Device) -> Tensor<2> {
-    let v: Vec<f32> = vals.iter().map(|&x| x as f32).collect();
-    Tensor::<2>::from_data(TensorData::new(v, [vals.len(), 1]), device)
-}
-
-/// Reads a tensor back as `Vec<f32>`.
-pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 data")
-}
-
-/// Reads a tensor back as `Vec<f64>` (any float dtype).
-pub fn to_vec64<const D: usize>(t: Tensor<D>) -> Vec<f64> {
-    t.into_data().convert::<f64>().try_to_vec::<f64>().expect("f64 data")
-}
-
-/// Builds a `[n, d]` tensor from row-major f32 values.
-pub fn tensor2(v: Vec<f32>, n: usize, d: usize, device: &Device) -> Tensor<2> {
-    Tensor::from_data(TensorData::new(v, [n, d]), device)
-}
-
-/// How an objective computes a JVP: the backbone's exact tangent pass, or the central
-/// finite-difference fallback [`fd_jvp`] (METHODS.md §3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum JvpMode {
-    Exact,
-    FiniteDifference,
-}
-
-/// JVP by the chosen mode (see [`Backbone::jvp`] and [`fd_jvp`]).
-pub fn jvp_with(
-    mode: JvpMode,
-    net: &dyn Backbone,
-    p: &[Tensor<1>],
-    x: Tensor<2>,
-    dx: Tensor<2>,
-    cond: &[Tensor<2>],
-    dcond: &[Tensor<2>],
-    masks: Option<&Masks>,
-) -> (Tensor<2>, Tensor<2>) {
-    match mode {
-        JvpMode::Exact => net.jvp(p, x, dx, cond, dcond, masks),
-        JvpMode::FiniteDifference => fd_jvp(net, p, x, dx, cond, dcond, masks),
-    }
-}
-
-/// Finite-difference fallback for [`Backbone::jvp`] (METHODS.md §3): central difference in
-/// f64 on the no-grad network, per-sample step h = max(1e-3·|t|, 1e-6) with |t| the largest
-/// time input of the sample, the same dropout masks on both sides. Returns (F, dF) in the dtype
-/// of `x`. Class labels after the time inputs (see [`Backbone`]) are held fixed.
-pub fn fd_jvp(
-    net: &dyn Backbone,
-    p: &[Tensor<1>],
-    x: Tensor<2>,
-    dx: Tensor<2>,
-    cond: &[Tensor<2>],
-    dcond: &[Tensor<2>],
-    masks: Option<&Masks>,
-) -> (Tensor<2>, Tensor<2>) {
-    let b = x.dims()[0];
-    let mut tmax = vec![0.0f64; b];
-    for c in cond.iter().take(net.n_times()) {
-        for (m, v) in tmax.iter_mut().zip(to_vec64(c.clone())) {
-            *m = m.max(v.abs());
-        }
-    }
-    let h: Vec<f64> = tmax.iter().map(|t| (1e-3 * t).max(1e-6)).collect();
-    fd_jvp_steps(net, p, x, dx, cond, dcond, masks, &h)
-}
-
-/// [`fd_jvp`] with explicit per-sample steps `h`.
-#[allow(clippy::too_many_arguments)]
-pub fn fd_jvp_steps(
-    net: &dyn Backbone,
-    p: &[Tensor<1>],
-    x: Tensor<2>,
-    dx: Tensor<2>,
-    cond: &[Tensor<2>],
-    dcond: &[Tensor<2>],
-    masks: Option<&Masks>,
-    h: &[f64],
-) -> (Tensor<2>, Tensor<2>) {
-    use burn::tensor::DType;
-    let dtype = x.dtype();
-    let p64: Vec<Tensor<1>> = p.iter().map(|t| t.clone().cast(DType::F64)).collect();
-    let m64 = masks.map(|m| Masks(m.0.iter().map(|t| t.clone().cast(DType::F64)).collect()));
-    let x64 = x.cast(DType::F64);
-    let dx64 = dx.cast(DType::F64);
-    let hc = col(h, &x64);
-    let inv2h: Vec<f64> = h.iter().map(|h| 0.5 / h).collect();
-    let shifted = |sign: f64| -> (Tensor<2>, Vec<Tensor<2>>) {
-        let xs = x64.clone() + dx64.clone() * hc.clone().mul_scalar(sign);
-        // Time inputs move along their tangents; class labels (after them) stay fixed.
-        let cs = cond
-            .iter()
-            .enumerate()
-            .map(|(k, c)| match dcond.get(k).filter(|_| k < net.n_times()) {
-                Some(dc) => c.clone().cast(DType::F64) + dc.clone().cast(DType::F64) * hc.clone().mul_scalar(sign),
-                None => c.clone().cast(DType::F64),
-            })
-            .collect();
-        (xs, cs)
-    };
-    let (xp, cp) = shifted(1.0);
-    let (xm, cm) = shifted(-1.0);
-    let plus = net.forward(&p64, xp, &cp, m64.as_ref());
-    let minus = net.forward(&p64, xm, &cm, m64.as_ref());
-    let d = (plus - minus) * col(&inv2h, &x64);
-    let c64: Vec<Tensor<2>> = cond.iter().map(|c| c.clone().cast(DType::F64)).collect();
-    let y = net.forward(&p64, x64, &c64, m64.as_ref());
-    (y.cast(dtype), d.cast(dtype))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::to_vec64;
     use burn::tensor::DType;
 
     fn rnd(rng: &mut Rng, n: usize, d: usize, dev: &Device) -> Tensor<2> {
@@ -410,7 +263,9 @@ mod tests {
 
 #[cfg(test)]
 mod silu_tests {
+    use super::kernels::fused::silu_one;
     use super::*;
+    use crate::tensor::to_vec;
 
     /// The vectorisable SiLU against burn's sigmoid-based one, value and derivative, over the
     /// whole useful range and the clamped tails; and its autodiff gradient is SiLU'.

@@ -27,8 +27,9 @@
 //! Forward and tangent passes share one code path: every activation is a [`Dual`] carrying an
 //! optional tangent, so [`Backbone::forward`] is the tangent pass with no tangent.
 
-use super::conv::conv2d_same;
-use super::mlp::Embedding;
+use super::dual::{cat, Dual};
+use super::embed::Embedding;
+use super::kernels::conv::conv2d_same;
 use super::*;
 use serde::{Deserialize, Serialize};
 
@@ -170,73 +171,6 @@ pub fn image_shape(dim: usize) -> anyhow::Result<(usize, usize, usize)> {
     anyhow::bail!("the U-Net needs square grey or RGB images, but D = {dim} is neither C·S·S with C = 1 nor 3")
 }
 
-/// An activation with an optional tangent.
-#[derive(Clone, Debug)]
-pub struct Dual<const D: usize> {
-    pub v: Tensor<D>,
-    pub d: Option<Tensor<D>>,
-}
-
-impl<const D: usize> Dual<D> {
-    pub fn new(v: Tensor<D>, d: Option<Tensor<D>>) -> Self {
-        Self { v, d }
-    }
-    fn map_lin(self, f: impl Fn(Tensor<D>) -> Tensor<D>) -> Self {
-        Self {
-            v: f(self.v),
-            d: self.d.map(f),
-        }
-    }
-    pub fn add(self, o: Self) -> Self {
-        let d = match (self.d, o.d) {
-            (Some(a), Some(b)) => Some(a + b),
-            (a, b) => a.or(b),
-        };
-        Self { v: self.v + o.v, d }
-    }
-    pub fn scale(self, s: f64) -> Self {
-        self.map_lin(|t| t.mul_scalar(s))
-    }
-    pub fn mask(self, m: Tensor<D>) -> Self {
-        self.map_lin(|t| t * m.clone())
-    }
-    pub fn reshape<const E: usize>(self, shape: [usize; E]) -> Dual<E> {
-        Dual {
-            v: self.v.reshape(shape),
-            d: self.d.map(|t| t.reshape(shape)),
-        }
-    }
-    /// SiLU through [`crate::nets::silu`] / [`crate::nets::silu_jvp`] (vectorised f32 path).
-    pub fn silu(self) -> Self {
-        match self.d {
-            None => Self::new(crate::nets::silu(self.v), None),
-            Some(d) => {
-                let (v, d) = crate::nets::silu_jvp(self.v, d);
-                Self::new(v, Some(d))
-            }
-        }
-    }
-}
-
-fn cat<const D: usize>(a: Dual<D>, b: Dual<D>, dim: usize) -> Dual<D> {
-    let d = match (a.d, b.d) {
-        (Some(x), Some(y)) => Some(Tensor::cat(vec![x, y], dim)),
-        (None, None) => None,
-        (x, y) => {
-            // One side constant: its tangent is zero.
-            let (av, bv) = (a.v.clone(), b.v.clone());
-            Some(Tensor::cat(
-                vec![x.unwrap_or(av.zeros_like()), y.unwrap_or(bv.zeros_like())],
-                dim,
-            ))
-        }
-    };
-    Dual {
-        v: Tensor::cat(vec![a.v, b.v], dim),
-        d,
-    }
-}
-
 /// A 2-D convolution (k×k, stride 1, same padding), parameters by index.
 #[derive(Clone, Debug)]
 pub struct Conv {
@@ -259,7 +193,7 @@ impl Conv {
         Self { w, b: bi, i, o, k }
     }
     /// y = conv(x, W) + b; tangent dy = conv(dx, W) (the bias is constant). Both go through
-    /// [`super::conv::conv2d_same`] (a faster flex kernel for f32, burn's conv2d otherwise).
+    /// [`super::kernels::conv::conv2d_same`] (a faster flex kernel for f32, burn's conv2d otherwise).
     pub fn apply(&self, p: &[Tensor<1>], x: Dual<4>) -> Dual<4> {
         let w = p[self.w].clone().reshape([self.o, self.i, self.k, self.k]);
         let b = p[self.b].clone();
@@ -297,7 +231,7 @@ impl GroupNorm {
             // No tangent: one fused pass forward and backward (super::fused).
             let (gamma, beta) = (p[self.gamma].clone(), p[self.beta].clone());
             return Dual::new(
-                super::fused::group_norm(x.v, gamma, beta, None, self.g, GN_EPS, false),
+                super::kernels::fused::group_norm(x.v, gamma, beta, None, self.g, GN_EPS, false),
                 None,
             );
         }
@@ -340,7 +274,7 @@ impl GroupNorm {
             });
             let (gamma, beta) = (p[self.gamma].clone(), p[self.beta].clone());
             return Dual::new(
-                super::fused::group_norm(x.v, gamma, beta, m, self.g, GN_EPS, true),
+                super::kernels::fused::group_norm(x.v, gamma, beta, m, self.g, GN_EPS, true),
                 None,
             );
         }
@@ -399,14 +333,14 @@ pub fn modulate(h: Dual<4>, m: Dual<2>, c: usize, double_norm: bool) -> Dual<4> 
     Dual::new(h.v * one_sc, d).add(sh)
 }
 
-/// 2×2 average pooling (linear; [`super::fused::down2`]).
+/// 2×2 average pooling (linear; [`super::kernels::fused::down2`]).
 fn down(x: Dual<4>) -> Dual<4> {
-    x.map_lin(super::fused::down2)
+    x.map_lin(super::kernels::fused::down2)
 }
 
-/// Nearest-neighbour ×2 up-sampling (linear; [`super::fused::up2`]).
+/// Nearest-neighbour ×2 up-sampling (linear; [`super::kernels::fused::up2`]).
 fn up(x: Dual<4>) -> Dual<4> {
-    x.map_lin(super::fused::up2)
+    x.map_lin(super::kernels::fused::up2)
 }
 
 #[derive(Clone, Debug)]
@@ -493,20 +427,7 @@ impl Unet {
         let attn_at = |side: usize| cfg.attn_resolutions.contains(&side);
         let mut b = SpecBuilder::default();
         let half = cfg.emb_dim / 2;
-        let freq_vals: Vec<f32> = match cfg.embedding {
-            Embedding::Positional => (0..half)
-                .map(|j| {
-                    let f = if half == 1 { 0.0 } else { j as f64 / (half - 1) as f64 };
-                    cfg.max_freq.powf(f) as f32
-                })
-                .collect(),
-            Embedding::Fourier => {
-                let mut r = Rng::new(seed ^ 0xF0F0_1234);
-                (0..half)
-                    .map(|_| (2.0 * std::f64::consts::PI * cfg.max_freq * r.normal()) as f32)
-                    .collect()
-            }
-        };
+        let freq_vals = super::embed::frequencies(cfg.embedding, half, cfg.max_freq, seed);
         let freqs = b.add("time_embed.freqs", vec![1, half], Init::Values(freq_vals), false);
         let e = 4 * cfg.base;
         let temb1 = b.linear("time_embed.0", cfg.emb_dim * n_times, e, false);

@@ -57,7 +57,7 @@ impl Cd {
     pub fn new(cfg: CdConfig, dim: usize) -> anyhow::Result<Self> {
         check_distance(cfg.distance, dim)?;
         anyhow::ensure!(cfg.n >= 2, "method.n must be at least 2, got {}", cfg.n);
-        check_time(&cfg.time)?;
+        cfg.time.validate()?;
         if let TargetPolicy::Scheduled { .. } = cfg.target {
             anyhow::bail!("method.target: CD takes stop-grad or a fixed EMA, not the CT schedule");
         }
@@ -73,27 +73,12 @@ impl Cd {
     }
 }
 
-pub fn check_time(t: &EdmTime) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        t.eps > 0.0 && t.eps < t.t_max,
-        "method.eps must be in (0, t_max), got {}",
-        t.eps
-    );
-    anyhow::ensure!(t.rho > 0.0, "method.rho must be positive, got {}", t.rho);
-    anyhow::ensure!(
-        t.two_step_sigma > t.eps && t.two_step_sigma < t.t_max,
-        "method.two_step_sigma must lie in (eps, t_max), got {}",
-        t.two_step_sigma
-    );
-    Ok(())
-}
-
 impl Objective for Cd {
     fn name(&self) -> &'static str {
         "cd"
     }
-    fn param(&self, sigma_d: f64) -> Param {
-        Param::Consistency {
+    fn precond(&self, sigma_d: f64) -> Precond {
+        Precond::Consistency {
             sigma_d,
             eps: self.cfg.time.eps,
         }

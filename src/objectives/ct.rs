@@ -48,7 +48,7 @@ impl Ct {
             cfg.s0,
             cfg.s1
         );
-        super::cd::check_time(&cfg.time)?;
+        cfg.time.validate()?;
         let c = if cfg.huber_c > 0.0 { cfg.huber_c } else { huber_c(dim) };
         Ok(Self { cfg, c })
     }
@@ -62,8 +62,8 @@ impl Objective for Ct {
     fn name(&self) -> &'static str {
         "ct"
     }
-    fn param(&self, sigma_d: f64) -> Param {
-        Param::Consistency {
+    fn precond(&self, sigma_d: f64) -> Precond {
+        Precond::Consistency {
             sigma_d,
             eps: self.cfg.time.eps,
         }

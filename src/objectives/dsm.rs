@@ -38,15 +38,15 @@ impl Objective for Dsm {
     fn name(&self) -> &'static str {
         "edm"
     }
-    fn param(&self, sigma_d: f64) -> Param {
-        Param::Edm { sigma_d }
+    fn precond(&self, sigma_d: f64) -> Precond {
+        Precond::Edm { sigma_d }
     }
     fn target_decay(&self, _step: u64, _total: u64) -> Option<f64> {
         None
     }
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, _phase: usize) -> LossOut {
         let [b, d] = x0.dims();
-        let sd = ctx.model.param.sigma_d();
+        let sd = ctx.model.precond.sigma_d();
         let sigma: Vec<f64> = (0..b)
             .map(|_| (self.cfg.p_mean + self.cfg.p_std * ctx.rng.normal()).exp())
             .collect();

@@ -46,7 +46,7 @@ impl Ect {
         check_distance(cfg.distance, dim)?;
         anyhow::ensure!(cfg.q > 1.0, "method.q must exceed 1, got {}", cfg.q);
         anyhow::ensure!(cfg.p_std > 0.0, "method.p_std must be positive, got {}", cfg.p_std);
-        super::cd::check_time(&cfg.time)?;
+        cfg.time.validate()?;
         let c = if cfg.huber_c > 0.0 { cfg.huber_c } else { huber_c(dim) };
         Ok(Self { cfg, c })
     }
@@ -64,8 +64,8 @@ impl Objective for Ect {
     fn name(&self) -> &'static str {
         "ect"
     }
-    fn param(&self, sigma_d: f64) -> Param {
-        Param::Consistency {
+    fn precond(&self, sigma_d: f64) -> Precond {
+        Precond::Consistency {
             sigma_d,
             eps: self.cfg.time.eps,
         }

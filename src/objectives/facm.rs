@@ -1,6 +1,6 @@
 //! Flow-anchored consistency model, FACM (Peng et al. 2025, ali-vilab/FACM `losses.py`,
 //! METHODS.md §5). Reversed time t ∈ [0, 1], **t = 1 data**: x_t = t·x0 + (1 − t)·z,
-//! v = x0 − z (or the teacher's velocity when distilling). The backbone is raw (Param::Raw,
+//! v = x0 − z (or the teacher's velocity when distilling). The backbone is raw (Precond::Raw,
 //! c_noise = t).
 //!
 //! - `facm` (expanded interval): the flow-matching anchor lives on time inputs 2 − t ∈ [1, 2],
@@ -13,7 +13,7 @@
 //! L_CM = β·e/sg((e + c)^0.5). L = mean(L_CM) + mean(L_FM).
 
 use super::*;
-use crate::nets::{jvp_with, JvpMode};
+use crate::nets::jvp::{jvp_with, JvpMode};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -107,8 +107,8 @@ impl Objective for Facm {
             "facm"
         }
     }
-    fn param(&self, _sigma_d: f64) -> Param {
-        Param::Raw
+    fn precond(&self, _sigma_d: f64) -> Precond {
+        Precond::Raw
     }
     fn n_times(&self) -> usize {
         if self.aux {
@@ -180,15 +180,15 @@ impl Objective for Facm {
         let target = f_sg - g.clamp(-1.0, 1.0) * col(&alpha, &x_t);
         let f = self.eval(ctx.model, ctx.online, x_t.clone(), &cm_t, masks.as_ref());
         let e = (f - target).square().mean_dim(1);
-        let e_val = crate::nets::to_vec64(e.clone());
+        let e_val = crate::tensor::to_vec64(e.clone());
         let w: Vec<f64> = t
             .iter()
             .zip(&e_val)
             .map(|(t, e)| (std::f64::consts::FRAC_PI_2 * t).cos() / (e + self.cfg.c).sqrt())
             .collect();
         let l_cm = (e * col(&w, &x_t)).mean();
-        let lfm = crate::nets::to_vec64(l_fm.clone())[0];
-        let lcm = crate::nets::to_vec64(l_cm.clone())[0];
+        let lfm = crate::tensor::to_vec64(l_fm.clone())[0];
+        let lcm = crate::tensor::to_vec64(l_cm.clone())[0];
         LossOut {
             loss: l_cm + l_fm,
             terms: vec![("l_fm".into(), lfm), ("l_cm".into(), lcm)],

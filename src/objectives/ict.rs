@@ -53,7 +53,7 @@ impl Ict {
             cfg.s1
         );
         anyhow::ensure!(cfg.p_std > 0.0, "method.p_std must be positive, got {}", cfg.p_std);
-        super::cd::check_time(&cfg.time)?;
+        cfg.time.validate()?;
         let c = if cfg.huber_c > 0.0 { cfg.huber_c } else { huber_c(dim) };
         Ok(Self { cfg, c })
     }
@@ -71,8 +71,8 @@ impl Objective for Ict {
     fn name(&self) -> &'static str {
         "ict"
     }
-    fn param(&self, sigma_d: f64) -> Param {
-        Param::Consistency {
+    fn precond(&self, sigma_d: f64) -> Precond {
+        Precond::Consistency {
             sigma_d,
             eps: self.cfg.time.eps,
         }

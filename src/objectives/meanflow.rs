@@ -6,7 +6,7 @@
 //! draws ordered t ≥ r; r = t for a fraction `equal_frac` (25%) of the samples.
 
 use super::*;
-use crate::nets::{jvp_with, JvpMode};
+use crate::nets::jvp::{jvp_with, JvpMode};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -70,8 +70,8 @@ impl Objective for MeanFlow {
     fn name(&self) -> &'static str {
         "meanflow"
     }
-    fn param(&self, _sigma_d: f64) -> Param {
-        Param::Raw
+    fn precond(&self, _sigma_d: f64) -> Precond {
+        Precond::Raw
     }
     fn n_times(&self) -> usize {
         2
@@ -104,7 +104,7 @@ impl Objective for MeanFlow {
         let target = v - dudt * col(&tr, &x0);
         let u = ctx.model.eval(ctx.online, z_t, &r, &[&t], masks.as_ref());
         let delta = (u - target).square().sum_dim(1);
-        let dv = crate::nets::to_vec64(delta.clone());
+        let dv = crate::tensor::to_vec64(delta.clone());
         let w: Vec<f64> = dv.iter().map(|x| 1.0 / (x + self.cfg.c).powf(self.cfg.p)).collect();
         let mse = dv.iter().sum::<f64>() / b as f64 / d as f64;
         LossOut {

@@ -14,7 +14,8 @@
 //! the 2-D demos run a few thousand steps.
 
 use super::*;
-use crate::nets::{jvp_with, Init, JvpMode};
+use crate::nets::jvp::{jvp_with, JvpMode};
+use crate::nets::Init;
 use crate::process::{clamp_trig, trig_velocity};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -149,7 +150,7 @@ impl Scm {
         r: f64,
         masks: Option<&crate::nets::Masks>,
     ) -> (Tensor<2>, Tensor<2>, f64) {
-        let sd = model.param.sigma_d();
+        let sd = model.precond.sigma_d();
         let cs: Vec<f64> = t.iter().map(|t| t.cos() * t.sin()).collect();
         let cos2: Vec<f64> = t.iter().map(|t| -t.cos().powi(2)).collect();
         let cond = model.cond(t, &[], &x_t);
@@ -169,7 +170,7 @@ impl Scm {
             g = g - (x_t.clone() * col(&cs, &x_t) + jac.mul_scalar(sd)).mul_scalar(r);
         }
         let norm = g.clone().square().sum_dim(1).sqrt();
-        let gn = crate::nets::to_vec64(norm.clone()).iter().sum::<f64>() / t.len() as f64;
+        let gn = crate::tensor::to_vec64(norm.clone()).iter().sum::<f64>() / t.len() as f64;
         let d = x_t.dims()[1] as f64;
         let g = match self.cfg.tangent_norm {
             TangentNorm::Full => g / norm.add_scalar(self.cfg.tangent_c),
@@ -188,8 +189,8 @@ impl Objective for Scm {
             "sct"
         }
     }
-    fn param(&self, sigma_d: f64) -> Param {
-        Param::TrigFlow {
+    fn precond(&self, sigma_d: f64) -> Precond {
+        Precond::TrigFlow {
             sigma_d,
             velocity: false,
         }
@@ -222,7 +223,7 @@ impl Objective for Scm {
     }
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, _phase: usize) -> LossOut {
         let [b, d] = x0.dims();
-        let sd = ctx.model.param.sigma_d();
+        let sd = ctx.model.precond.sigma_d();
         let n_net = ctx.model.net.specs().len();
         let t: Vec<f64> = (0..b).map(|_| self.cfg.draw_t(ctx.rng, sd)).collect();
         let z = ctx.rng.normal_tensor([b, d], ctx.device).mul_scalar(sd);
@@ -261,7 +262,7 @@ impl Objective for Scm {
             let feats = self.weight_features(&t, &x0);
             let w =
                 feats.matmul(ctx.online[n_net].clone().reshape([k, 1])) + ctx.online[n_net + 1].clone().reshape([1, 1]);
-            let wm = crate::nets::to_vec64(w.clone().mean())[0];
+            let wm = crate::tensor::to_vec64(w.clone().mean())[0];
             ((w.clone().exp() * err - w).mean(), wm)
         } else {
             (err.mean(), 0.0)
@@ -319,8 +320,8 @@ impl Objective for TrigFlowDsm {
     fn name(&self) -> &'static str {
         "trigflow"
     }
-    fn param(&self, sigma_d: f64) -> Param {
-        Param::TrigFlow {
+    fn precond(&self, sigma_d: f64) -> Precond {
+        Precond::TrigFlow {
             sigma_d,
             velocity: true,
         }
@@ -330,7 +331,7 @@ impl Objective for TrigFlowDsm {
     }
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, _phase: usize) -> LossOut {
         let [b, d] = x0.dims();
-        let sd = ctx.model.param.sigma_d();
+        let sd = ctx.model.precond.sigma_d();
         let t: Vec<f64> = (0..b)
             .map(|_| clamp_trig(((self.cfg.p_mean + self.cfg.p_std * ctx.rng.normal()).exp() / sd).atan()))
             .collect();

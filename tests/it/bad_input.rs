@@ -5,7 +5,8 @@ use cm::ckpt;
 use cm::config::{Config, ModelConfig};
 use cm::data::files::{npy_bytes, parse_npy};
 use cm::data::Dataset;
-use cm::train::{run, RunOptions, Setup, Trainer};
+use cm::run::Setup;
+use cm::train::{run, RunOptions, Trainer};
 
 fn err<T>(r: anyhow::Result<T>) -> String {
     match r {
@@ -91,7 +92,7 @@ fn truncated_checkpoint_is_an_error() {
         assert!(e.contains("not a valid safetensors checkpoint"), "cut {cut}: {e}");
     }
     let p = write(&dir.join("ckpt-00000099.safetensors"), &bytes[..bytes.len() / 3]);
-    let e = err(cm::train::load_run(&p, &dev()));
+    let e = err(cm::run::load_run(&p, &dev()));
     assert!(
         e.contains("not a valid safetensors checkpoint") && e.contains("ckpt-00000099"),
         "{e}"

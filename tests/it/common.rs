@@ -3,8 +3,8 @@
 use burn::prelude::*;
 use cm::ckpt::State;
 use cm::config::{Config, ModelConfig};
-use cm::nets::to_vec;
 use cm::objectives::MethodConfig;
+use cm::tensor::to_vec;
 use std::path::{Path, PathBuf};
 
 pub fn dev() -> Device {

@@ -4,9 +4,10 @@
 use crate::common::*;
 use burn::prelude::*;
 use cm::config::{Config, ModelConfig};
-use cm::demo::{self, Classes};
-use cm::nets::to_vec;
-use cm::train::{self, Setup};
+use cm::generate;
+use cm::generate::Classes;
+use cm::run::Setup;
+use cm::tensor::to_vec;
 use std::path::PathBuf;
 
 fn root() -> PathBuf {
@@ -49,14 +50,14 @@ fn tiny_conditional_config_trains_samples_one_class_and_is_reproducible() {
         "time_embed.label.weight never received a gradient"
     );
 
-    // `cm sample --class 3` goes through Classes::parse and demo::sample_seeded (per-sample
-    // noise); evaluation uses demo::sample_raw_classes (one noise stream).
-    let (_, setup, state) = train::load_run(&a, &dev()).unwrap();
+    // `cm sample --class 3` goes through Classes::parse and generate::sample_seeded (per-sample
+    // noise); evaluation uses generate::sample_raw_classes (one noise stream).
+    let (_, setup, state) = cm::run::load_run(&a, &dev()).unwrap();
     assert_eq!(setup.model.net.n_classes(), 10);
     let sampler = setup.objective.sampler();
     let mut p: Vec<Tensor<1>> = state.ema[..setup.n_net].to_vec();
     let sample = |p: &[Tensor<1>], n: usize, c: Classes| {
-        demo::sample_raw_classes(&setup, &sampler, p, n, 1, &mut cm::rng::Rng::new(4), c)
+        generate::sample_raw_classes(&setup, &sampler, p, n, 1, &mut cm::rng::Rng::new(4), c)
     };
     let three = Classes::parse("3", 10).unwrap();
     assert_eq!(three, Classes::Fixed(3));
@@ -95,11 +96,11 @@ fn tiny_conditional_config_trains_samples_one_class_and_is_reproducible() {
             "balanced sample {i}: {own} from its class, {other} from the next"
         );
     }
-    let default = demo::sample_raw_with(&setup, &sampler, &p, n, 1, &mut cm::rng::Rng::new(4));
+    let default = generate::sample_raw_with(&setup, &sampler, &p, n, 1, &mut cm::rng::Rng::new(4));
     assert_eq!(default, balanced);
     // Unconditional sampling is the model without labels (all-zero label rows).
     let z = cm::samplers::generate(&sampler, &setup.model, &p, n, 1, &mut cm::rng::Rng::new(4), &dev());
-    let raw = setup.standardizer.inverse(&cm::nets::to_vec64(z));
+    let raw = setup.standardizer.inverse(&cm::tensor::to_vec64(z));
     assert!(max_abs(&raw, &none) < 1e-6);
 
     // --class mistakes.
@@ -117,7 +118,7 @@ fn tiny_conditional_config_trains_samples_one_class_and_is_reproducible() {
     assert!(ok, "{err}");
     let (xs_cli, dim) = cm::data::files::load_points(&npy).unwrap();
     assert_eq!(dim, 784);
-    let want = demo::sample_seeded(
+    let want = generate::sample_seeded(
         &setup,
         &sampler,
         &state.ema[..setup.n_net],
@@ -129,7 +130,7 @@ fn tiny_conditional_config_trains_samples_one_class_and_is_reproducible() {
     );
     assert!(max_abs(&xs_cli, &want) < 1e-6);
     // Per-sample noise and labels by index: another batching gives the same samples.
-    let split = demo::sample_seeded(
+    let split = generate::sample_seeded(
         &setup,
         &sampler,
         &state.ema[..setup.n_net],

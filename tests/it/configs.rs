@@ -3,7 +3,6 @@
 
 use crate::common::*;
 use cm::config::Config;
-use cm::train;
 use std::path::PathBuf;
 
 const METHODS: [&str; 10] = ["edm", "cd", "ct", "ict", "ect", "sct", "scd", "ctm", "facm", "meanflow"];
@@ -50,12 +49,12 @@ fn tiny_configs_train_two_steps_and_write_a_grid() {
             "{m}: {} of 2 steps had a non-finite loss or gradient",
             t.bad_total
         );
-        let (_, setup, state) = train::load_run(&out, &dev()).unwrap();
-        let xs = cm::demo::sample_raw(&setup, &state.ema[..setup.n_net], 16, 1, &mut cm::rng::Rng::new(0));
+        let (_, setup, state) = cm::run::load_run(&out, &dev()).unwrap();
+        let xs = cm::generate::sample_raw(&setup, &state.ema[..setup.n_net], 16, 1, &mut cm::rng::Rng::new(0));
         assert!(xs.iter().all(|v| v.is_finite()), "{m}: non-finite samples");
-        let grid = cm::demo::image_grid_of(&xs, setup.data.image_shape().unwrap(), 16);
+        let grid = cm::io::plot::image_grid_of(&xs, setup.data.image_shape().unwrap(), 16);
         let png = out.join("grid.png");
-        cm::plot::write_png_atomic(&png, &grid).unwrap();
+        cm::io::plot::write_png_atomic(&png, &grid).unwrap();
         let bytes = std::fs::read(&png).unwrap();
         assert!(bytes.starts_with(b"\x89PNG"), "{m}: not a PNG");
     }

@@ -4,7 +4,8 @@
 use crate::common::*;
 use cm::config::Config;
 use cm::objectives::{Ctx, METHODS};
-use cm::train::{Setup, Trainer};
+use cm::run::Setup;
+use cm::train::Trainer;
 
 #[test]
 fn every_method_conforms() {
@@ -64,7 +65,7 @@ fn every_method_conforms() {
                 let g = p.grad(&grads);
                 if s.trainable {
                     let g = g.unwrap_or_else(|| panic!("{method}: online '{}' got no gradient", s.name));
-                    let v = cm::nets::to_vec(g);
+                    let v = cm::tensor::to_vec(g);
                     assert!(
                         v.iter().all(|x| x.is_finite()),
                         "{method}: '{}' has a non-finite gradient",

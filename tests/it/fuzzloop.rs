@@ -188,7 +188,7 @@ fn fuzzloop_checkpoint() {
     mc.hidden = 4;
     mc.depth = 1;
     mc.emb_dim = 2;
-    let specs = cm::train::Setup::new(&cfg, &dev()).unwrap().specs;
+    let specs = cm::run::Setup::new(&cfg, &dev()).unwrap().specs;
     fuzz("checkpoint", iters(), &|b| {
         let _ = cm::ckpt::read_meta(b);
         if let Ok(st) = cm::ckpt::from_bytes(b, &specs, &dev()) {

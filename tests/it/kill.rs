@@ -85,7 +85,7 @@ fn sigkill_at_random_moments_then_resume_is_bit_identical() {
         }
         // Every checkpoint on disk loads, whatever moment the kill hit.
         for p in ckpt_files(&run) {
-            let r = cm::train::load_run(&p, &dev());
+            let r = cm::run::load_run(&p, &dev());
             assert!(
                 r.is_ok(),
                 "after kill {kills}: {} does not load: {:#}",
@@ -110,8 +110,8 @@ fn sigkill_at_random_moments_then_resume_is_bit_identical() {
     );
     assert!(finished, "the run never finished");
     assert!(kills >= 20, "only {kills} kills landed before the run finished");
-    let (_, _, a) = cm::train::load_run(&reference, &dev()).unwrap();
-    let (_, _, b) = cm::train::load_run(&run, &dev()).unwrap();
+    let (_, _, a) = cm::run::load_run(&reference, &dev()).unwrap();
+    let (_, _, b) = cm::run::load_run(&run, &dev()).unwrap();
     assert_eq!(b.step, STEPS);
     assert_same_state(&a, &b, "killed-and-resumed vs uninterrupted");
     // Checkpoint files are byte-for-byte reproducible too (sorted metadata).

@@ -9,6 +9,7 @@ mod configs;
 mod conformance;
 mod fuzzloop;
 mod kill;
+mod methods;
 mod nonfinite;
 mod props;
 mod regressions;

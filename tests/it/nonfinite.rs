@@ -3,8 +3,9 @@
 
 use crate::common::*;
 use burn::prelude::*;
-use cm::nets::tensor2;
-use cm::train::{run_with, RunOptions, Setup, Trainer};
+use cm::run::Setup;
+use cm::tensor::tensor2;
+use cm::train::{run_with, RunOptions, Trainer};
 
 fn filled(v: f32, b: usize, d: usize) -> Tensor<2> {
     tensor2(vec![v; b * d], b, d, &dev())
@@ -14,7 +15,7 @@ fn filled(v: f32, b: usize, d: usize) -> Tensor<2> {
 fn poisoned(t: &mut Trainer, v: f32) -> Tensor<2> {
     let b = t.setup.cfg.data.batch;
     let x = t.setup.batch(&mut cm::rng::Rng::new(99), b);
-    let mut vals = cm::nets::to_vec(x);
+    let mut vals = cm::tensor::to_vec(x);
     vals[17] = v;
     tensor2(vals, b, 2, &dev())
 }
@@ -58,7 +59,7 @@ fn nonfinite_batch_skips_update_and_leaves_state_untouched() {
         // The skip counters travel through a checkpoint.
         let d = scratch(&format!("skipsave-{method}"));
         t.save(&d).unwrap();
-        let (_, setup, st) = cm::train::load_run(&d, &dev()).unwrap();
+        let (_, setup, st) = cm::run::load_run(&d, &dev()).unwrap();
         let back = Trainer::from_state(setup, st);
         assert_eq!(
             (back.bad_total, back.bad_run),
@@ -103,7 +104,7 @@ fn consecutive_bad_steps_stop_the_run_with_a_loadable_checkpoint() {
         e.contains(dir.to_str().unwrap()),
         "the message names the run folder: {e}"
     );
-    let (_, _, st) = cm::train::load_run(&dir, &dev()).expect("the last checkpoint loads");
+    let (_, _, st) = cm::run::load_run(&dir, &dev()).expect("the last checkpoint loads");
     assert_eq!(st.step, first_bad + 6);
     assert_eq!(st.meta["bad_steps"], "6");
     assert_eq!(

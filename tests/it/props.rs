@@ -18,7 +18,7 @@ fn specs() -> &'static (Vec<ParamSpec>, Vec<u8>) {
         };
         m.hidden = 8;
         m.depth = 1;
-        let t = cm::train::Trainer::new(cm::train::Setup::new(&cfg, &dev()).unwrap()).unwrap();
+        let t = cm::train::Trainer::new(cm::run::Setup::new(&cfg, &dev()).unwrap()).unwrap();
         let bytes = ckpt::to_bytes(&t.snapshot(), &t.setup.specs).unwrap();
         (t.setup.specs.clone(), bytes)
     })

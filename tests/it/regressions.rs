@@ -47,7 +47,8 @@ fn model_section_without_kind_defaults_to_mlp() {
 /// and another seed gives different ones.
 #[test]
 fn cm_sample_is_independent_of_batch_size() {
-    use cm::train::{Setup, Trainer};
+    use cm::run::Setup;
+    use cm::train::Trainer;
     let dir = scratch("sample-batch");
     let t = Trainer::new(Setup::new(&small_cfg("ict", 0, 10), &dev()).unwrap()).unwrap();
     t.save(&dir).unwrap();

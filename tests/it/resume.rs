@@ -1,7 +1,8 @@
 //! Library-level resume and seed determinism.
 
 use crate::common::*;
-use cm::train::{run, RunOptions, Setup, Trainer};
+use cm::run::Setup;
+use cm::train::{run, RunOptions, Trainer};
 
 fn opts(out: &std::path::Path, resume: bool, stop_after: Option<u64>) -> RunOptions {
     RunOptions {
@@ -23,7 +24,7 @@ fn stop_then_resume_equals_uninterrupted_bit_for_bit() {
         // Stops mid-interval (no checkpoint at 37): the resume repeats steps 30..37 exactly.
         let (part, _) = run(&cfg, &opts(&out, false, Some(37)), &dev()).unwrap();
         assert_eq!(part.state.step, 37);
-        let (_, _, saved) = cm::train::load_run(&out, &dev()).unwrap();
+        let (_, _, saved) = cm::run::load_run(&out, &dev()).unwrap();
         assert_eq!(saved.step, 30);
         let (b, _) = run(&cfg, &opts(&out, true, Some(41)), &dev()).unwrap();
         assert_eq!(b.state.step, 71);
@@ -33,8 +34,8 @@ fn stop_then_resume_equals_uninterrupted_bit_for_bit() {
             &b.snapshot(),
             &format!("{method}: resumed vs uninterrupted (in memory)"),
         );
-        let (_, _, ca) = cm::train::load_run(&dir.join(format!("{method}-a")), &dev()).unwrap();
-        let (_, _, cb) = cm::train::load_run(&out, &dev()).unwrap();
+        let (_, _, ca) = cm::run::load_run(&dir.join(format!("{method}-a")), &dev()).unwrap();
+        let (_, _, cb) = cm::run::load_run(&out, &dev()).unwrap();
         assert_same_state(
             &ca,
             &cb,
@@ -90,7 +91,7 @@ fn time_budget_stops_with_a_checkpoint_and_resumes_bit_for_bit() {
     o.max_seconds = Some(0.0);
     let (part, _) = run(&cfg, &o, &dev()).unwrap();
     assert_eq!(part.state.step, 1, "a zero budget trains exactly one step");
-    let (_, _, saved) = cm::train::load_run(&out, &dev()).unwrap();
+    let (_, _, saved) = cm::run::load_run(&out, &dev()).unwrap();
     assert_eq!(saved.step, 1, "the stop writes its own checkpoint");
     let (done, _) = run(&cfg, &opts(&out, true, None), &dev()).unwrap();
     assert_eq!(done.state.step, 23);

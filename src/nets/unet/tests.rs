@@ -1,6 +1,7 @@
 //! U-Net shape tests and tangent-pass checks against f64 central finite differences.
 
 use super::*;
+use crate::tensor::{to_vec, to_vec64};
 use burn::tensor::DType;
 
 fn dev() -> Device {
@@ -367,11 +368,11 @@ fn tiny_mnist_config_trains_on_the_fixture_and_writes_a_grid() {
     let setup = &trainer.setup;
     let shape = setup.data.image_shape().unwrap();
     assert_eq!(shape, (1, 28, 28));
-    let xs = crate::demo::sample_raw(setup, trainer.ema_net(), 4, 2, &mut Rng::new(1));
+    let xs = crate::generate::sample_raw(setup, trainer.ema_net(), 4, 2, &mut Rng::new(1));
     assert!(xs.iter().all(|v| v.is_finite()));
-    let grid = crate::demo::image_grid_of(&xs, shape, 4);
+    let grid = crate::io::plot::image_grid_of(&xs, shape, 4);
     let path = out.join("grid.png");
-    crate::plot::write_png_atomic(&path, &grid).unwrap();
+    crate::io::plot::write_png_atomic(&path, &grid).unwrap();
     assert!(std::fs::metadata(&path).unwrap().len() > 100);
     let _ = std::fs::remove_dir_all(&out);
 }
@@ -469,7 +470,7 @@ fn class_labels_add_one_zero_initialised_layer_and_change_the_output() {
     // Through the model: no labels is the all-zero label.
     let model = crate::model::Model::new(
         std::sync::Arc::new(net.clone()),
-        crate::param::Param::Consistency {
+        crate::precond::Precond::Consistency {
             sigma_d: 0.5,
             eps: 0.002,
         },
@@ -500,7 +501,7 @@ fn class_conditional_net_refuses_missing_labels() {
 #[should_panic(expected = "class labels have 3 rows but the batch x has 2 rows")]
 fn model_labels_must_match_the_batch() {
     let net = Unet::new(&cond_cfg(10), 64, 1, 0).unwrap();
-    let model = crate::model::Model::new(std::sync::Arc::new(net), crate::param::Param::Raw);
+    let model = crate::model::Model::new(std::sync::Arc::new(net), crate::precond::Precond::Raw);
     let labels = Tensor::<2>::zeros([3, 10], &dev());
     model
         .with_labels(Some(labels))
@@ -571,7 +572,7 @@ fn class_conditional_tangent_matches_finite_differences() {
         let (_, dy2) = net.jvp(&p, x.clone(), dx.clone(), &cond, &dcond_l, masks.as_ref());
         assert_eq!(to_vec64(dy2), to_vec64(dy.clone()));
         // ...and the finite-difference fallback holds them fixed too.
-        let (_, dfd) = crate::nets::fd_jvp_steps(
+        let (_, dfd) = crate::nets::jvp::fd_jvp_steps(
             &net,
             &p,
             x.clone(),
@@ -583,7 +584,7 @@ fn class_conditional_tangent_matches_finite_differences() {
         );
         let e = rel_err(dfd, dy.clone());
         assert!(e < 1e-4, "fd_jvp on a class-conditional net: relative error {e:e}");
-        let (_, dfd) = crate::nets::fd_jvp(&net, &p, x.clone(), dx.clone(), &cond, &dcond, masks.as_ref());
+        let (_, dfd) = crate::nets::jvp::fd_jvp(&net, &p, x.clone(), dx.clone(), &cond, &dcond, masks.as_ref());
         let e = rel_err(dfd, dy);
         assert!(
             e < 1e-2,

@@ -4,8 +4,12 @@
 //! The quadratic-cost metrics (MMD, energy) use at most [`QUAD_MAX`] points of each set
 //! (the first ones), so that 10k-sample evaluations stay fast; SWD uses all points.
 
+pub mod images;
+pub mod oracle;
+
 use crate::data::gmm::Gmm;
 use crate::rng::Rng;
+use burn::prelude::*;
 use serde::Serialize;
 
 /// Points used by MMD and energy distance.
@@ -157,7 +161,7 @@ pub struct Report {
 
 impl Report {
     /// Adds the image metrics.
-    pub fn with_image(mut self, r: crate::imgmetrics::ImageReport) -> Self {
+    pub fn with_image(mut self, r: crate::eval::images::ImageReport) -> Self {
         self.fd_net = Some(r.fd_net);
         self.fd = Some(r.fd);
         self.confidence = Some(r.confidence);
@@ -188,6 +192,57 @@ pub fn report(samples: &[f64], reference: &[f64], dim: usize, gmm: Option<&Gmm>,
         fd: None,
         confidence: None,
     }
+}
+
+/// The FD/confidence evaluator of an image data set (mnistnet, or fashionnet for
+/// Fashion-MNIST) against `reference`; None for non-image data.
+pub fn image_evaluator(setup: &crate::run::Setup, reference: &[f64]) -> Option<images::ImageEvaluator> {
+    let shape = setup.data.image_shape()?;
+    let net = images::Net::for_data(setup.data.name());
+    match images::ImageEvaluator::new(net, reference, shape, &setup.device) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            eprintln!("warning: no image metrics: {e:#}");
+            None
+        }
+    }
+}
+
+/// Adds FD and confidence to a report when an evaluator is given.
+pub fn with_image_metrics(r: Report, ev: Option<&images::ImageEvaluator>, xs: &[f64]) -> Report {
+    match ev {
+        Some(e) => r.with_image(e.report(xs)),
+        None => r,
+    }
+}
+
+/// Evaluates a trained setup with its EMA weights against fresh data.
+pub fn evaluate(
+    setup: &crate::run::Setup,
+    params: &[Tensor<1>],
+    n: usize,
+    seed: u64,
+) -> (Report, Report, Report, Report, Vec<Vec<f64>>) {
+    let dim = setup.data.dim();
+    let mut rng = crate::rng::Rng::new(seed);
+    let reference = setup.data.sample(&mut rng, n);
+    let fresh = setup.data.sample(&mut rng, n);
+    let gmm = setup.data.gmm();
+    let scale = setup.standardizer.std.iter().sum::<f64>() / dim as f64;
+    let mut init_rng = crate::rng::Rng::new(setup.cfg.train.seed);
+    let init = crate::nets::init_params(&setup.specs, &mut init_rng, &setup.device);
+    let untrained = crate::generate::sample_raw(setup, &init[..setup.n_net], n, 1, &mut rng);
+    let one = crate::generate::sample_raw(setup, params, n, 1, &mut rng);
+    let two = crate::generate::sample_raw(setup, params, n, 2, &mut rng);
+    let ev = image_evaluator(setup, &reference);
+    let r = |x: &[f64]| with_image_metrics(report(x, &reference, dim, gmm, scale), ev.as_ref(), x);
+    (
+        r(&fresh),
+        r(&untrained),
+        r(&one),
+        r(&two),
+        vec![fresh, one, two, untrained],
+    )
 }
 
 #[cfg(test)]

@@ -2,16 +2,16 @@
 //!
 //! Every model output has the form `c_skip(t)·x + c_out(t)·F_θ(c_in(t)·x, c_noise(t), …)`;
 //! the variants differ only in the coefficients and in what `t` means (METHODS.md §0):
-//! - [`Param::Consistency`]: EDM σ ∈ [ε, T]; Song et al. (2023) with the boundary condition
+//! - [`Precond::Consistency`]: EDM σ ∈ [ε, T]; Song et al. (2023) with the boundary condition
 //!   c_skip(ε) = 1, c_out(ε) = 0 so that f(x, ε) = x exactly (METHODS.md §1).
-//! - [`Param::Edm`]: EDM denoiser D(x, σ) for diffusion teachers (Karras et al. 2022, Table 1).
-//! - [`Param::TrigFlow`]: TrigFlow t ∈ [0, π/2]; f(x, t) = cos t·x − sin t·σ_d·F(x/σ_d, t)
+//! - [`Precond::Edm`]: EDM denoiser D(x, σ) for diffusion teachers (Karras et al. 2022, Table 1).
+//! - [`Precond::TrigFlow`]: TrigFlow t ∈ [0, π/2]; f(x, t) = cos t·x − sin t·σ_d·F(x/σ_d, t)
 //!   (Lu & Song 2024, METHODS.md §3). With `velocity` = true it returns σ_d·F (the teacher's
 //!   velocity) instead.
-//! - [`Param::Ctm`]: EDM σ; CTM's g_θ(x, t, s) = c_skip(t)·x + c_out(t)·F(c_in(t)·x, c_noise(t),
+//! - [`Precond::Ctm`]: EDM σ; CTM's g_θ(x, t, s) = c_skip(t)·x + c_out(t)·F(c_in(t)·x, c_noise(t),
 //!   c_noise(s)) with the EDM denoiser's scalings (Kim et al. 2023, METHODS.md §4). The jump
 //!   G_θ(x, t, s) = (s/t)·x + (1 − s/t)·g_θ lives in [`crate::model::ctm_jump`].
-//! - [`Param::Raw`]: F itself, c_noise = t (FACM, MeanFlow: the objective owns the algebra).
+//! - [`Precond::Raw`]: F itself, c_noise = t (FACM, MeanFlow: the objective owns the algebra).
 //!
 //! Coefficients are computed in f64 per sample (METHODS.md §7).
 
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum Param {
+pub enum Precond {
     Consistency {
         sigma_d: f64,
         eps: f64,
@@ -47,12 +47,12 @@ pub struct Coeffs {
     pub c_noise: Vec<f64>,
 }
 
-impl Param {
+impl Precond {
     /// The network's conditioning scalar for time `t` (¼ ln σ for EDM time, t otherwise).
     pub fn c_noise(&self, t: f64) -> f64 {
         match self {
-            Param::Consistency { .. } | Param::Edm { .. } | Param::Ctm { .. } => 0.25 * t.ln(),
-            Param::TrigFlow { .. } | Param::Raw => t,
+            Precond::Consistency { .. } | Precond::Edm { .. } | Precond::Ctm { .. } => 0.25 * t.ln(),
+            Precond::TrigFlow { .. } | Precond::Raw => t,
         }
     }
 
@@ -66,7 +66,7 @@ impl Param {
         };
         for &s in t {
             let (skip, out, inp) = match *self {
-                Param::Consistency { sigma_d, eps } => {
+                Precond::Consistency { sigma_d, eps } => {
                     let sd2 = sigma_d * sigma_d;
                     (
                         sd2 / ((s - eps).powi(2) + sd2),
@@ -74,7 +74,7 @@ impl Param {
                         1.0 / (s * s + sd2).sqrt(),
                     )
                 }
-                Param::Edm { sigma_d } | Param::Ctm { sigma_d } => {
+                Precond::Edm { sigma_d } | Precond::Ctm { sigma_d } => {
                     let sd2 = sigma_d * sigma_d;
                     (
                         sd2 / (s * s + sd2),
@@ -82,14 +82,14 @@ impl Param {
                         1.0 / (s * s + sd2).sqrt(),
                     )
                 }
-                Param::TrigFlow { sigma_d, velocity } => {
+                Precond::TrigFlow { sigma_d, velocity } => {
                     if velocity {
                         (0.0, sigma_d, 1.0 / sigma_d)
                     } else {
                         (s.cos(), -s.sin() * sigma_d, 1.0 / sigma_d)
                     }
                 }
-                Param::Raw => (0.0, 1.0, 1.0),
+                Precond::Raw => (0.0, 1.0, 1.0),
             };
             c.c_skip.push(skip);
             c.c_out.push(out);
@@ -101,11 +101,11 @@ impl Param {
 
     pub fn sigma_d(&self) -> f64 {
         match *self {
-            Param::Consistency { sigma_d, .. }
-            | Param::Edm { sigma_d }
-            | Param::Ctm { sigma_d }
-            | Param::TrigFlow { sigma_d, .. } => sigma_d,
-            Param::Raw => 1.0,
+            Precond::Consistency { sigma_d, .. }
+            | Precond::Edm { sigma_d }
+            | Precond::Ctm { sigma_d }
+            | Precond::TrigFlow { sigma_d, .. } => sigma_d,
+            Precond::Raw => 1.0,
         }
     }
 }
@@ -116,7 +116,7 @@ mod tests {
 
     #[test]
     fn consistency_boundary_is_identity() {
-        let p = Param::Consistency {
+        let p = Precond::Consistency {
             sigma_d: 0.5,
             eps: 0.002,
         };
@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn edm_coefficients_match_karras_table1() {
-        let p = Param::Edm { sigma_d: 0.5 };
+        let p = Precond::Edm { sigma_d: 0.5 };
         let c = p.coeffs(&[1.0]);
         assert!((c.c_skip[0] - 0.25 / 1.25).abs() < 1e-15);
         assert!((c.c_out[0] - 0.5 / 1.25f64.sqrt()).abs() < 1e-15);
@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn trigflow_boundary_is_identity() {
-        let p = Param::TrigFlow {
+        let p = Precond::TrigFlow {
             sigma_d: 0.5,
             velocity: false,
         };

@@ -9,8 +9,6 @@
 //! Coordinates: pixel positions are `i64` so that drawing partly (or wholly) off the canvas is
 //! clipped instead of wrapping around or panicking; sizes are `usize`.
 
-use std::fs;
-use std::io::{self, Write};
 use std::path::Path;
 
 /// Page background used by all plot helpers.
@@ -341,38 +339,8 @@ fn glyph(c: char) -> [u8; 7] {
 /// Readers (a dashboard, a person refreshing an image viewer) therefore see either the old or
 /// the new complete file, never a half-written one, even if training is killed mid-write.
 /// The temp file is removed if anything fails.
-pub fn write_png_atomic(path: &Path, canvas: &Canvas) -> io::Result<()> {
-    let bytes = canvas.to_png_bytes();
-    let mut tmp_name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?
-        .to_os_string();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
-    }
-    // Best effort: persist the rename itself (directory entry). Not all platforms allow
-    // opening a directory, so failures here are ignored.
-    if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+pub fn write_png_atomic(path: &Path, canvas: &Canvas) -> anyhow::Result<()> {
+    super::write_atomic(path, &canvas.to_png_bytes())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -854,9 +822,29 @@ pub fn titled_row(parts: &[(&str, &Canvas)]) -> Canvas {
     cv
 }
 
+/// A grid of the first (up to) `n` images of a flat sample set (values in [-1, 1]).
+pub fn image_grid_of(xs: &[f64], (c, h, w): (usize, usize, usize), n: usize) -> Canvas {
+    let d = c * h * w;
+    let n = n.min(xs.len() / d);
+    let v: Vec<f32> = xs[..n * d].iter().map(|&x| x as f32).collect();
+    let cols = (n as f64).sqrt().ceil() as usize;
+    let zoom = (64 / h.max(w)).clamp(1, 4);
+    image_grid(&v, n, c, h, w, cols, zoom)
+}
+
+/// Data, 1-step and 2-step image grids side by side (`sets` as returned by [`evaluate`]:
+/// fresh data, 1-step, 2-step, untrained).
+pub fn image_comparison(sets: &[Vec<f64>], shape: (usize, usize, usize), n: usize) -> Canvas {
+    let data = image_grid_of(&sets[0], shape, n);
+    let one = image_grid_of(&sets[1], shape, n);
+    let two = image_grid_of(&sets[2], shape, n);
+    titled_row(&[("data", &data), ("1-step", &one), ("2-step", &two)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn decode(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
         let dec = png::Decoder::new(bytes);

@@ -16,7 +16,7 @@
 //! tensors on flex (plain or autodiff) and burn's own `conv2d` otherwise (f64 tests, GPU
 //! backends). Tests compare both paths, forward and backward, on odd shapes.
 
-use super::fused::{alloc_init, assume_init_mut, f32s, flex_tensor as tensor, fusable};
+use super::{alloc_init, assume_init_mut, f32s, flex_tensor as tensor, fusable};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -189,7 +189,7 @@ fn col2im(dcols: &mut [f32], c: usize, h: usize, w: usize, k: usize, dx: &mut [M
                 let j0 = ((y0 * w) as isize).max(-shift) as usize;
                 let j1 = ((y1 * w) as isize).min(hw as isize - shift) as usize;
                 let dst = &mut plane[(j0 as isize + shift) as usize..(j1 as isize + shift) as usize];
-                super::fused::simd(|| {
+                super::simd(|| {
                     for (d, s) in dst.iter_mut().zip(&row[j0..j1]) {
                         *d += s;
                     }
@@ -437,8 +437,8 @@ fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nets::to_vec;
     use crate::rng::Rng;
+    use crate::tensor::to_vec;
 
     fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         assert_eq!(a.len(), b.len());

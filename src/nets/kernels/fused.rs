@@ -9,6 +9,7 @@
 //! burn's own ops for other dtypes and backends (the f64 tests, GPU builds); tests compare the
 //! two paths, values and gradients.
 
+use super::{alloc_init, assume_init_mut, f32s, flex_tensor, fusable, simd};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -17,10 +18,9 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Dispatch, Flex};
 use burn::prelude::*;
-use burn::tensor::{activation, DType};
+use burn::tensor::activation;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
-use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
 /// Defines `fn $name(args) -> ret` that runs `$body(args)` (an `#[inline(always)]` function)
@@ -55,57 +55,8 @@ macro_rules! multiversion {
     };
 }
 
-/// Allocates `n` f32 without the zero-filling pass of `vec![0.0; n]` (which glibc's calloc
-/// cannot skip for reused heap memory: 12 % of a U-Net step under `perf`) and lets `init`
-/// write them; nothing is read before it is written because `init` sees `MaybeUninit`s.
-///
-/// # Safety
-/// `init` must write every element of the slice it is given.
-pub(crate) unsafe fn alloc_init(n: usize, init: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
-    let mut v = Vec::with_capacity(n);
-    init(&mut v.spare_capacity_mut()[..n]);
-    // SAFETY: the caller's `init` initialised all n elements.
-    unsafe { v.set_len(n) };
-    v
-}
-
-/// The initialised view of a slice of `MaybeUninit`s.
-///
-/// # Safety
-/// Every element must have been written.
-pub(crate) unsafe fn assume_init_mut(s: &mut [MaybeUninit<f32>]) -> &mut [f32] {
-    // SAFETY: MaybeUninit<f32> has f32's layout, and the caller guarantees initialisation.
-    unsafe { &mut *(s as *mut [MaybeUninit<f32>] as *mut [f32]) }
-}
-
 /// Elements per parallel task of the element-wise loops.
 const CHUNK: usize = 1 << 14;
-
-/// Runs `f` inlined into a copy compiled for AVX-512 or AVX2+FMA when the CPU has them (the
-/// crate itself targets baseline x86-64), so the element-wise loops inside are vectorised.
-#[inline(always)]
-pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-        unsafe fn v4<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn v3<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512dq") {
-            // SAFETY: the CPU supports the features v4 is compiled for.
-            return unsafe { v4(f) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: as above, for v3.
-            return unsafe { v3(f) };
-        }
-    }
-    f()
-}
 
 #[backend_extension(Flex, Autodiff)]
 pub trait FusedBackend: Backend {
@@ -137,42 +88,33 @@ pub trait FusedBackend: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// Contiguous f32 view of a flex tensor (copying only when it is strided).
-pub(crate) fn f32s(t: &FlexTensor) -> Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("f32 tensor").to_vec()),
+/// One element of SiLU and its derivative: (x·σ(x), σ(x)(1 + x(1 − σ(x)))), σ(x) = 1/(1 + e^{−x})
+/// with e^t by Cody–Waite reduction t = n ln 2 + r, |r| ≤ ln2/2, a degree-7 Taylor polynomial
+/// and 2^n by exponent bits (relative error ≈ 1e-7, tested against burn's sigmoid). t is
+/// clamped to [−87, 88], where σ is 0 or 1 to f32 precision anyway. Branch-free, so the loops of
+/// [`fused`] that call it vectorise.
+#[inline(always)]
+pub(crate) fn silu_one(x: f32) -> (f32, f32) {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    const MAGIC: f32 = 12_582_912.0; // 1.5·2^23: adding and subtracting it rounds to an integer
+    {
+        let t = (-x).clamp(-87.0, 88.0);
+        let k = t * LOG2E + MAGIC;
+        let n = k - MAGIC;
+        // n as an integer straight from k's bits (k = 1.5·2^23 + n exactly): no float→int cast,
+        // whose saturation checks keep the loop from vectorising.
+        let ni = k.to_bits().wrapping_sub(MAGIC.to_bits()) as i32;
+        let r = (t - n * LN2_HI) - n * LN2_LO;
+        let p = 1.0
+            + r * (1.0
+                + r * (0.5
+                    + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+        let scale = f32::from_bits((ni.wrapping_add(127) as u32) << 23);
+        let s = 1.0 / (1.0 + p * scale);
+        (x * s, s * (1.0 + x * (1.0 - s)))
     }
-}
-
-pub(crate) fn flex_tensor(v: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(v, shape))
-}
-
-/// Whether a tensor is f32 on the flex backend (directly or under autodiff), i.e. whether the
-/// fused kernels apply.
-pub fn fusable<const D: usize>(t: &Tensor<D>) -> bool {
-    use burn::backend::DispatchTensorKind as K;
-    fn kind_is_flex(k: &K) -> bool {
-        match k {
-            K::Flex(_) => true,
-            K::Autodiff(inner) => kind_is_flex(inner),
-            #[allow(unreachable_patterns)]
-            _ => false,
-        }
-    }
-    t.dtype() == DType::F32 && kind_is_flex(&t.clone().into_dispatch().kind)
-}
-
-/// The flex primitive of a fusable tensor (shares its storage; no copy).
-pub fn flex_primitive<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
-    if let Ok(p) = t.clone().try_into_primitive::<Flex>() {
-        return Some(p);
-    }
-    t.clone()
-        .try_into_primitive::<Autodiff<Flex>>()
-        .ok()
-        .map(|p| p.primitive().clone())
 }
 
 /// Applies `f(x) -> (a, b)` element-wise in parallel, returning both outputs.
@@ -205,7 +147,7 @@ fn par_map2(x: &[f32], f: impl Fn(f32) -> (f32, f32) + Sync) -> (Vec<f32>, Vec<f
 /// (SiLU(x), SiLU'(x)) of a flex f32 tensor, in parallel.
 pub(crate) fn silu_and_derivative(x: &FlexTensor) -> (FlexTensor, FlexTensor) {
     let shape = x.layout().shape().to_vec();
-    let (y, d) = par_map2(&f32s(x), super::silu_one);
+    let (y, d) = par_map2(&f32s(x), silu_one);
     (flex_tensor(y, shape.clone()), flex_tensor(d, shape))
 }
 
@@ -218,7 +160,7 @@ fn silu_forward(x: &FlexTensor) -> FlexTensor {
             y.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK)).for_each(|(y, x)| {
                 simd(|| {
                     for (y, &x) in y.iter_mut().zip(x) {
-                        y.write(super::silu_one(x).0);
+                        y.write(silu_one(x).0);
                     }
                 })
             })
@@ -721,7 +663,7 @@ fn gn_forward_segment_body(a: &GnArgs<'_>, i: usize, y: &mut [MaybeUninit<f32>],
         let (k1, k0) = (ga * s, b0 * s + t);
         if a.gn.act {
             for (y, &x) in y.iter_mut().zip(x) {
-                y.write(super::silu_one(k1 * x + k0).0);
+                y.write(silu_one(k1 * x + k0).0);
             }
         } else {
             for (y, &x) in y.iter_mut().zip(x) {
@@ -818,7 +760,7 @@ fn gn_backward_segment_body(
         let [ga, b0, s, t] = channel_coeffs((a.gamma, a.beta, a.m), c, c0 + j, b, mu, rstd);
         let elem = |x: f32, g: f32| {
             let nv = ga * x + b0;
-            let gact = if act { g * super::silu_one(nv * s + t).1 } else { g };
+            let gact = if act { g * silu_one(nv * s + t).1 } else { g };
             let gn = gact * s;
             (gn, [gn * ((x - mu) * rstd), gn, gact * nv, gact])
         };
@@ -845,8 +787,8 @@ fn gn_backward_segment_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nets::to_vec;
     use crate::rng::Rng;
+    use crate::tensor::to_vec;
 
     fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         assert_eq!(a.len(), b.len());

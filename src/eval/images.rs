@@ -12,8 +12,8 @@
 //! ‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^{1/2}), with tr(Σ₁Σ₂)^{1/2} = tr(A Σ₂ A)^{1/2}, A = Σ₁^{1/2};
 //! both square roots come from a cyclic Jacobi eigen-decomposition in f64 ([`jacobi_eigh`]).
 
-use crate::nets::to_vec64;
 use crate::rng::Rng;
+use crate::tensor::to_vec64;
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
 use burn::tensor::activation;
@@ -46,8 +46,8 @@ pub enum Net {
     Fashion,
 }
 
-static MNISTNET: &[u8] = include_bytes!("../assets/mnistnet.safetensors");
-static FASHIONNET: &[u8] = include_bytes!("../assets/fashionnet.safetensors");
+static MNISTNET: &[u8] = include_bytes!("../../assets/mnistnet.safetensors");
+static FASHIONNET: &[u8] = include_bytes!("../../assets/fashionnet.safetensors");
 
 impl Net {
     /// The metric's name in reports.
@@ -156,7 +156,7 @@ impl Classifier {
             .iter()
             .zip(&self.params)
             .map(|((n, s), t)| {
-                let v = crate::nets::to_vec(t.clone());
+                let v = crate::tensor::to_vec(t.clone());
                 (
                     n.to_string(),
                     v.iter().flat_map(|x| x.to_le_bytes()).collect(),
@@ -641,8 +641,8 @@ mod tests {
         let c = Classifier::builtin(Net::Fashion, &dev).unwrap();
         let back = Classifier::from_bytes(&c.to_bytes().unwrap(), &dev).unwrap();
         assert_eq!(
-            crate::nets::to_vec(c.params[4].clone()),
-            crate::nets::to_vec(back.params[4].clone())
+            crate::tensor::to_vec(c.params[4].clone()),
+            crate::tensor::to_vec(back.params[4].clone())
         );
         assert_eq!(Net::for_data("fashion-mnist:/x"), Net::Fashion);
         assert_eq!(Net::for_data("mnist:/x").fd_name(), "FD-mnistnet");

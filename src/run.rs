@@ -1,0 +1,185 @@
+//! The object graph of a run: a config becomes data, model, objective and teacher
+//! ([`Setup`]); a checkpoint or run folder becomes a config, a setup and a state
+//! ([`load_run`]). Training, sampling, evaluation and the commands all start here.
+
+use crate::ckpt::{self, State};
+use crate::config::{Config, ModelConfig};
+use crate::data::{gmm::Gmm, Dataset, Standardizer};
+use crate::model::{Model, NetDenoiser};
+use crate::nets::{mlp::Mlp, Backbone, ParamSpec};
+use crate::objectives::Objective;
+use crate::process::Denoiser;
+use crate::rng::Rng;
+use crate::tensor::tensor2;
+use anyhow::{bail, Context, Result};
+use burn::prelude::*;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Everything derived from a config: data, model, objective, teacher.
+pub struct Setup {
+    pub cfg: Config,
+    pub data: Dataset,
+    pub standardizer: Standardizer,
+    /// The exact mixture in standardised coordinates, where the data has one.
+    pub gmm_std: Option<Gmm>,
+    pub objective: Box<dyn Objective>,
+    pub model: Model,
+    /// Backbone parameters followed by the objective's own.
+    pub specs: Vec<ParamSpec>,
+    pub n_net: usize,
+    pub teacher: Option<Arc<dyn Denoiser>>,
+    pub device: Device,
+}
+
+/// Builds the backbone of a config.
+pub fn build_net(cfg: &ModelConfig, dim: usize, n_times: usize, seed: u64) -> Result<Arc<dyn Backbone>> {
+    Ok(match cfg {
+        ModelConfig::Mlp(m) => Arc::new(Mlp::new(m, dim, n_times, seed)),
+        ModelConfig::Unet(u) => Arc::new(crate::nets::unet::Unet::new(u, dim, n_times, seed)?),
+    })
+}
+
+impl Setup {
+    pub fn new(cfg: &Config, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let data = Dataset::from_spec(&cfg.data.name, &cfg.data.image_options())?;
+        let dim = data.dim();
+        let standardizer = data.standardizer();
+        let gmm_std = data
+            .gmm()
+            .map(|g| g.standardized(&standardizer.mean, &standardizer.std));
+        let objective = cfg.method.build(dim)?;
+        let sigma_d = if cfg.data.sigma_d > 0.0 {
+            cfg.data.sigma_d
+        } else if data.image_shape().is_some() {
+            0.5
+        } else {
+            1.0
+        };
+        let net = build_net(&cfg.model, dim, objective.n_times(), cfg.train.seed)?;
+        let k = net.n_classes();
+        if k > 0 {
+            let Some(labels) = data.labels() else {
+                bail!(
+                    "model.classes = {k} needs class labels, but data set {} has none (labels come with mnist:/fashion-mnist: folders and idx: files with a matching labels-idx1 file)",
+                    data.name()
+                );
+            };
+            if let Some(&m) = labels.iter().max().filter(|&&m| m as usize >= k) {
+                bail!(
+                    "data set {} has class label {m}, but model.classes = {k} (labels must be below model.classes; the data has {} classes)",
+                    data.name(),
+                    data.classes()
+                );
+            }
+        }
+        let model = Model::new(net.clone(), objective.precond(sigma_d));
+        let mut specs = net.specs();
+        let n_net = specs.len();
+        specs.extend(objective.extra_specs());
+        let teacher: Option<Arc<dyn Denoiser>> = match cfg.method.teacher() {
+            None => None,
+            Some("exact") => match &gmm_std {
+                Some(g) => Some(Arc::new(g.clone())),
+                None => bail!(
+                    "method.teacher = \"exact\" needs a Gaussian-mixture data set ({} has no exact denoiser); give a trained teacher's run folder instead",
+                    data.name()
+                ),
+            },
+            Some("train") => bail!("method.teacher = \"train\" is resolved by `cm demo`; for `cm train`, train an EDM teacher first and give its run folder"),
+            Some(path) => Some(load_teacher(Path::new(path), &standardizer, device)?),
+        };
+        if objective.needs_teacher() && teacher.is_none() {
+            bail!("method '{}' needs a teacher (method.teacher)", objective.name());
+        }
+        Ok(Self {
+            cfg: cfg.clone(),
+            data,
+            standardizer,
+            gmm_std,
+            objective,
+            model,
+            specs,
+            n_net,
+            teacher,
+            device: device.clone(),
+        })
+    }
+
+    /// A standardised batch as a tensor.
+    pub fn batch(&self, rng: &mut Rng, n: usize) -> Tensor<2> {
+        self.batch_labeled(rng, n).0
+    }
+
+    /// [`Setup::batch`] (the same random numbers) with the class labels of the samples drawn.
+    pub fn batch_labeled(&self, rng: &mut Rng, n: usize) -> (Tensor<2>, Option<Vec<usize>>) {
+        let (raw, labels) = self.data.sample_labeled(rng, n);
+        let z = self.standardizer.forward(&raw);
+        let x = tensor2(
+            z.into_iter().map(|v| v as f32).collect(),
+            n,
+            self.data.dim(),
+            &self.device,
+        );
+        (x, labels)
+    }
+
+    /// One-hot `[B, K]` labels for the class-conditional network (K = `model.classes`);
+    /// `None` entries are all-zero "no class" rows.
+    pub fn onehot(&self, labels: &[Option<usize>]) -> Tensor<2> {
+        onehot(labels, self.model.net.n_classes(), &self.device)
+    }
+
+    /// Training labels after class dropout: each is replaced by "no class" with probability
+    /// `model.class_dropout`, one uniform draw from `rng` per label (none when it is 0).
+    pub fn drop_classes(&self, labels: &[usize], rng: &mut Rng) -> Vec<Option<usize>> {
+        let p = self.cfg.model.class_dropout();
+        labels
+            .iter()
+            .map(|&l| (p <= 0.0 || rng.uniform() >= p).then_some(l))
+            .collect()
+    }
+}
+
+/// One-hot `[B, K]` f32 labels; `None` entries (and K = 0) give all-zero rows.
+pub fn onehot(labels: &[Option<usize>], k: usize, device: &Device) -> Tensor<2> {
+    let mut v = vec![0f32; labels.len() * k];
+    for (i, l) in labels.iter().enumerate() {
+        if let Some(l) = *l {
+            assert!(l < k, "class label {l} for a network with {k} classes");
+            v[i * k + l] = 1.0;
+        }
+    }
+    tensor2(v, labels.len(), k, device)
+}
+
+/// Loads a trained network (its EMA weights) as a denoiser; its data standardisation must match.
+/// The teacher is queried without class labels: a class-conditional teacher acts
+/// unconditionally (the "no class" label it learnt through `model.class_dropout`).
+pub fn load_teacher(path: &Path, st: &Standardizer, device: &Device) -> Result<Arc<dyn Denoiser>> {
+    let (cfg, setup, state) = load_run(path, device).with_context(|| format!("loading teacher {}", path.display()))?;
+    if &setup.standardizer != st {
+        bail!(
+            "teacher {} was trained on different data ({}); its standardisation differs",
+            path.display(),
+            cfg.data.name
+        );
+    }
+    Ok(Arc::new(NetDenoiser {
+        model: setup.model.clone(),
+        params: state.ema[..setup.n_net].to_vec(),
+    }))
+}
+
+/// Reads a checkpoint (or a run folder's newest) with the config stored inside it.
+pub fn load_run(path: &Path, device: &Device) -> Result<(Config, Setup, State)> {
+    let file = ckpt::resolve(path)?;
+    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let (meta, _) = ckpt::read_meta(&bytes).with_context(|| format!("in {}", file.display()))?;
+    let cfg = Config::from_toml(meta.get("config").context("checkpoint has no config")?)
+        .with_context(|| format!("config stored in {}", file.display()))?;
+    let setup = Setup::new(&cfg, device)?;
+    let state = ckpt::from_bytes(&bytes, &setup.specs, device).with_context(|| format!("in {}", file.display()))?;
+    Ok((cfg, setup, state))
+}
