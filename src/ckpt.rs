@@ -5,8 +5,11 @@
 //! (TOML), the data standardisation (JSON) and counters. Writing goes to a temporary file in
 //! the same folder, is fsynced, renamed over the final name, and the folder is fsynced, so a
 //! kill at any moment leaves either the old or the new file, never a torn one.
+//! The metadata also holds a SHA-256 of the whole file ([`CHECKSUM_KEY`]), verified on every
+//! read, so a file damaged on disk later (truncated, bit-flipped) is rejected, never loaded.
 //! Loading checks every name and shape against the architecture and says which one differs.
 
+use crate::fetch::sha256_hex;
 use crate::nets::ParamSpec;
 use crate::tensor::to_vec;
 use anyhow::{bail, Context, Result};
@@ -65,7 +68,50 @@ pub fn to_bytes(state: &State, specs: &[ParamSpec]) -> Result<Vec<u8>> {
             .collect::<Vec<_>>()
             .join(","),
     );
-    canonical_header(safetensors::serialize(views, &Some(meta))?)
+    meta.insert(CHECKSUM_KEY.into(), CHECKSUM_PLACEHOLDER.into());
+    let mut bytes = canonical_header(safetensors::serialize(views, &Some(meta))?)?;
+    let slot = checksum_slot(&bytes).context("checksum slot missing from the header")?;
+    let sum = sha256_hex(&bytes);
+    bytes[slot].copy_from_slice(sum.as_bytes());
+    Ok(bytes)
+}
+
+/// The metadata key of the checkpoint's checksum: the SHA-256 of the whole file with the 64 hex
+/// digits of the checksum itself read as zeros. It covers the header (step, RNG, config, …)
+/// and every tensor byte.
+pub const CHECKSUM_KEY: &str = "sha256";
+const CHECKSUM_PLACEHOLDER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Where the checksum's 64 hex digits sit in a serialised checkpoint (None when it has none).
+fn checksum_slot(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
+    let n = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header = bytes.get(8..8usize.checked_add(n)?)?;
+    let key = format!("\"{CHECKSUM_KEY}\":\"");
+    let at = header.windows(key.len()).position(|w| w == key.as_bytes())? + 8 + key.len();
+    let slot = at..at + 64;
+    (bytes.get(slot.end..slot.end + 1)? == b"\"").then_some(slot)
+}
+
+/// Verifies the checksum of a serialised checkpoint whose metadata is `meta`. Checkpoints
+/// written before checksums existed (no key) pass; any other mismatch is an error saying the
+/// file is damaged.
+fn verify_checksum(bytes: &[u8], meta: &BTreeMap<String, String>) -> Result<()> {
+    let Some(stored) = meta.get(CHECKSUM_KEY) else {
+        return Ok(());
+    };
+    let damaged = |why: String| {
+        anyhow::anyhow!("the file is damaged: {why}; it changed on disk after cm wrote it (truncated, bit-flipped or overwritten), so its weights cannot be trusted")
+    };
+    let slot = checksum_slot(bytes).ok_or_else(|| damaged("its checksum field is malformed".into()))?;
+    let mut copy = bytes.to_vec();
+    copy[slot].copy_from_slice(CHECKSUM_PLACEHOLDER.as_bytes());
+    let got = sha256_hex(&copy);
+    if *stored != got {
+        return Err(damaged(format!(
+            "checksum mismatch (stored sha256 {stored}, computed {got})"
+        )));
+    }
+    Ok(())
 }
 
 /// Rewrites a serialised safetensors file with its metadata keys sorted. `serialize` takes the
@@ -98,6 +144,7 @@ pub fn from_bytes(bytes: &[u8], specs: &[ParamSpec], device: &Device) -> Result<
         Some(f) => bail!("unsupported checkpoint format '{f}' (expected {FORMAT})"),
         None => bail!("not a cm checkpoint: no 'format' in its metadata"),
     }
+    verify_checksum(bytes, &meta)?;
     let step: u64 = meta
         .get("step")
         .context("checkpoint has no step")?
@@ -170,6 +217,7 @@ pub fn read_meta(bytes: &[u8]) -> Result<(BTreeMap<String, String>, Vec<(String,
     if meta.get("format").map(|s| s.as_str()) != Some(FORMAT) {
         bail!("not a cm checkpoint (no '{FORMAT}' format tag)");
     }
+    verify_checksum(bytes, &meta)?;
     let mut tensors: Vec<(String, Vec<usize>)> =
         st.tensors().into_iter().map(|(n, v)| (n, v.shape().to_vec())).collect();
     tensors.sort();

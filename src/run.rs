@@ -173,13 +173,44 @@ pub fn load_teacher(path: &Path, st: &Standardizer, device: &Device) -> Result<A
 }
 
 /// Reads a checkpoint (or a run folder's newest) with the config stored inside it.
+///
+/// A run that is still training is read safely: checkpoints appear by atomic rename (a partial
+/// one is never listed) and carry a checksum; if the newest is pruned between listing and
+/// reading, the folder is listed again. When a folder's newest checkpoint is damaged, the
+/// error names it and the older one that can be given instead.
 pub fn load_run(path: &Path, device: &Device) -> Result<(Config, Setup, State)> {
-    let file = ckpt::resolve(path)?;
-    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-    let (meta, _) = ckpt::read_meta(&bytes).with_context(|| format!("in {}", file.display()))?;
+    let mut tries = 0;
+    let (file, bytes) = loop {
+        let file = ckpt::resolve(path)?;
+        match std::fs::read(&file) {
+            Ok(b) => break (file, b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path.is_dir() && tries < 5 => tries += 1,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+        }
+    };
+    load_bytes(&file, &bytes, device).map_err(|e| {
+        let older = path
+            .is_dir()
+            .then(|| ckpt::list(path).into_iter().rev().find(|(_, p)| *p != file))
+            .flatten();
+        match older {
+            Some((_, p))
+                if ["damaged", "not a valid safetensors"]
+                    .iter()
+                    .any(|w| format!("{e:#}").contains(w)) =>
+            {
+                anyhow::anyhow!("{e:#}; the older checkpoint {} can be given instead", p.display())
+            }
+            _ => e,
+        }
+    })
+}
+
+fn load_bytes(file: &Path, bytes: &[u8], device: &Device) -> Result<(Config, Setup, State)> {
+    let (meta, _) = ckpt::read_meta(bytes).with_context(|| format!("in {}", file.display()))?;
     let cfg = Config::from_toml(meta.get("config").context("checkpoint has no config")?)
         .with_context(|| format!("config stored in {}", file.display()))?;
     let setup = Setup::new(&cfg, device)?;
-    let state = ckpt::from_bytes(&bytes, &setup.specs, device).with_context(|| format!("in {}", file.display()))?;
+    let state = ckpt::from_bytes(bytes, &setup.specs, device).with_context(|| format!("in {}", file.display()))?;
     Ok((cfg, setup, state))
 }

@@ -117,10 +117,17 @@ fn corrupt_checkpoint_is_an_error() {
     let mut b = bytes.clone();
     b[8..20].copy_from_slice(b"@@@@@@@@@@@@");
     assert!(err(ckpt::from_bytes(&b, &specs, &dev())).contains("not a valid safetensors"));
-    // A NaN in the data region.
+    // A NaN written into the data region on disk: the checksum no longer matches.
     let mut b = bytes.clone();
     let n = b.len();
     b[n - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
+    let e = err(ckpt::from_bytes(&b, &specs, &dev()));
+    assert!(e.contains("damaged") && e.contains("checksum mismatch"), "{e}");
+    // A NaN in a state that was saved as such (valid checksum): the value check names it.
+    let mut t = Trainer::new(Setup::new(&small_cfg("ict", 0, 10), &dev()).unwrap()).unwrap();
+    let k = t.state.ema.len() - 1;
+    t.state.ema[k] = t.state.ema[k].clone().mul_scalar(f32::NAN);
+    let b = ckpt::to_bytes(&t.snapshot(), &t.setup.specs).unwrap();
     let e = err(ckpt::from_bytes(&b, &specs, &dev()));
     assert!(e.contains("non-finite value"), "{e}");
     // Another safetensors file (no cm format tag).
