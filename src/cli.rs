@@ -57,9 +57,13 @@ pub struct DemoArgs {
     /// teacher first), or a trained run folder.
     #[arg(long)]
     pub teacher: Option<String>,
-    /// Output folder (default runs/demo-METHOD-DATA; replaced if it exists).
+    /// Output folder (default runs/demo-METHOD-DATA; replaced if it is a demo run folder,
+    /// refused if it holds anything cm did not write).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Use a non-empty --out that is not a cm run folder anyway (nothing in it is deleted).
+    #[arg(long)]
+    pub force: bool,
     /// Print one JSON object as the last line.
     #[arg(long)]
     pub json: bool,
@@ -75,6 +79,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         n_eval,
         teacher,
         out,
+        force,
         json,
     } = args;
     let dev = device("cpu")?;
@@ -94,9 +99,8 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     }
     cfg.validate()?;
     let out = out.unwrap_or_else(|| demo::default_out(&method, &data));
-    if out.exists() {
-        std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
-    }
+    // Held (locked) until the demo ends.
+    let _folder = demo::prepare_out(&out, force)?;
     let limit = if crate::data::IMAGE_PREFIXES.iter().any(|p| data.starts_with(p)) {
         format!(" (at most {:.0} min of training)", demo::IMAGE_DEMO_SECONDS / 60.0)
     } else {
@@ -144,9 +148,17 @@ pub struct TrainArgs {
     pub steps: Option<u64>,
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Continue the run in --out from its newest checkpoint.
+    /// Continue the run in --out from its newest checkpoint (re-running the same config on a
+    /// run folder continues it too; a different config is refused, naming the fields).
     #[arg(long)]
     pub resume: bool,
+    /// Start over in --out: the run already there is moved to --out/restart-N/, not deleted.
+    #[arg(long, conflicts_with = "resume")]
+    pub restart: bool,
+    /// Use a non-empty --out that is not a cm run folder anyway (nothing in it is deleted or
+    /// overwritten).
+    #[arg(long)]
+    pub force: bool,
     /// Compute device: cpu (default), or cuda / wgpu in builds with those features.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -162,6 +174,8 @@ pub fn train(args: TrainArgs) -> Result<()> {
         steps,
         seed,
         resume,
+        restart,
+        force,
         device: d,
         json,
     } = args;
@@ -181,11 +195,12 @@ pub fn train(args: TrainArgs) -> Result<()> {
     let (trainer, history) = train::run(
         &cfg,
         &RunOptions {
-            out: out.clone(),
             resume,
+            restart,
+            force,
+            graceful: true,
             progress: true,
-            stop_after: None,
-            max_seconds: None,
+            ..RunOptions::new(out.clone())
         },
         &dev,
     )?;

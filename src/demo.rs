@@ -7,6 +7,7 @@ use crate::eval::{self, Report};
 use crate::eval::{image_evaluator, with_image_metrics};
 use crate::generate::sample_raw;
 use crate::io::plot::image_comparison;
+use crate::io::runfolder::RunFolder;
 use crate::objectives::MethodConfig;
 use crate::rng::Rng;
 use crate::train::{self, RunOptions, Trainer};
@@ -91,7 +92,17 @@ pub struct DemoSummary {
     pub out: String,
 }
 
-/// Runs the demo; writes into `out` and returns the summary.
+/// Claims the demo's output folder for a fresh demo: a new or empty folder, or a previous demo
+/// run folder, whose files cm wrote are deleted (anything else in it stays). A folder holding
+/// anything else is an error (`force`: use it, deleting nothing); `.`, `/`, the home folder and
+/// parents of the current folder are never replaced. The folder stays locked while the
+/// returned value lives.
+pub fn prepare_out(out: &Path, force: bool) -> Result<RunFolder> {
+    crate::io::runfolder::replace(out, "demo", force)
+}
+
+/// Runs the demo; writes into `out` and returns the summary. `progress`: progress bars, and a
+/// graceful stop with a checkpoint on SIGINT / SIGTERM (the `cm demo` command).
 pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device: &Device) -> Result<DemoSummary> {
     let start = std::time::Instant::now();
     let mut cfg = cfg.clone();
@@ -112,11 +123,11 @@ pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device:
         train::run(
             &tcfg,
             &RunOptions {
-                out: tdir.clone(),
                 resume: true,
+                graceful: progress,
                 progress,
-                stop_after: None,
                 max_seconds: teacher_budget,
+                ..RunOptions::new(tdir.clone())
             },
             device,
         )?;
@@ -130,11 +141,10 @@ pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device:
     let (trainer, history) = train::run(
         &cfg,
         &RunOptions {
-            out: out.to_path_buf(),
-            resume: false,
+            graceful: progress,
             progress,
-            stop_after: None,
             max_seconds: total_budget.map(|b| (b - start.elapsed().as_secs_f64()).max(1.0)),
+            ..RunOptions::new(out)
         },
         device,
     )?;

@@ -50,6 +50,11 @@ fn main() {
         Cmd::Bench(a) => cli::bench(a),
     };
     if let Err(e) = result {
+        // A graceful stop (SIGINT / SIGTERM) is not an error: its checkpoint is written.
+        if let Some(i) = e.downcast_ref::<cm::train::stop::Interrupted>() {
+            eprintln!("{i}");
+            std::process::exit(cm::train::stop::EXIT_INTERRUPTED);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -9,6 +9,7 @@
 
 use crate::ckpt::{self, State};
 use crate::config::{Config, Optimizer};
+use crate::io::runfolder::RunFolder;
 use crate::nets::init_params;
 use crate::objectives::Ctx;
 use crate::rng::Rng;
@@ -20,6 +21,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 pub mod log;
 pub mod optim;
+pub mod stop;
 
 use log::{progress_line, read_history};
 use optim::ema;
@@ -323,7 +325,19 @@ impl Trainer {
 /// Options of a training run.
 pub struct RunOptions {
     pub out: PathBuf,
+    /// `--resume`: continue the run in `out`. Re-running the same config on a run folder
+    /// continues it anyway (a different config is refused with the fields that differ); the
+    /// flag stays so that scripts passing it keep working.
     pub resume: bool,
+    /// `--restart`: move the run already in `out` into `out/restart-N/` (still a loadable run
+    /// folder) and start over.
+    pub restart: bool,
+    /// `--force`: train in a non-empty folder that is not a cm run folder; what is already
+    /// there is never deleted, moved or overwritten.
+    pub force: bool,
+    /// Stop gracefully on SIGINT / SIGTERM: finish the step, write a checkpoint, flush the log
+    /// and return [`stop::Interrupted`] (the `cm` commands; off for library callers and tests).
+    pub graceful: bool,
     pub progress: bool,
     /// Stop after this many steps in this invocation (tests of resume); None = to the end.
     pub stop_after: Option<u64>,
@@ -333,11 +347,15 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    /// A fresh run into `out`: no resume, no progress bar, no step or time limit.
+    /// A run into `out` (fresh, or continuing the same config): no restart, no force, no
+    /// signal handling, no progress bar, no step or time limit.
     pub fn new(out: impl Into<PathBuf>) -> Self {
         Self {
             out: out.into(),
             resume: false,
+            restart: false,
+            force: false,
+            graceful: false,
             progress: false,
             stop_after: None,
             max_seconds: None,
@@ -353,50 +371,225 @@ pub fn run(cfg: &Config, opts: &RunOptions, device: &Device) -> Result<(Trainer,
     run_with(cfg, opts, device, |t| t.step())
 }
 
+/// The run already in a folder: the config of its newest intact checkpoint (damaged ones are
+/// moved aside as `NAME.damaged`, with a warning), or of its `config.toml` when it was
+/// stopped before its first checkpoint.
+struct Previous {
+    cfg: Config,
+    ckpt: Option<PathBuf>,
+}
+
+fn previous_run(dir: &Path) -> Result<Option<Previous>> {
+    for (_, path) in ckpt::list(dir).into_iter().rev() {
+        let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        match ckpt::read_meta(&bytes) {
+            Ok((meta, _)) => {
+                let text = meta
+                    .get("config")
+                    .with_context(|| format!("{} holds no config", path.display()))?;
+                let cfg = Config::from_toml(text).with_context(|| format!("config stored in {}", path.display()))?;
+                return Ok(Some(Previous { cfg, ckpt: Some(path) }));
+            }
+            Err(e) => {
+                let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                let aside = (1..)
+                    .map(|n| match n {
+                        1 => dir.join(format!("{name}.damaged")),
+                        n => dir.join(format!("{name}.damaged-{n}")),
+                    })
+                    .find(|p| std::fs::symlink_metadata(p).is_err())
+                    .expect("a free name");
+                std::fs::rename(&path, &aside)
+                    .with_context(|| format!("{} is damaged ({e:#}) and cannot be moved aside", path.display()))?;
+                eprintln!(
+                    "warning: {} is damaged ({e:#}); moved it to {} and using the checkpoint before it",
+                    path.display(),
+                    aside.display()
+                );
+            }
+        }
+    }
+    let c = dir.join("config.toml");
+    if c.exists() {
+        let cfg = Config::load(&c).context("the config of the run already in this folder")?;
+        return Ok(Some(Previous { cfg, ckpt: None }));
+    }
+    Ok(None)
+}
+
+fn flatten(v: &toml::Value, prefix: &str, out: &mut BTreeMap<String, String>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, x) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(x, &key, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// The fields (dotted TOML paths) in which two configs differ, as "field: RUN in the run, NOW
+/// now", ignoring `train.steps` (a run may be extended).
+pub fn config_diff(run: &Config, now: &Config) -> Vec<String> {
+    let flat = |c: &Config| {
+        let mut m = BTreeMap::new();
+        if let Ok(v) = toml::Value::try_from(c) {
+            flatten(&v, "", &mut m);
+        }
+        m
+    };
+    let (a, b) = (flat(run), flat(now));
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| k.as_str() != "train.steps" && a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(absent)".into());
+            format!("{k}: {} in the run, {} now", show(a.get(k)), show(b.get(k)))
+        })
+        .collect()
+}
+
+/// "the previous checkpoint … is intact" (or that there is none yet), for error messages.
+fn intact_note(dir: &Path) -> String {
+    match ckpt::list(dir).pop() {
+        Some((s, p)) => format!(
+            "the previous checkpoint {} (step {s}) is intact: fix the cause and run the same command to resume from it",
+            p.display()
+        ),
+        None => "no checkpoint had been written yet".into(),
+    }
+}
+
+/// Saves a checkpoint into the run folder after checking the folder is still this run's. If it
+/// was deleted or replaced, nothing is written into it: the state goes to a new sibling folder
+/// `NAME.rescued-RUNID` and the error says where.
+fn save_checked(folder: &RunFolder, trainer: &Trainer) -> Result<PathBuf> {
+    if let Err(why) = folder.check() {
+        return Err(rescue(folder, trainer, why));
+    }
+    trainer.save(&folder.dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot write the checkpoint of step {} into {}: {e:#}; {}",
+            trainer.state.step,
+            folder.dir.display(),
+            intact_note(&folder.dir)
+        )
+    })
+}
+
+fn rescue(folder: &RunFolder, trainer: &Trainer, why: anyhow::Error) -> anyhow::Error {
+    let step = trainer.state.step;
+    let to = std::path::absolute(&folder.dir).ok().and_then(|abs| {
+        let name = abs.file_name()?.to_string_lossy().into_owned();
+        Some(abs.with_file_name(format!("{name}.rescued-{}", folder.marker.run_id)))
+    });
+    let Some(to) = to else {
+        return anyhow::anyhow!("{why:#}; nothing more was written into it (the state at step {step} is lost)");
+    };
+    let saved = (|| -> Result<PathBuf> {
+        let r = RunFolder::open(&to, "train", false)?;
+        crate::io::write_atomic(&to.join("config.toml"), trainer.setup.cfg.to_toml().as_bytes())?;
+        trainer.save(&r.dir)
+    })();
+    match saved {
+        Ok(p) => anyhow::anyhow!(
+            "{why:#}; nothing more was written into it. The state at step {step} was saved to {} instead: continue the run with `cm train CONFIG --out {}`",
+            p.display(),
+            to.display()
+        ),
+        Err(e) => anyhow::anyhow!(
+            "{why:#}; nothing more was written into it, and saving the state at step {step} to {} failed too: {e:#}",
+            to.display()
+        ),
+    }
+}
+
 /// [`run`] with the per-step call supplied by the caller: `step(trainer)` must take exactly one
 /// optimizer step (normally [`Trainer::step`]). Tests use it to inject faults, e.g. batches of
 /// NaN through [`Trainer::step_on`], into an otherwise ordinary run.
+///
+/// The folder rules ([`crate::io::runfolder`]): `opts.out` must be new, empty, or a cm run
+/// folder (else `opts.force`); it is locked for the whole run. A run already there is continued
+/// when its config matches (`train.steps` may differ) and refused with the differing fields
+/// otherwise; `opts.restart` moves it aside first.
 pub fn run_with(
     cfg: &Config,
     opts: &RunOptions,
     device: &Device,
     mut step: impl FnMut(&mut Trainer) -> StepLog,
 ) -> Result<(Trainer, History)> {
-    std::fs::create_dir_all(&opts.out)
-        .with_context(|| format!("cannot create output folder {}", opts.out.display()))?;
-    let probe = opts.out.join(".write-test");
-    std::fs::write(&probe, b"ok").with_context(|| format!("output folder {} is not writable", opts.out.display()))?;
-    let _ = std::fs::remove_file(&probe);
+    let mut folder = RunFolder::open(&opts.out, "train", opts.force)?;
+    let _handlers = opts.graceful.then(stop::Handlers::install);
     ckpt::remove_stale_temps(&opts.out);
-    let existing = ckpt::list(&opts.out);
-    let mut trainer = if opts.resume && !existing.is_empty() {
-        let (stored_cfg, setup, state) = load_run(&opts.out, device)?;
-        if stored_cfg.method != cfg.method || stored_cfg.model != cfg.model || stored_cfg.data != cfg.data {
-            bail!(
-                "--resume: the config differs from the run's stored config in {} (data, model or method)",
-                opts.out.display()
-            );
+    let previous = if opts.restart { None } else { previous_run(&opts.out)? };
+    let mut trainer = match previous {
+        None => {
+            let setup = Setup::new(cfg, device)?;
+            if opts.restart {
+                if let Some(aside) = folder.move_aside()? {
+                    eprintln!("--restart: moved the previous run to {}", aside.display());
+                }
+            }
+            Trainer::new(setup)?
         }
-        let mut setup = setup;
-        setup.cfg.train.steps = cfg.train.steps;
-        Trainer::from_state(setup, state)
-    } else {
-        if !existing.is_empty() {
-            bail!(
-                "{} already holds checkpoints: pass --resume to continue it or choose another --out",
-                opts.out.display()
-            );
+        Some(prev) => {
+            let diff = config_diff(&prev.cfg, cfg);
+            if !diff.is_empty() {
+                let from = match &prev.ckpt {
+                    Some(p) => p.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+                    None => "config.toml".into(),
+                };
+                bail!(
+                    "{} already holds a run and the config differs from the run's (read from {from}) in:\n  {}\nrun it with the same config to continue it, pass --restart to start over (the old run is moved to a restart-N sub-folder, not deleted), or choose another --out",
+                    opts.out.display(),
+                    diff.join("\n  ")
+                );
+            }
+            match prev.ckpt {
+                Some(path) => {
+                    let (_, mut setup, state) = load_run(&path, device)?;
+                    setup.cfg.train.steps = cfg.train.steps;
+                    if opts.progress && !opts.resume {
+                        eprintln!(
+                            "resuming {} from step {} (same config; --restart starts over)",
+                            opts.out.display(),
+                            state.step
+                        );
+                    }
+                    Trainer::from_state(setup, state)
+                }
+                None => Trainer::new(Setup::new(cfg, device)?)?,
+            }
         }
-        Trainer::new(Setup::new(cfg, device)?)?
     };
     crate::io::write_atomic(&opts.out.join("config.toml"), trainer.setup.cfg.to_toml().as_bytes())?;
     let log_path = opts.out.join("log.jsonl");
     let mut history = read_history(&log_path, trainer.state.step);
+    // A kill mid-write can leave a torn last line: end it, so the next record starts on a
+    // line of its own (the torn one stays as it is and is skipped when read).
+    let torn = std::fs::read(&log_path).is_ok_and(|b| b.last().is_some_and(|&c| c != b'\n'));
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let log_err = |e: std::io::Error| {
+        anyhow::anyhow!(
+            "cannot append to {}: {e}; {}",
+            log_path.display(),
+            intact_note(&opts.out)
+        )
+    };
+    if torn {
+        log.write_all(b"\n").map_err(log_err)?;
+    }
     let t = trainer.setup.cfg.train.clone();
     let start = std::time::Instant::now();
     let first = trainer.state.step;
@@ -423,7 +616,8 @@ pub fn run_with(
             for (k, v) in &r.terms {
                 rec[k] = serde_json::json!(v);
             }
-            writeln!(log, "{rec}")?;
+            // One write per record, so that a kill tears at most the last line.
+            log.write_all(format!("{rec}\n").as_bytes()).map_err(log_err)?;
             if mean.is_finite() {
                 history.push((s as f64, mean));
             }
@@ -433,20 +627,37 @@ pub fn run_with(
             }
         }
         if trainer.bad_run >= t.max_bad_steps {
-            trainer.save(&opts.out)?;
+            save_checked(&folder, &trainer)?;
             bail!(
                 "stopping: {} consecutive steps had a non-finite loss or gradient (train.max_bad_steps); the last good weights are in {}",
                 trainer.bad_run,
                 opts.out.display()
             );
         }
-        let saved = s % t.ckpt_every == 0 || s == t.steps;
-        if saved {
-            trainer.save(&opts.out)?;
+        let saved = if s % t.ckpt_every == 0 || s == t.steps {
+            Some(save_checked(&folder, &trainer)?)
+        } else {
+            None
+        };
+        if let Some(sig) = stop::requested() {
+            let checkpoint = match saved {
+                Some(p) => p,
+                None => save_checked(&folder, &trainer)?,
+            };
+            log.sync_data().map_err(log_err)?;
+            if opts.progress {
+                eprintln!();
+            }
+            return Err(stop::Interrupted {
+                signal: sig,
+                step: s,
+                checkpoint,
+            }
+            .into());
         }
         if s < t.steps && opts.max_seconds.is_some_and(|m| start.elapsed().as_secs_f64() >= m) {
-            if !saved {
-                trainer.save(&opts.out)?;
+            if saved.is_none() {
+                save_checked(&folder, &trainer)?;
             }
             if opts.progress {
                 eprintln!("\ntime budget reached at step {s} of {}", t.steps);
@@ -454,6 +665,7 @@ pub fn run_with(
             break;
         }
     }
+    let _ = log.sync_data();
     if opts.progress {
         eprintln!();
     }

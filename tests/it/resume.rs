@@ -45,17 +45,46 @@ fn stop_then_resume_equals_uninterrupted_bit_for_bit() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Re-running the same config on a run folder continues it (with or without `resume`); a
+/// different config is refused with the fields that differ; `restart` moves the old run aside.
 #[test]
-fn resume_refuses_other_config_and_fresh_run_refuses_old_checkpoints() {
+fn same_config_resumes_other_config_is_refused_with_a_diff_restart_moves_aside() {
     let dir = scratch("resume-refuse");
     let cfg = small_cfg("ict", 3, 10);
     run(&cfg, &opts(&dir, false, None), &dev()).unwrap();
-    let e = format!("{:#}", run(&cfg, &opts(&dir, false, None), &dev()).err().unwrap());
-    assert!(e.contains("already holds checkpoints") && e.contains("--resume"), "{e}");
+    let mut longer = cfg.clone();
+    longer.train.steps = 20;
+    let (t, _) = run(&longer, &opts(&dir, false, None), &dev()).unwrap();
+    assert_eq!(t.state.step, 20, "the same config (more steps) continues the run");
     let mut other = cfg.clone();
     other.data.batch = 64;
-    let e = format!("{:#}", run(&other, &opts(&dir, true, None), &dev()).err().unwrap());
-    assert!(e.contains("config differs"), "{e}");
+    other.train.lr = 2e-4;
+    for resume in [false, true] {
+        let e = format!("{:#}", run(&other, &opts(&dir, resume, None), &dev()).err().unwrap());
+        assert!(
+            e.contains("config differs")
+                && e.contains("data.batch: 128 in the run, 64 now")
+                && e.contains("train.lr: 0.001 in the run, 0.0002 now")
+                && e.contains("--restart")
+                && !e.contains("train.steps"),
+            "{e}"
+        );
+    }
+    assert_eq!(ckpt_files(&dir).len(), 2, "a refused run writes nothing");
+    let (t, _) = run(
+        &other,
+        &RunOptions {
+            restart: true,
+            ..opts(&dir, false, None)
+        },
+        &dev(),
+    )
+    .unwrap();
+    assert_eq!(t.state.step, 10, "--restart starts over");
+    let (_, _, old) = cm::run::load_run(&dir.join("restart-1"), &dev()).unwrap();
+    assert_eq!(old.step, 20, "the old run is kept, loadable, in restart-1");
+    let (c, _, _) = cm::run::load_run(&dir, &dev()).unwrap();
+    assert_eq!(c.data.batch, 64);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -351,18 +351,7 @@ fn tiny_mnist_config_trains_on_the_fixture_and_writes_a_grid() {
     cfg.train.log_every = 1;
     let out = std::env::temp_dir().join(format!("cm-unet-tiny-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let (trainer, history) = crate::train::run(
-        &cfg,
-        &crate::train::RunOptions {
-            out: out.clone(),
-            resume: false,
-            progress: false,
-            stop_after: None,
-            max_seconds: None,
-        },
-        &dev(),
-    )
-    .unwrap();
+    let (trainer, history) = crate::train::run(&cfg, &crate::train::RunOptions::new(out.clone()), &dev()).unwrap();
     assert_eq!(trainer.state.step, 3);
     assert!(history.iter().all(|(_, l)| l.is_finite()), "{history:?}");
     let setup = &trainer.setup;
