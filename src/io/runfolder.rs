@@ -327,6 +327,22 @@ pub fn lock(dir: &Path) -> Result<Arc<Lock>> {
     Ok(l)
 }
 
+/// Kinds of folders that hold a run (a training run, a demo); cm also marks folders of other
+/// kinds (the tools' "table"), which are never trained into.
+const RUN_KINDS: &[&str] = &["train", "demo"];
+
+fn compatible(found: &str, wanted: &str) -> bool {
+    found == wanted || (RUN_KINDS.contains(&found) && RUN_KINDS.contains(&wanted))
+}
+
+fn kind_error(dir: &Path, found: &str, wanted: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} is a cm {found} folder, not a {} folder: choose another --out",
+        dir.display(),
+        if RUN_KINDS.contains(&wanted) { "run" } else { wanted }
+    )
+}
+
 /// A run folder claimed and locked by this process.
 pub struct RunFolder {
     pub dir: PathBuf,
@@ -340,19 +356,24 @@ impl RunFolder {
     /// or a legacy run folder, which gets a marker); `force` adopts a non-empty unmarked folder
     /// without touching what is in it. Then takes the lock and checks the folder is writable.
     pub fn open(dir: &Path, kind: &str, force: bool) -> Result<Self> {
-        if let Found::Foreign(names) = inspect(dir)? {
-            if !force {
-                return Err(foreign_error(dir, &names));
+        match inspect(dir)? {
+            Found::Foreign(names) => {
+                if !force {
+                    return Err(foreign_error(dir, &names));
+                }
+                if let Some(what) = protected(dir) {
+                    return Err(protected_error(dir, what, "use"));
+                }
             }
-            if let Some(what) = protected(dir) {
-                return Err(protected_error(dir, what, "use"));
-            }
+            Found::Marked(m) if !compatible(&m.kind, kind) => return Err(kind_error(dir, &m.kind, kind)),
+            _ => {}
         }
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create output folder {}", dir.display()))?;
         let lock = lock(dir)?;
         // Again under the lock: another process may have claimed the folder meanwhile.
         let marker = match inspect(dir)? {
             Found::Missing => bail!("{} disappeared while it was being claimed", dir.display()),
+            Found::Marked(m) if !compatible(&m.kind, kind) => return Err(kind_error(dir, &m.kind, kind)),
             Found::Marked(m) => m,
             Found::Empty => Marker::new(kind, vec![]).write(dir)?,
             Found::Legacy => {
@@ -484,7 +505,7 @@ pub fn replace(dir: &Path, kind: &str, force: bool) -> Result<RunFolder> {
             dir.display()
         ),
         Found::Marked(m) if m.kind != kind => bail!(
-            "{} is a cm {} run folder, not a {kind} folder, and only {kind} folders are replaced: choose another --out",
+            "{} is a cm {} folder, not a {kind} folder, and only {kind} folders are replaced: choose another --out",
             dir.display(),
             m.kind
         ),
