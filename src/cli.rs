@@ -113,7 +113,15 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         cfg.train.steps,
         out.display()
     );
-    let s = demo::run_demo(&cfg, &out, n_eval, true, &dev)?;
+    let s = demo::run_demo(&cfg, &out, n_eval, true, &dev).map_err(|mut e| {
+        if let Some(i) = e.downcast_mut::<crate::train::stop::Interrupted>() {
+            i.next = format!(
+                "the demo stops here (`cm sample {}` reads its checkpoint); `cm demo` again starts a new demo",
+                out.display()
+            );
+        }
+        e
+    })?;
     let row = |name: &str, r: &crate::eval::Report| eprintln!("  {name:<18} {}", r.line());
     eprintln!(
         "trained {} steps in {:.1}s ({} skipped); {} samples each:",

@@ -652,6 +652,7 @@ pub fn run_with(
                 signal: sig,
                 step: s,
                 checkpoint,
+                next: "run the same command again to continue".into(),
             }
             .into());
         }

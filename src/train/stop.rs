@@ -86,16 +86,19 @@ pub struct Interrupted {
     pub signal: i32,
     pub step: u64,
     pub checkpoint: PathBuf,
+    /// What to do next (for `cm train`: run the same command again to continue).
+    pub next: String,
 }
 
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "stopped by {} at step {}: checkpoint {} written and log flushed; run the same command again to continue",
+            "stopped by {} at step {}: checkpoint {} written and log flushed; {}",
             signal_name(self.signal),
             self.step,
-            self.checkpoint.display()
+            self.checkpoint.display(),
+            self.next
         )
     }
 }
