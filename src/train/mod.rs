@@ -588,6 +588,10 @@ pub fn run_with(
         )
     };
     if torn {
+        eprintln!(
+            "note: the last line of {} was torn (a kill mid-write); it is kept as it is and the log continues on a new line",
+            log_path.display()
+        );
         log.write_all(b"\n").map_err(log_err)?;
     }
     let t = trainer.setup.cfg.train.clone();
