@@ -116,6 +116,20 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
+    /// The backbone registry: builds the network of this config for `dim`-dimensional samples
+    /// with `n_times` time inputs (`seed` fixes its Fourier frequencies).
+    pub fn build(
+        &self,
+        dim: usize,
+        n_times: usize,
+        seed: u64,
+    ) -> anyhow::Result<std::sync::Arc<dyn crate::nets::Backbone>> {
+        Ok(match self {
+            ModelConfig::Mlp(m) => std::sync::Arc::new(crate::nets::mlp::Mlp::new(m, dim, n_times, seed)),
+            ModelConfig::Unet(u) => std::sync::Arc::new(crate::nets::unet::Unet::new(u, dim, n_times, seed)?),
+        })
+    }
+
     /// Number of classes of a class-conditional backbone (`model.classes`; 0 = unconditional).
     pub fn classes(&self) -> usize {
         match self {
@@ -270,17 +284,7 @@ impl Config {
             ModelConfig::Mlp(m) => m.validate()?,
             ModelConfig::Unet(u) => u.validate()?,
         }
-        self.method.build(1)?;
-        // FACM's and MeanFlow's tangent passes build the network's conditioning themselves
-        // (time inputs only), so the class labels would reach only half of their loss.
-        if let MethodConfig::Facm(_) | MethodConfig::FacmAux(_) | MethodConfig::Meanflow(_) = &self.method {
-            anyhow::ensure!(
-                self.model.classes() == 0,
-                "model.classes = {} is not supported with method {}: its tangent pass builds the network's conditioning without the class labels",
-                self.model.classes(),
-                self.method.build(1)?.name()
-            );
-        }
+        self.method.validate()?;
         Ok(())
     }
 }

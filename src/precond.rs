@@ -56,6 +56,21 @@ impl Precond {
         }
     }
 
+    /// d c_noise / dt: the chain-rule factor a time tangent picks up on its way into the
+    /// network ([`crate::model::Model::jvp`]).
+    pub fn c_noise_deriv(&self, t: f64) -> f64 {
+        match self {
+            Precond::Consistency { .. } | Precond::Edm { .. } | Precond::Ctm { .. } => 0.25 / t,
+            Precond::TrigFlow { .. } | Precond::Raw => 1.0,
+        }
+    }
+
+    /// Whether c_in does not depend on t (TrigFlow, raw), so that the network input's tangent
+    /// is c_in·dx alone.
+    pub fn c_in_is_constant(&self) -> bool {
+        matches!(self, Precond::TrigFlow { .. } | Precond::Raw)
+    }
+
     pub fn coeffs(&self, t: &[f64]) -> Coeffs {
         let n = t.len();
         let mut c = Coeffs {

@@ -110,6 +110,11 @@ impl Default for ImageOptions {
 /// The prefixes that name image data sets.
 pub const IMAGE_PREFIXES: &[&str] = &["mnist:", "fashion-mnist:", "idx:", "folder:", "npy:"];
 
+/// Whether a data name names an image data set (one of [`IMAGE_PREFIXES`]).
+pub fn is_image_name(name: &str) -> bool {
+    IMAGE_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Toy {
     Moons,

@@ -231,9 +231,9 @@ pub fn evaluate(
     let scale = setup.standardizer.std.iter().sum::<f64>() / dim as f64;
     let mut init_rng = crate::rng::Rng::new(setup.cfg.train.seed);
     let init = crate::nets::init_params(&setup.specs, &mut init_rng, &setup.device);
-    let untrained = crate::generate::sample_raw(setup, &init[..setup.n_net], n, 1, &mut rng);
-    let one = crate::generate::sample_raw(setup, params, n, 1, &mut rng);
-    let two = crate::generate::sample_raw(setup, params, n, 2, &mut rng);
+    let untrained = crate::generate::sample_steps(setup, &init[..setup.n_net], n, 1, &mut rng);
+    let one = crate::generate::sample_steps(setup, params, n, 1, &mut rng);
+    let two = crate::generate::sample_steps(setup, params, n, 2, &mut rng);
     let ev = image_evaluator(setup, &reference);
     let r = |x: &[f64]| with_image_metrics(report(x, &reference, dim, gmm, scale), ev.as_ref(), x);
     (

@@ -20,8 +20,8 @@ fn full_mnist_configs_parse_and_validate() {
         assert!(cfg.data.name.starts_with("mnist:"), "{m}");
         let tiny = Config::load(&root().join(format!("configs/tiny/mnist-{m}.toml"))).unwrap();
         let (mut a, mut b) = (cfg.method.clone(), tiny.method.clone());
-        a.set_teacher("t");
-        b.set_teacher("t");
+        a.set_teacher(cm::objectives::Teacher::Exact);
+        b.set_teacher(cm::objectives::Teacher::Exact);
         assert_eq!(a, b, "{m}: the tiny config's method differs");
     }
 }
@@ -33,8 +33,12 @@ fn tiny_configs_train_two_steps_and_write_a_grid() {
     for m in METHODS {
         let mut cfg = Config::load(&root().join(format!("configs/tiny/mnist-{m}.toml"))).unwrap();
         cfg.train.steps = 2;
-        if cfg.method.teacher().is_some_and(|t| !t.is_empty()) {
-            cfg.method.set_teacher(s(&teacher));
+        if cfg
+            .method
+            .teacher()
+            .is_some_and(|t| *t != cm::objectives::Teacher::None)
+        {
+            cfg.method.set_teacher(cm::objectives::Teacher::Run(teacher.clone()));
         }
         if !cfg.train.init_from.is_empty() {
             cfg.train.init_from = s(&teacher).into();
@@ -50,7 +54,7 @@ fn tiny_configs_train_two_steps_and_write_a_grid() {
             t.bad_total
         );
         let (_, setup, state) = cm::run::load_run(&out, &dev()).unwrap();
-        let xs = cm::generate::sample_raw(&setup, &state.ema[..setup.n_net], 16, 1, &mut cm::rng::Rng::new(0));
+        let xs = cm::generate::sample_steps(&setup, &state.ema[..setup.n_net], 16, 1, &mut cm::rng::Rng::new(0));
         assert!(xs.iter().all(|v| v.is_finite()), "{m}: non-finite samples");
         let grid = cm::io::plot::image_grid_of(&xs, setup.data.image_shape().unwrap(), 16);
         let png = out.join("grid.png");

@@ -33,10 +33,9 @@ fn consistency_function_is_identity_at_eps_for_random_weights() {
         let setup = Setup::new(&cfg, &dev).unwrap();
         let p = init_params(&setup.specs, &mut Rng::new(3), &dev);
         let x = Rng::new(4).normal_tensor([64, 2], &dev).mul_scalar(3.0);
-        let eps = match setup.objective.sampler() {
-            cm::samplers::Sampler::Consistency { eps, .. } => eps,
-            other => panic!("{other:?}"),
-        };
+        let sampler = setup.sampler();
+        assert_eq!(sampler.name, "consistency", "{method}");
+        let eps = sampler.ends.1;
         let y = setup.model.f(&p[..setup.n_net], x.clone(), &vec![eps; 64], None);
         assert_eq!(
             cm::tensor::to_vec(x),
@@ -71,8 +70,8 @@ fn cd_teacher_step_with_exact_gmm_equals_analytic_euler_and_heun() {
         .map(|((x, s1), (xe, d))| x + (lo - hi) * 0.5 * (s1 + (xe - d) / lo))
         .collect();
     for (solver, want) in [
-        (cm::objectives::cd::Solver::Euler, euler),
-        (cm::objectives::cd::Solver::Heun, heun),
+        (cm::samplers::ode::Solver::Euler, euler),
+        (cm::samplers::ode::Solver::Heun, heun),
     ] {
         let cd = cm::objectives::cd::Cd::new(
             cm::objectives::cd::CdConfig {

@@ -368,7 +368,7 @@ fn tiny_mnist_config_trains_on_the_fixture_and_writes_a_grid() {
     let setup = &trainer.setup;
     let shape = setup.data.image_shape().unwrap();
     assert_eq!(shape, (1, 28, 28));
-    let xs = crate::generate::sample_raw(setup, trainer.ema_net(), 4, 2, &mut Rng::new(1));
+    let xs = crate::generate::sample_steps(setup, trainer.ema_net(), 4, 2, &mut Rng::new(1));
     assert!(xs.iter().all(|v| v.is_finite()));
     let grid = crate::io::plot::image_grid_of(&xs, shape, 4);
     let path = out.join("grid.png");
