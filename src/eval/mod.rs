@@ -4,6 +4,7 @@
 //! The quadratic-cost metrics (MMD, energy) use at most [`QUAD_MAX`] points of each set
 //! (the first ones), so that 10k-sample evaluations stay fast; SWD uses all points.
 
+pub mod features;
 pub mod images;
 pub mod oracle;
 
