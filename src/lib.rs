@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! # consistency-models
 //!
 //! Train, sample and evaluate consistency models in Rust on burn's CPU backend.
