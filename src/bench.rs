@@ -18,9 +18,11 @@ use std::time::Instant;
 pub struct Plan {
     /// Timed training steps per method (after `warmup` untimed ones).
     pub steps: u64,
+    /// Untimed training steps before the timed ones (10 in the standard plan).
     pub warmup: u64,
-    /// Timed one-step samples at batch 1 and 256.
+    /// Timed one-step samples at batch 1 (2000 in the standard plan).
     pub reps_b1: usize,
+    /// Timed one-step samples at batch 256 (200 in the standard plan).
     pub reps_b256: usize,
     /// Timed forward/JVP pairs at batch 512.
     pub reps_jvp: usize,

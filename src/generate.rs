@@ -68,12 +68,15 @@ pub enum NoiseSource<'a> {
 
 /// How to sample: the sampler, the times it walks, the labels, the noise and the chunk size.
 pub struct SampleOptions<'a> {
+    /// The sampler (default: the run's own, [`Setup::sampler`]).
     pub sampler: Sampler,
     /// The walk, noise end first ([`Sampler::times`] or a completed user list).
     pub times: Vec<f64>,
+    /// The class labels of class-conditional networks (default [`Classes::Balanced`]).
     pub classes: Classes,
+    /// Where the initial noise (and any sampler noise) comes from.
     pub noise: NoiseSource<'a>,
-    /// Samples per network batch (memory stays flat for large n).
+    /// Samples per network batch (memory stays flat for large n); default 2048.
     pub chunk: usize,
 }
 

@@ -13,9 +13,13 @@ use crate::tensor::col;
 use burn::prelude::*;
 use std::sync::Arc;
 
+/// A backbone F_θ with its parameterisation: the function `c_skip·x + c_out·F_θ(…)` the
+/// objectives train and the samplers call. Holds no weights: every call takes them.
 #[derive(Clone)]
 pub struct Model {
+    /// The backbone (architecture only), shared between clones.
     pub net: Arc<dyn Backbone>,
+    /// The parameterisation: the coefficients and the meaning of the time input.
     pub precond: Precond,
     /// Class labels of the batch for a class-conditional backbone (`net.n_classes()` K > 0):
     /// one-hot `[B, K]`, an all-zero row meaning "no class". None = unconditional (all-zero
@@ -25,6 +29,7 @@ pub struct Model {
 }
 
 impl Model {
+    /// An unconditional model (no labels) from a backbone and a parameterisation.
     pub fn new(net: Arc<dyn Backbone>, precond: Precond) -> Self {
         Self {
             net,
@@ -232,7 +237,9 @@ pub fn ctm_denoise(model: &Model, p: &[Tensor<1>], x: Tensor<2>, sigma: &[f64], 
 /// passed on; a trained teacher ([`crate::run::load_teacher`]) has none, so a
 /// class-conditional teacher is queried unconditionally (all-zero labels).
 pub struct NetDenoiser {
+    /// The trained model; its parameterisation decides the conversion to a denoiser.
     pub model: Model,
+    /// Its backbone weights, in [`Backbone::specs`] order.
     pub params: Vec<Tensor<1>>,
 }
 

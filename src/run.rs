@@ -19,21 +19,34 @@ use std::sync::Arc;
 
 /// Everything derived from a config: data, model, objective, teacher.
 pub struct Setup {
+    /// The (validated) config the setup was built from.
     pub cfg: Config,
+    /// The data set named by `data.name`, in raw coordinates.
     pub data: Dataset,
+    /// Raw ↔ standardised coordinates; training and sampling happen in standardised ones.
     pub standardizer: Standardizer,
     /// The exact mixture in standardised coordinates, where the data has one.
     pub gmm_std: Option<Gmm>,
+    /// The training method (`[method]`).
     pub objective: Box<dyn Objective>,
+    /// The backbone with the method's parameterisation at the run's σ_d (`data.sigma_d`, or
+    /// 0.5 for images and 1 otherwise when it is 0).
     pub model: Model,
     /// Backbone parameters followed by the objective's own.
     pub specs: Vec<ParamSpec>,
+    /// Number of backbone parameters: `specs[..n_net]` are the backbone's.
     pub n_net: usize,
+    /// The teacher denoiser of distillation methods, in standardised coordinates: the exact
+    /// mixture or a trained run; None when the method has none.
     pub teacher: Option<Arc<dyn Denoiser>>,
+    /// The device every tensor of the run lives on.
     pub device: Device,
 }
 
 impl Setup {
+    /// Validates `cfg` and builds its data, standardisation, objective, backbone, model and
+    /// teacher; fails on a mismatch (class labels missing or too large for `model.classes`, a
+    /// teacher the data or method cannot have, a method that needs a teacher without one).
     pub fn new(cfg: &Config, device: &Device) -> Result<Self> {
         cfg.validate()?;
         let data = Dataset::from_spec(&cfg.data.name, &cfg.data.image_options())?;

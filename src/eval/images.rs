@@ -42,7 +42,9 @@ pub const PARAMS: [(&str, &[usize]); 8] = [
 /// The built-in classifiers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Net {
+    /// mnistnet, trained on MNIST digits (`assets/mnistnet.safetensors`).
     Mnist,
+    /// fashionnet, trained on Fashion-MNIST (`assets/fashionnet.safetensors`).
     Fashion,
 }
 
@@ -77,6 +79,7 @@ impl Net {
 /// A classifier: eight flat parameter tensors ([`PARAMS`]).
 #[derive(Clone)]
 pub struct Classifier {
+    /// The flat f32 parameter tensors, in the order and with the element counts of [`PARAMS`].
     pub params: Vec<Tensor<1>>,
     /// Metadata stored with the weights (data set, test accuracy, ...).
     pub meta: std::collections::HashMap<String, String>,
@@ -117,11 +120,14 @@ impl Classifier {
         Self::from_bytes(net.bytes(), device).with_context(|| format!("built-in classifier {net:?}"))
     }
 
+    /// Weights from a safetensors file (the format [`Classifier::to_bytes`] writes).
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let b = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         Self::from_bytes(&b, device).with_context(|| format!("in {}", path.display()))
     }
 
+    /// Weights from safetensors bytes: every tensor of [`PARAMS`], F32 with exactly its shape,
+    /// and the file's metadata.
     pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
         let (_, md) = safetensors::SafeTensors::read_metadata(bytes).context("not a safetensors file")?;
         let st = safetensors::SafeTensors::deserialize(bytes).context("not a safetensors file")?;
@@ -151,6 +157,7 @@ impl Classifier {
         })
     }
 
+    /// The weights and metadata as safetensors bytes (F32, the shapes of [`PARAMS`]).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let data: Vec<(String, Vec<u8>, Vec<usize>)> = PARAMS
             .iter()
@@ -245,9 +252,13 @@ fn argmax(v: &[f64]) -> usize {
 /// Options of [`train_classifier`].
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
+    /// Passes over the training set (fractional allowed); default 2.
     pub epochs: f64,
+    /// Images per step; default 128.
     pub batch: usize,
+    /// Peak Adam learning rate, cosine-decayed to 5% of it over the run; default 2e-3.
     pub lr: f64,
+    /// Seed of the initial weights and of the batch order; default 0.
     pub seed: u64,
     /// Stop after this many seconds even if the epochs are not done.
     pub max_seconds: f64,
@@ -490,6 +501,7 @@ pub fn confidence(probs: &[f64]) -> f64 {
 pub struct ImageReport {
     /// `FD-mnistnet` or `FD-fashionnet`.
     pub fd_net: String,
+    /// Fréchet distance between the samples' and the reference's 64-d classifier features.
     pub fd: f64,
     /// Mean max softmax probability of the classifier on the samples.
     pub confidence: f64,
@@ -497,8 +509,11 @@ pub struct ImageReport {
 
 /// Reference statistics for repeated evaluations against the same reference set.
 pub struct ImageEvaluator {
+    /// Which built-in classifier provides the features.
     pub net: Net,
+    /// That classifier's weights.
     pub clf: Classifier,
+    /// Image shape (C, H, W) of the reference and of the samples.
     pub shape: (usize, usize, usize),
     ref_mu: Vec<f64>,
     ref_cov: Vec<f64>,
@@ -506,6 +521,8 @@ pub struct ImageEvaluator {
 }
 
 impl ImageEvaluator {
+    /// Loads the built-in classifier `net` and fits the Gaussian (mean, covariance) of the
+    /// reference images' features once; `reference` is flat `[N, C·H·W]` in [-1, 1].
     pub fn new(net: Net, reference: &[f64], shape: (usize, usize, usize), device: &Device) -> Result<Self> {
         let clf = Classifier::builtin(net, device)?;
         let (f, _) = clf.features(reference, shape, device);
@@ -520,6 +537,7 @@ impl ImageEvaluator {
         })
     }
 
+    /// FD and confidence of flat `[N, C·H·W]` samples in [-1, 1] against the reference.
     pub fn report(&self, samples: &[f64]) -> ImageReport {
         let (f, p) = self.clf.features(samples, self.shape, &self.device);
         let (mu, cov) = mean_cov(&f, FEAT);

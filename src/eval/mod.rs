@@ -144,15 +144,20 @@ pub fn rms_error(a: &[f64], b: &[f64], dim: usize) -> f64 {
 /// The standard report of a sample set against reference data.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// Sliced Wasserstein-2 distance ([`swd`]), in data units; lower is better.
     pub swd: f64,
+    /// Squared MMD, multi-bandwidth RBF ([`mmd2`]); lower is better, can be slightly negative.
     pub mmd: f64,
+    /// Energy distance ([`energy`]), in data units; lower is better.
     pub energy: f64,
+    /// Mean log-density of the samples under the exact mixture ([`loglik`]); only for
+    /// Gaussian-mixture data.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loglik: Option<f64>,
     /// Images: which feature net the Fréchet distance uses (`FD-mnistnet` / `FD-fashionnet`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fd_net: Option<String>,
-    /// Images: Fréchet distance of classifier features ([`crate::imgmetrics`]).
+    /// Images: Fréchet distance of classifier features ([`crate::eval::images`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fd: Option<f64>,
     /// Images: mean max softmax probability of the classifier.

@@ -42,8 +42,11 @@ const GLYPH_H: usize = 7;
 /// An RGB canvas, row-major: pixel `(x, y)` is `px[y * w + x]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Canvas {
+    /// Width in pixels (at least 1).
     pub w: usize,
+    /// Height in pixels (at least 1).
     pub h: usize,
+    /// The `w·h` RGB pixels, row-major from the top-left.
     pub px: Vec<[u8; 3]>,
 }
 
@@ -832,8 +835,8 @@ pub fn image_grid_of(xs: &[f64], (c, h, w): (usize, usize, usize), n: usize) -> 
     image_grid(&v, n, c, h, w, cols, zoom)
 }
 
-/// Data, 1-step and 2-step image grids side by side (`sets` as returned by [`evaluate`]:
-/// fresh data, 1-step, 2-step, untrained).
+/// Data, 1-step and 2-step image grids side by side (`sets` as returned by
+/// [`crate::eval::evaluate`]: fresh data, 1-step, 2-step, untrained).
 pub fn image_comparison(sets: &[Vec<f64>], shape: (usize, usize, usize), n: usize) -> Canvas {
     let data = image_grid_of(&sets[0], shape, n);
     let one = image_grid_of(&sets[1], shape, n);

@@ -13,10 +13,14 @@ use super::embed::Embedding;
 use super::*;
 use serde::{Deserialize, Serialize};
 
+/// How the time embedding e modulates each hidden pre-activation a (`model.modulation`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub enum Modulation {
+    /// `shift`: a + b(e), a per-layer projection of e added (the default).
     Shift,
+    /// `scale-shift`: a·(1 + s(e)) + b(e), FiLM-style; with `double_norm`, a, s and b are each
+    /// pixel-normalised first.
     ScaleShift,
 }
 
@@ -24,24 +28,30 @@ pub enum Modulation {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MlpConfig {
-    /// Hidden width H.
+    /// Hidden width H; default 512.
     pub hidden: usize,
-    /// Number of hidden layers.
+    /// Number of hidden layers (the input layer D → H counts as the first); default 3.
     pub depth: usize,
-    /// Time-embedding size per time input (even).
+    /// Time-embedding size per time input (even: sin and cos halves); default 32.
     pub emb_dim: usize,
     /// Width of the time-embedding MLP whose output modulates every hidden layer (kept
-    /// narrower than `hidden` because each layer's modulation costs emb_hidden × hidden).
+    /// narrower than `hidden` because each layer's modulation costs emb_hidden × hidden);
+    /// default 128.
     pub emb_hidden: usize,
+    /// Frequencies of the time embedding: positional (default) or random Fourier.
     pub embedding: Embedding,
-    /// Highest embedding frequency (positional) or frequency std (Fourier).
+    /// Highest embedding frequency ω (positional) or frequency std (Fourier), in radians per
+    /// unit of the conditioning scalar c; default 16.
     pub max_freq: f64,
+    /// How the embedding enters each hidden layer; default [`Modulation::Shift`].
     pub modulation: Modulation,
-    /// sCM adaptive double normalisation.
+    /// sCM adaptive double normalisation (Lu & Song 2024); only acts with
+    /// [`Modulation::ScaleShift`]; default false.
     pub double_norm: bool,
-    /// Dropout probability on hidden activations.
+    /// Dropout probability on hidden activations, in [0, 1); default 0 (0.3 in iCT, Song &
+    /// Dhariwal 2023).
     pub dropout: f64,
-    /// Zero-initialise the output layer.
+    /// Zero-initialise the output layer, so F_θ = 0 at the start; default false.
     pub zero_out: bool,
 }
 
@@ -63,6 +73,8 @@ impl Default for MlpConfig {
 }
 
 impl MlpConfig {
+    /// Checks the ranges (widths ≥ 1, `emb_dim` even and ≥ 2, `max_freq` > 0, `dropout` in
+    /// [0, 1)), naming the field.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.hidden >= 1, "model.hidden must be at least 1, got {}", self.hidden);
         anyhow::ensure!(
@@ -90,6 +102,8 @@ impl MlpConfig {
     }
 }
 
+/// The time-conditioned MLP backbone built from an [`MlpConfig`] (see the module
+/// documentation for its shape).
 #[derive(Clone, Debug)]
 pub struct Mlp {
     cfg: MlpConfig,
