@@ -12,6 +12,7 @@
 //! ‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^{1/2}), with tr(Σ₁Σ₂)^{1/2} = tr(A Σ₂ A)^{1/2}, A = Σ₁^{1/2};
 //! both square roots come from a cyclic Jacobi eigen-decomposition in f64 ([`jacobi_eigh`]).
 
+use crate::train::optim::{adam_step, AdamConfig};
 use crate::rng::Rng;
 use crate::tensor::to_vec64;
 use anyhow::{bail, Context, Result};
@@ -298,7 +299,13 @@ pub fn train_classifier(
     let steps = (opt.epochs * train.n as f64 / opt.batch as f64).ceil() as u64;
     let mut m: Vec<Tensor<1>> = clf.params.iter().map(|t| t.zeros_like()).collect();
     let mut v = m.clone();
-    let (b1, b2) = (0.9f64, 0.999f64);
+    let adam = AdamConfig {
+        kind: crate::config::Optimizer::Adam,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+    };
+    let mut adam_t = vec![0u64; clf.params.len()];
     let t0 = std::time::Instant::now();
     let mut order = rng.permutation(train.n);
     let mut pos = 0;
@@ -325,17 +332,8 @@ pub fn train_classifier(
         let grads = loss.backward();
         // Cosine decay of the learning rate to 5% over the run.
         let lr = opt.lr * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * k as f64 / steps as f64).cos()));
-        let (bc1, bc2) = (1.0 - b1.powi(k as i32), 1.0 - b2.powi(k as i32));
-        for i in 0..clf.params.len() {
-            let Some(g) = p_ad[i].grad(&grads) else { continue };
-            m[i] = m[i].clone().mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1);
-            v[i] = v[i].clone().mul_scalar(b2) + g.square().mul_scalar(1.0 - b2);
-            let upd = m[i]
-                .clone()
-                .div(v[i].clone().div_scalar(bc2).sqrt().add_scalar(1e-8))
-                .mul_scalar(lr / bc1);
-            clf.params[i] = clf.params[i].clone() - upd;
-        }
+        let g: Vec<Option<Tensor<1>>> = p_ad.iter().map(|p| p.grad(&grads)).collect();
+        adam_step(&adam, lr, 1.0, &mut clf.params, &mut m, &mut v, &mut adam_t, g);
         progress(k, lv);
         done = k;
         if t0.elapsed().as_secs_f64() > opt.max_seconds {
