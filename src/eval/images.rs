@@ -12,9 +12,9 @@
 //! ‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^{1/2}), with tr(Σ₁Σ₂)^{1/2} = tr(A Σ₂ A)^{1/2}, A = Σ₁^{1/2};
 //! both square roots come from a cyclic Jacobi eigen-decomposition in f64 ([`jacobi_eigh`]).
 
-use crate::train::optim::{adam_step, AdamConfig};
 use crate::rng::Rng;
 use crate::tensor::to_vec64;
+use crate::train::optim::{adam_step, AdamConfig};
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
 use burn::tensor::activation;
