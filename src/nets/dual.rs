@@ -1,6 +1,7 @@
 //! `Dual<D>`: an activation with an optional tangent, so that a backbone's forward pass is its
 //! tangent (JVP) pass without a tangent (burn has no forward-mode AD; METHODS.md §3).
 
+use super::{pixel_norm, pixel_norm_jvp, Linear};
 use burn::prelude::*;
 
 /// An activation with an optional tangent.
@@ -79,5 +80,24 @@ pub fn cat<const D: usize>(a: Dual<D>, b: Dual<D>, dim: usize) -> Dual<D> {
     Dual {
         v: Tensor::cat(vec![a.v, b.v], dim),
         d,
+    }
+}
+
+/// Pixel norm over the feature axis ([`pixel_norm`]) with its tangent ([`pixel_norm_jvp`]).
+pub fn pixel_norm_dual(x: Dual<2>) -> Dual<2> {
+    match x.d {
+        None => Dual::new(pixel_norm(x.v), None),
+        Some(d) => {
+            let (v, d) = pixel_norm_jvp(x.v, d);
+            Dual::new(v, Some(d))
+        }
+    }
+}
+
+/// The dense layer `l` on a dual: value x·W + b, tangent dx·W.
+pub fn linear(l: &Linear, p: &[Tensor<1>], x: Dual<2>) -> Dual<2> {
+    Dual {
+        v: l.forward(p, x.v),
+        d: x.d.map(|d| l.tangent(p, d)),
     }
 }

@@ -27,7 +27,7 @@
 //! Forward and tangent passes share one code path: every activation is a [`Dual`] carrying an
 //! optional tangent, so [`Backbone::forward`] is the tangent pass with no tangent.
 
-use super::dual::{cat, Dual};
+use super::dual::{cat, linear, pixel_norm_dual, Dual};
 use super::embed::Embedding;
 use super::kernels::conv::conv2d_same;
 use super::*;
@@ -307,23 +307,6 @@ impl GroupNorm {
     }
 }
 
-fn linear(l: &Linear, p: &[Tensor<1>], x: Dual<2>) -> Dual<2> {
-    Dual {
-        v: l.forward(p, x.v),
-        d: x.d.map(|d| l.tangent(p, d)),
-    }
-}
-
-fn pixel_norm_dual(x: Dual<2>) -> Dual<2> {
-    match x.d {
-        None => Dual::new(pixel_norm(x.v), None),
-        Some(d) => {
-            let (v, d) = pixel_norm_jvp(x.v, d);
-            Dual::new(v, Some(d))
-        }
-    }
-}
-
 /// h·(1 + scale) + shift with per-(sample, channel) scale and shift `m = [scale | shift]`.
 pub fn modulate(h: Dual<4>, m: Dual<2>, c: usize, double_norm: bool) -> Dual<4> {
     let [b, _, _, _] = h.v.dims();
@@ -551,21 +534,7 @@ impl Unet {
         dcond: Option<&[Tensor<2>]>,
     ) -> Dual<2> {
         let half = self.cfg.emb_dim / 2;
-        let w = p[self.freqs].clone().reshape([1, half]);
-        let mut y = Vec::new();
-        let mut dy = Vec::new();
-        for (k, c) in cond.iter().enumerate() {
-            let a = c.clone() * w.clone();
-            let (s, co) = (a.clone().sin(), a.cos());
-            if let Some(dc) = dcond {
-                let da = dc[k].clone() * w.clone();
-                dy.push(co.clone() * da.clone());
-                dy.push(s.clone().neg() * da);
-            }
-            y.push(s);
-            y.push(co);
-        }
-        let e = Dual::new(Tensor::cat(y, 1), dcond.map(|_| Tensor::cat(dy, 1)));
+        let e = super::embed::sinusoidal(p[self.freqs].clone().reshape([1, half]), cond, dcond);
         let mut a = linear(&self.temb1, p, e);
         if let (Some(le), Some(l)) = (&self.label_embed, labels) {
             a = a.add(Dual::new(le.forward(p, l.clone()), None));
