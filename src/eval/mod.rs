@@ -13,6 +13,10 @@ use crate::rng::Rng;
 use burn::prelude::*;
 use serde::Serialize;
 
+/// Seed of the reference sample every evaluation compares against (fresh data drawn with it),
+/// so reports of different runs share one reference.
+pub const REFERENCE_SEED: u64 = 0xE7A1;
+
 /// Points used by MMD and energy distance.
 pub const QUAD_MAX: usize = 4000;
 /// Projections of the sliced Wasserstein distance (fixed directions from a fixed seed).

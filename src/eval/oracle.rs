@@ -62,7 +62,7 @@ pub const EXACT_ODE_STEPS: usize = 128;
 /// Metrics of samples from the exact PF-ODE (Heun on the Karras grid with the exact denoiser).
 pub fn exact_ode_report(setup: &Setup, gmm_std: &crate::data::gmm::Gmm, n: usize) -> Report {
     let dim = setup.data.dim();
-    let mut rng = Rng::new(0xE7A1);
+    let mut rng = Rng::new(super::REFERENCE_SEED);
     let reference = setup.data.sample(&mut rng, n);
     let mut zr = Rng::new(0x0DE);
     let z = zr.normal_tensor([n, dim], &setup.device);
