@@ -1,4 +1,4 @@
-//! Conv2d forward+backward: burn's conv2d vs cm's conv2d_same (src/nets/conv.rs).
+//! Conv2d forward+backward: burn's conv2d vs cm's conv2d_same (src/nets/kernels/conv.rs).
 #![allow(dead_code)]
 use burn::prelude::*;
 use burn::tensor::module::conv2d;

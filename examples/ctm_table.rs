@@ -8,11 +8,11 @@
 
 use cm::demo::demo_config;
 use cm::eval;
-use cm::generate::sample_raw_with;
+use cm::generate::{sample, NoiseSource, SampleOptions};
 use cm::objectives::MethodConfig;
 use cm::rng::Rng;
 use cm::run::Setup;
-use cm::samplers::{CtmMode, Sampler};
+use cm::samplers::{ode::Solver, SamplerOptions};
 use cm::train::Trainer;
 
 fn main() -> anyhow::Result<()> {
@@ -57,18 +57,19 @@ fn main() -> anyhow::Result<()> {
             "| data vs data | | | | {:.4} | {:.5} | {:.4} |",
             floor.swd, floor.mmd, floor.energy
         );
-        let Sampler::Ctm { eps, t_max, .. } = setup.objective.sampler() else {
-            unreachable!()
+        let sd = setup.model.precond.sigma_d();
+        let draw = |opts: SamplerOptions, k: usize, rng: &mut Rng| {
+            let s = setup.objective.sampler_with(sd, &opts).expect("CTM sampler options");
+            let o = SampleOptions::new(setup, k, NoiseSource::Stream(rng)).with_sampler(s, k);
+            sample(setup, tr.online_net(), n_eval, o)
         };
         for gamma in [0.0, 1.0] {
             for k in [1usize, 2, 4, 8] {
-                let s = Sampler::Ctm {
-                    eps,
-                    t_max,
-                    mode: CtmMode::Gamma(gamma),
-                    times: vec![],
+                let opts = SamplerOptions {
+                    gamma: Some(gamma),
+                    ode: None,
                 };
-                let xs = sample_raw_with(setup, &s, tr.online_net(), n_eval, k, &mut rng);
+                let xs = draw(opts, k, &mut rng);
                 let r = eval::report(&xs, &reference, 2, None, scale);
                 println!(
                     "| {v} | {secs:.0} | {gamma} | {k} | {:.4} | {:.5} | {:.4} |",
@@ -77,13 +78,11 @@ fn main() -> anyhow::Result<()> {
             }
         }
         for k in [8usize, 32] {
-            let s = Sampler::Ctm {
-                eps,
-                t_max,
-                mode: CtmMode::Ode { heun: true },
-                times: vec![],
+            let opts = SamplerOptions {
+                gamma: None,
+                ode: Some(Solver::Heun),
             };
-            let xs = sample_raw_with(setup, &s, tr.online_net(), n_eval, k, &mut rng);
+            let xs = draw(opts, k, &mut rng);
             let r = eval::report(&xs, &reference, 2, None, scale);
             println!(
                 "| {v} | {secs:.0} | ode-heun | {k} | {:.4} | {:.5} | {:.4} |",

@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::nets::Backbone;
 use crate::rng::Rng;
 use crate::run::Setup;
+use crate::samplers::Noise;
 use crate::tensor::col;
 use crate::train::Trainer;
 use anyhow::Result;
@@ -17,9 +18,11 @@ use std::time::Instant;
 pub struct Plan {
     /// Timed training steps per method (after `warmup` untimed ones).
     pub steps: u64,
+    /// Untimed training steps before the timed ones (10 in the standard plan).
     pub warmup: u64,
-    /// Timed one-step samples at batch 1 and 256.
+    /// Timed one-step samples at batch 1 (2000 in the standard plan).
     pub reps_b1: usize,
+    /// Timed one-step samples at batch 256 (200 in the standard plan).
     pub reps_b256: usize,
     /// Timed forward/JVP pairs at batch 512.
     pub reps_jvp: usize,
@@ -72,9 +75,10 @@ pub fn run_plan(plan: Plan) -> Result<Vec<(String, f64)>> {
             for (b, reps) in [(1usize, plan.reps_b1), (256, plan.reps_b256)] {
                 let mut rng = Rng::new(1);
                 let p = t.ema_net().to_vec();
-                let sampler = t.setup.objective.sampler();
+                let sampler = t.setup.sampler();
+                let times = sampler.times(1);
                 let once = |rng: &mut Rng| {
-                    let x = crate::samplers::generate(&sampler, &t.setup.model, &p, b, 1, rng, &device);
+                    let x = sampler.generate(&t.setup.model, &p, b, &times, &mut Noise::Stream(rng), &device);
                     let _ = crate::tensor::to_vec(x);
                 };
                 for _ in 0..10 {

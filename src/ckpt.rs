@@ -23,15 +23,43 @@ pub const FORMAT: &str = "cm-checkpoint-1";
 /// Everything a run needs to continue exactly.
 #[derive(Clone)]
 pub struct State {
+    /// Optimizer steps taken.
     pub step: u64,
+    /// The run's random generator ([`crate::rng::Rng::state`]).
     pub rng: [u64; 4],
+    /// Online weights θ (backbone first, then the method's own).
     pub online: Vec<Tensor<1>>,
+    /// Target weights θ⁻.
     pub target: Vec<Tensor<1>>,
+    /// Evaluation EMA of θ.
     pub ema: Vec<Tensor<1>>,
+    /// Adam's first moments, one per tensor.
     pub adam_m: Vec<Tensor<1>>,
+    /// Adam's second moments.
     pub adam_v: Vec<Tensor<1>>,
+    /// Adam's step count per tensor: the updates that tensor received (as PyTorch keeps
+    /// `state["step"]` per parameter), so a tensor that gets no gradient in a phase or a step
+    /// keeps its bias correction.
+    pub adam_t: Vec<u64>,
+    /// Steps skipped for a non-finite loss or gradient, in total and in a row.
+    pub bad_steps: u64,
+    pub bad_run: u64,
+    /// The objective's own state ([`crate::objectives::Objective::state`]), if any.
+    pub method_state: Option<String>,
+    /// Descriptive metadata: method, resolved config (TOML), standardisation (JSON).
     pub meta: BTreeMap<String, String>,
 }
+
+/// Metadata keys that hold [`State`]'s typed fields (the rest is descriptive).
+const TYPED_KEYS: [&str; 7] = [
+    "format",
+    "step",
+    "rng",
+    "adam_t",
+    "bad_steps",
+    "bad_run",
+    "method_state",
+];
 
 fn f32_bytes(t: &Tensor<1>) -> Vec<u8> {
     to_vec(t.clone()).into_iter().flat_map(|v| v.to_le_bytes()).collect()
@@ -59,6 +87,15 @@ pub fn to_bytes(state: &State, specs: &[ParamSpec]) -> Result<Vec<u8>> {
     let mut meta: HashMap<String, String> = state.meta.clone().into_iter().collect();
     meta.insert("format".into(), FORMAT.into());
     meta.insert("step".into(), state.step.to_string());
+    meta.insert(
+        "adam_t".into(),
+        state.adam_t.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(","),
+    );
+    meta.insert("bad_steps".into(), state.bad_steps.to_string());
+    meta.insert("bad_run".into(), state.bad_run.to_string());
+    if let Some(s) = &state.method_state {
+        meta.insert("method_state".into(), s.clone());
+    }
     meta.insert(
         "rng".into(),
         state
@@ -197,14 +234,50 @@ pub fn from_bytes(bytes: &[u8], specs: &[ParamSpec], device: &Device) -> Result<
             bail!("checkpoint has tensor '{x}' that this model does not have (different architecture or method)");
         }
     }
+    let counter = |key: &str| -> Result<u64> {
+        meta.get(key)
+            .map(|s| {
+                s.parse()
+                    .with_context(|| format!("checkpoint {key} is not a number: '{s}'"))
+            })
+            .unwrap_or(Ok(0))
+    };
+    let (bad_steps, bad_run) = (counter("bad_steps")?, counter("bad_run")?);
+    let method_state = meta.get("method_state").cloned();
+    let (online, target, ema) = (load("online")?, load("target")?, load("ema")?);
+    let (adam_m, adam_v) = (load("adam_m")?, load("adam_v")?);
+    // Per-tensor counts; a single number (checkpoints before per-tensor counts) applies to all.
+    let adam_t: Vec<u64> = match meta.get("adam_t") {
+        None => vec![0; specs.len()],
+        Some(s) => {
+            let v: Vec<u64> = s
+                .split(',')
+                .map(|w| w.trim().parse())
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("checkpoint adam_t is malformed: '{s}'"))?;
+            match v.len() {
+                1 => vec![v[0]; specs.len()],
+                n if n == specs.len() => v,
+                n => bail!("checkpoint adam_t has {n} counts for {} tensors", specs.len()),
+            }
+        }
+    };
+    let meta: BTreeMap<String, String> = meta
+        .into_iter()
+        .filter(|(k, _)| !TYPED_KEYS.contains(&k.as_str()))
+        .collect();
     Ok(State {
         step,
         rng,
-        online: load("online")?,
-        target: load("target")?,
-        ema: load("ema")?,
-        adam_m: load("adam_m")?,
-        adam_v: load("adam_v")?,
+        online,
+        target,
+        ema,
+        adam_m,
+        adam_v,
+        adam_t,
+        bad_steps,
+        bad_run,
+        method_state,
         meta,
     })
 }

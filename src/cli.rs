@@ -95,13 +95,13 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         if cfg.method.teacher().is_none() {
             bail!("--teacher: method '{method}' does not use a teacher");
         }
-        cfg.method.set_teacher(&t);
+        cfg.method.set_teacher(t.parse().expect("infallible"));
     }
     cfg.validate()?;
     let out = out.unwrap_or_else(|| demo::default_out(&method, &data));
     // Held (locked) until the demo ends.
     let _folder = demo::prepare_out(&out, force)?;
-    let limit = if crate::data::IMAGE_PREFIXES.iter().any(|p| data.starts_with(p)) {
+    let limit = if crate::data::is_image_name(&data) {
         format!(" (at most {:.0} min of training)", demo::IMAGE_DEMO_SECONDS / 60.0)
     } else {
         String::new()
@@ -250,16 +250,17 @@ pub struct SampleArgs {
     /// Use the online weights instead of the evaluation EMA.
     #[arg(long)]
     pub online: bool,
-    /// Explicit decreasing noise levels after the first step (consistency: intermediate σ
-    /// of multistep sampling; CTM: the jump times, ending at ε), comma separated.
+    /// Explicit times to visit, comma separated, in the method's time convention, from the
+    /// noise end towards the data end (consistency: intermediate σ; CTM: jump times). The
+    /// noise end is prepended and the data end appended where missing; overrides --steps.
     #[arg(long, value_delimiter = ',')]
     pub times: Option<Vec<f64>>,
     /// CTM γ-sampling: 0 = deterministic jumps, 1 = consistency multistep.
     #[arg(long)]
     pub gamma: Option<f64>,
-    /// CTM ODE sampling through the denoiser D_θ: `heun` or `euler`.
-    #[arg(long)]
-    pub ode: Option<String>,
+    /// CTM ODE sampling through the denoiser D_θ.
+    #[arg(long, value_enum)]
+    pub ode: Option<crate::samplers::ode::Solver>,
     /// Samples per network batch. Each sample has its own noise stream under --seed, so the
     /// images do not depend on --batch (or on --n beyond their index).
     #[arg(long, default_value_t = 256)]
@@ -303,17 +304,31 @@ pub fn sample(args: SampleArgs) -> Result<()> {
     } else {
         &state.ema[..setup.n_net]
     };
-    let ode = match ode.as_deref() {
-        None => None,
-        Some("heun") => Some(true),
-        Some("euler") => Some(false),
-        Some(other) => bail!("--ode must be heun or euler, got '{other}'"),
-    };
-    let sampler = crate::samplers::with_options(&setup.objective.sampler(), times, gamma, ode)?;
+    let opts = crate::samplers::SamplerOptions { gamma, ode };
+    let sampler = setup.objective.sampler_with(setup.model.precond.sigma_d(), &opts)?;
     if batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let xs = crate::generate::sample_seeded(&setup, &sampler, p, n, steps, seed, batch, classes);
+    if steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    let times = match &times {
+        Some(t) => sampler.complete(t)?,
+        None => sampler.times(steps),
+    };
+    let steps = times.len() - 1;
+    let xs = crate::generate::sample(
+        &setup,
+        p,
+        n,
+        crate::generate::SampleOptions {
+            sampler,
+            times,
+            classes,
+            noise: crate::generate::NoiseSource::PerSample(seed),
+            chunk: batch,
+        },
+    );
     let dim = setup.data.dim();
     let npy = crate::data::files::npy_bytes(&xs.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[n, dim]);
     crate::io::write_atomic(&out, &npy)?;
@@ -384,7 +399,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             bail!("--steps must be at least 1");
         }
         let p = if online { &state.online } else { &state.ema };
-        let xs = crate::generate::sample_raw(&setup, &p[..setup.n_net], n, steps, &mut crate::rng::Rng::new(1));
+        let xs = crate::generate::sample_steps(&setup, &p[..setup.n_net], n, steps, &mut crate::rng::Rng::new(1));
         (setup.data.clone(), xs, n)
     };
     let dim = ds.dim();
@@ -562,26 +577,22 @@ pub fn inspect(what: &str, method: &str, steps: u64, json: bool) -> Result<()> {
     use crate::schedule::*;
     match what {
         "schedule" => {
-            let cfg = crate::objectives::MethodConfig::by_name(method)?;
+            // The curriculum depends on the step only; the objective is built for the default
+            // (2-D) data set.
+            let objective = crate::objectives::MethodConfig::by_name(method)?.build(2)?;
             let mut rows = Vec::new();
             for i in 0..=10 {
                 let k = steps * i / 10;
-                let (n, mu) = match &cfg {
-                    crate::objectives::MethodConfig::Ct(c) => (
-                        ct_n(k, steps, c.s0, c.s1),
-                        match c.target {
-                            crate::objectives::TargetPolicy::Scheduled { mu0 } => ct_mu(k, steps, c.s0, c.s1, mu0),
-                            crate::objectives::TargetPolicy::Ema { mu } => mu,
-                            crate::objectives::TargetPolicy::StopGrad => 0.0,
-                        },
-                    ),
-                    crate::objectives::MethodConfig::Ict(c) => (ict_n(k, steps, c.s0, c.s1), 0.0),
-                    _ => (18, 0.0),
-                };
-                rows.push(serde_json::json!({"k": k, "N": n, "mu": mu}));
-                eprintln!("k {k:>9}  N {n:>5}  mu {mu:.6}");
+                match objective.curriculum(k, steps) {
+                    Some((n, mu)) => {
+                        rows.push(serde_json::json!({"k": k, "N": n, "mu": mu}));
+                        eprintln!("k {k:>9}  N {n:>5}  mu {mu:.6}");
+                    }
+                    None if i == 0 => eprintln!("method {method} has no discretisation curriculum"),
+                    None => {}
+                }
             }
-            let grid = karras(18, 0.002, 80.0, 7.0);
+            let grid = karras(18, EDM_EPS, EDM_T_MAX, EDM_RHO);
             eprintln!(
                 "Karras grid N=18 (ascending): {}",
                 grid.iter().map(|s| format!("{s:.4}")).collect::<Vec<_>>().join(" ")

@@ -5,10 +5,10 @@ use crate::config::Config;
 use crate::eval::oracle::{consistency_error, exact_ode_report};
 use crate::eval::{self, Report};
 use crate::eval::{image_evaluator, with_image_metrics};
-use crate::generate::sample_raw;
+use crate::generate::sample_steps;
 use crate::io::plot::image_comparison;
 use crate::io::runfolder::RunFolder;
-use crate::objectives::MethodConfig;
+use crate::objectives::{MethodConfig, Teacher};
 use crate::rng::Rng;
 use crate::train::{self, RunOptions, Trainer};
 use anyhow::Result;
@@ -28,7 +28,7 @@ pub fn demo_config(method: &str, data: &str) -> Result<Config> {
     cfg.train.lr = 1e-3;
     cfg.train.ckpt_every = 1000;
     cfg.train.log_every = 25;
-    if is_image_data(data) {
+    if crate::data::is_image_name(data) {
         // Images: the MNIST configs' small U-Net (base 16, levels [1, 2], no attention), batch
         // 32, at most 1500 steps within IMAGE_DEMO_SECONDS (see `image_time_budget`).
         cfg.model = crate::config::ModelConfig::Unet(crate::nets::unet::UnetConfig {
@@ -46,11 +46,6 @@ pub fn demo_config(method: &str, data: &str) -> Result<Config> {
     Ok(cfg)
 }
 
-/// Whether a data name is an image data set.
-fn is_image_data(data: &str) -> bool {
-    crate::data::IMAGE_PREFIXES.iter().any(|p| data.starts_with(p))
-}
-
 /// Training time of the image demo (teacher included), which keeps `cm demo --data mnist:…`
 /// within 15 minutes on 2 cores whatever the method costs per step (CTM's teacher solves make
 /// its steps ~8× iCT's); evaluation takes well under a minute more. 2-D demos run their
@@ -59,7 +54,7 @@ pub const IMAGE_DEMO_SECONDS: f64 = 720.0;
 
 /// (teacher, student) training-time limits of a demo: None for 2-D data.
 fn image_time_budget(data: &str, with_teacher: bool) -> (Option<f64>, Option<f64>) {
-    if !is_image_data(data) {
+    if !crate::data::is_image_name(data) {
         return (None, None);
     }
     if with_teacher {
@@ -111,7 +106,11 @@ pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device:
     let has_exact = crate::data::Dataset::from_spec(&cfg.data.name, &cfg.data.image_options())?
         .gmm()
         .is_some();
-    let needs_teacher = cfg.method.teacher() == Some("train") || (cfg.method.teacher() == Some("exact") && !has_exact);
+    let needs_teacher = match cfg.method.teacher() {
+        Some(Teacher::Train) => true,
+        Some(Teacher::Exact) => !has_exact,
+        _ => false,
+    };
     let (teacher_budget, total_budget) = image_time_budget(&cfg.data.name, needs_teacher);
     if needs_teacher {
         let mut tcfg = cfg.clone();
@@ -131,7 +130,7 @@ pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device:
             },
             device,
         )?;
-        cfg.method.set_teacher(&tdir.display().to_string());
+        cfg.method.set_teacher(Teacher::Run(tdir.clone()));
         // CD starts from the teacher's weights (Song et al. 2023); CTM's two-time backbone
         // differs from the teacher's.
         if cfg.method.starts_from_teacher() {
@@ -166,7 +165,7 @@ pub fn summarize(
         let dim = setup.data.dim();
         let mut rng = Rng::new(0xE7A1);
         let reference = setup.data.sample(&mut rng, n_eval);
-        let xs = sample_raw(setup, trainer.ema_net(), n_eval, 4, &mut Rng::new(0xF0F4));
+        let xs = sample_steps(setup, trainer.ema_net(), n_eval, 4, &mut Rng::new(0xF0F4));
         let scale = setup.standardizer.std.iter().sum::<f64>() / dim as f64;
         let ev = image_evaluator(setup, &reference);
         with_image_metrics(

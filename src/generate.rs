@@ -1,31 +1,15 @@
-//! Sampling a trained run in data coordinates: the one path `cm sample`, `cm eval`, the demo
-//! and the tests use. It chooses class labels for class-conditional networks ([`Classes`]),
-//! draws the noise (one stream, or per-sample streams so that sample i does not depend on the
-//! batch), runs the method's sampler in chunks, and undoes the data standardisation.
+//! Sampling a trained run in data coordinates: the one path `cm sample`, `cm eval`, the demo,
+//! the evaluation and the tests use. It chooses class labels for class-conditional networks
+//! ([`Classes`]), draws the noise (one stream, or per-sample streams so that sample i does not
+//! depend on the batch), runs a sampler along its times in chunks, and undoes the data
+//! standardisation.
 
 use crate::rng::Rng;
 use crate::run::Setup;
+use crate::samplers::{Noise, Sampler};
 use crate::tensor::to_vec;
 use anyhow::Result;
 use burn::prelude::*;
-
-/// Samples from a trained run in raw data coordinates: `n` samples with `steps` steps.
-pub fn sample_raw(setup: &Setup, params: &[Tensor<1>], n: usize, steps: usize, rng: &mut Rng) -> Vec<f64> {
-    sample_raw_with(setup, &setup.objective.sampler(), params, n, steps, rng)
-}
-
-/// [`sample_raw`] with an explicit sampler (e.g. CTM with another γ or time list). A
-/// class-conditional network samples balanced classes ([`Classes::Balanced`]).
-pub fn sample_raw_with(
-    setup: &Setup,
-    sampler: &crate::samplers::Sampler,
-    params: &[Tensor<1>],
-    n: usize,
-    steps: usize,
-    rng: &mut Rng,
-) -> Vec<f64> {
-    sample_raw_classes(setup, sampler, params, n, steps, rng, Classes::Balanced)
-}
 
 /// Which class labels a class-conditional network samples with (unconditional networks
 /// ignore them).
@@ -72,63 +56,62 @@ impl Classes {
     }
 }
 
-/// The run's model carrying the labels of samples `range` (unchanged for an unconditional net).
-fn labeled_model(setup: &Setup, classes: Classes, range: std::ops::Range<usize>) -> crate::model::Model {
-    let k = setup.model.net.n_classes();
-    if k == 0 {
-        return setup.model.clone();
-    }
-    let labels: Vec<Option<usize>> = range.map(|i| classes.of(i, k)).collect();
-    setup.model.with_labels(Some(setup.onehot(&labels)))
-}
-
-/// [`sample_raw_with`] with the class labels chosen by `classes` (for a class-conditional
-/// network; an unconditional one ignores them).
-pub fn sample_raw_classes(
-    setup: &Setup,
-    sampler: &crate::samplers::Sampler,
-    params: &[Tensor<1>],
-    n: usize,
-    steps: usize,
-    rng: &mut Rng,
-    classes: Classes,
-) -> Vec<f64> {
-    // Chunks keep memory flat for large n; the rng stream is the same for any chunking only
-    // per chunk, so the chunk size is fixed.
-    sample_in_chunks(
-        setup,
-        sampler,
-        params,
-        n,
-        steps,
-        2048,
-        classes,
-        NoiseSource::Stream(rng),
-    )
-}
-
-/// Where [`sample_in_chunks`] draws each chunk's noise.
-enum NoiseSource<'a> {
-    /// One stream across all chunks.
+/// Where [`sample`] draws each chunk's noise.
+pub enum NoiseSource<'a> {
+    /// One stream across all chunks (evaluation, tests).
     Stream(&'a mut Rng),
-    /// Per-sample streams under this seed, indexed by the global sample number.
+    /// Per-sample streams under this seed, indexed by the global sample number
+    /// ([`Noise::per_sample`]): sample i is the same for any `n > i` and any chunk size (what
+    /// `cm sample` uses, so a grid can be reproduced from its seed alone).
     PerSample(u64),
 }
 
-/// The sampling loop shared by [`sample_raw_classes`] and [`sample_seeded`]: `n` samples in
-/// chunks of `chunk`, each chunk with the labels of its global sample indices, returned in data
-/// coordinates.
-#[allow(clippy::too_many_arguments)]
-fn sample_in_chunks(
-    setup: &Setup,
-    sampler: &crate::samplers::Sampler,
-    params: &[Tensor<1>],
-    n: usize,
-    steps: usize,
-    chunk: usize,
-    classes: Classes,
-    mut source: NoiseSource<'_>,
-) -> Vec<f64> {
+/// How to sample: the sampler, the times it walks, the labels, the noise and the chunk size.
+pub struct SampleOptions<'a> {
+    /// The sampler (default: the run's own, [`Setup::sampler`]).
+    pub sampler: Sampler,
+    /// The walk, noise end first ([`Sampler::times`] or a completed user list).
+    pub times: Vec<f64>,
+    /// The class labels of class-conditional networks (default [`Classes::Balanced`]).
+    pub classes: Classes,
+    /// Where the initial noise (and any sampler noise) comes from.
+    pub noise: NoiseSource<'a>,
+    /// Samples per network batch (memory stays flat for large n); default 2048.
+    pub chunk: usize,
+}
+
+impl<'a> SampleOptions<'a> {
+    /// The run's own sampler with `steps` network steps, balanced classes, chunks of 2048.
+    pub fn new(setup: &Setup, steps: usize, noise: NoiseSource<'a>) -> Self {
+        let sampler = setup.sampler();
+        Self {
+            times: sampler.times(steps),
+            sampler,
+            classes: Classes::Balanced,
+            noise,
+            chunk: 2048,
+        }
+    }
+
+    /// The same options with another sampler and its times for `steps` steps.
+    pub fn with_sampler(mut self, sampler: Sampler, steps: usize) -> Self {
+        self.times = sampler.times(steps);
+        self.sampler = sampler;
+        self
+    }
+}
+
+/// `n` samples in data coordinates from the backbone weights `params`: the loop runs in chunks,
+/// each chunk with the labels of its global sample indices (like per-sample noise, so neither
+/// depends on the chunking).
+pub fn sample(setup: &Setup, params: &[Tensor<1>], n: usize, opts: SampleOptions<'_>) -> Vec<f64> {
+    let SampleOptions {
+        sampler,
+        times,
+        classes,
+        mut noise,
+        chunk,
+    } = opts;
     let k = setup.model.net.n_classes();
     if let Classes::Fixed(c) = classes {
         assert!(c < k, "class {c} for a network with {k} classes");
@@ -138,49 +121,38 @@ fn sample_in_chunks(
     let mut first = 0;
     while first < n {
         let m = (n - first).min(chunk);
-        // Labels by global sample index, like per-sample noise, so neither depends on the chunking.
-        let model = labeled_model(setup, classes, first..first + m);
-        let mut noise = match &mut source {
-            NoiseSource::Stream(rng) => crate::samplers::Noise::Stream(rng),
-            NoiseSource::PerSample(seed) => crate::samplers::Noise::per_sample(*seed, first as u64, m),
+        let model = if k == 0 {
+            setup.model.clone()
+        } else {
+            let labels: Vec<Option<usize>> = (first..first + m).map(|i| classes.of(i, k)).collect();
+            setup.model.with_class_labels(&labels, &setup.device)
         };
-        let x = crate::samplers::generate_with(sampler, &model, params, m, steps, &mut noise, &setup.device);
+        let mut chunk_noise = match &mut noise {
+            NoiseSource::Stream(rng) => Noise::Stream(rng),
+            NoiseSource::PerSample(seed) => Noise::per_sample(*seed, first as u64, m),
+        };
+        let x = sampler.generate(&model, params, m, &times, &mut chunk_noise, &setup.device);
         out.extend(to_vec(x).into_iter().map(|v| v as f64));
         first += m;
     }
     setup.standardizer.inverse(&out)
 }
 
-/// `n` samples (data coordinates) with per-sample noise streams under `seed`
-/// ([`crate::samplers::Noise::per_sample`]), generated `batch` at a time: sample i is the same
-/// for any `n > i` and any `batch` (what `cm sample` uses, so a grid can be reproduced from
-/// its seed alone). Class-conditional networks get the labels chosen by `classes`.
-pub fn sample_seeded(
-    setup: &Setup,
-    sampler: &crate::samplers::Sampler,
-    params: &[Tensor<1>],
-    n: usize,
-    steps: usize,
-    seed: u64,
-    batch: usize,
-    classes: Classes,
-) -> Vec<f64> {
-    sample_in_chunks(
+/// `n` samples with the run's own sampler and `steps` steps, all noise from one stream `rng`
+/// (balanced classes): the evaluation's draw.
+pub fn sample_steps(setup: &Setup, params: &[Tensor<1>], n: usize, steps: usize, rng: &mut Rng) -> Vec<f64> {
+    sample(
         setup,
-        sampler,
         params,
         n,
-        steps,
-        batch,
-        classes,
-        NoiseSource::PerSample(seed),
+        SampleOptions::new(setup, steps, NoiseSource::Stream(rng)),
     )
 }
 
 /// The default number of evaluation samples: 1000 for images (classifier features, 784-d
 /// MMD), 10 000 otherwise.
 pub fn default_n_eval(data: &str) -> usize {
-    if crate::data::IMAGE_PREFIXES.iter().any(|p| data.starts_with(p)) {
+    if crate::data::is_image_name(data) {
         1000
     } else {
         10_000

@@ -5,6 +5,7 @@
 //! denoiser, TrigFlow consistency function, raw velocity) is decided by the parameterisation.
 //! Times are per sample (`&[f64]` of length B).
 
+use crate::nets::jvp::{jvp_with, JvpMode};
 use crate::nets::{Backbone, Masks};
 use crate::precond::Precond;
 use crate::process::Denoiser;
@@ -12,9 +13,13 @@ use crate::tensor::col;
 use burn::prelude::*;
 use std::sync::Arc;
 
+/// A backbone F_θ with its parameterisation: the function `c_skip·x + c_out·F_θ(…)` the
+/// objectives train and the samplers call. Holds no weights: every call takes them.
 #[derive(Clone)]
 pub struct Model {
+    /// The backbone (architecture only), shared between clones.
     pub net: Arc<dyn Backbone>,
+    /// The parameterisation: the coefficients and the meaning of the time input.
     pub precond: Precond,
     /// Class labels of the batch for a class-conditional backbone (`net.n_classes()` K > 0):
     /// one-hot `[B, K]`, an all-zero row meaning "no class". None = unconditional (all-zero
@@ -24,6 +29,7 @@ pub struct Model {
 }
 
 impl Model {
+    /// An unconditional model (no labels) from a backbone and a parameterisation.
     pub fn new(net: Arc<dyn Backbone>, precond: Precond) -> Self {
         Self {
             net,
@@ -77,11 +83,72 @@ impl Model {
         v
     }
 
+    /// The same model carrying the one-hot labels of `labels` (None = no class) for a
+    /// class-conditional backbone; an unconditional model is returned unchanged.
+    pub fn with_class_labels(&self, labels: &[Option<usize>], device: &Device) -> Model {
+        let k = self.net.n_classes();
+        if k == 0 {
+            return self.clone();
+        }
+        self.with_labels(Some(onehot(labels, k, device)))
+    }
+
+    /// The raw network F_θ at the model's inputs: c_in(t)·x and the conditioning of
+    /// [`Model::cond`] (times through c_noise, then the labels).
+    pub fn raw(&self, p: &[Tensor<1>], x: Tensor<2>, t: &[f64], extra: &[&[f64]], masks: Option<&Masks>) -> Tensor<2> {
+        let c = self.precond.coeffs(t);
+        let cond = self.cond(t, extra, &x);
+        let xin = scale_rows(x, &c.c_in);
+        self.net.forward(p, xin, &cond, masks)
+    }
+
+    /// [`Model::raw`] and its directional derivative along (dx, dt, dextra) by `mode` (the
+    /// backbone's exact tangent pass, or central differences; METHODS.md §3):
+    /// d/dε F(c_in·(x + ε·dx), c_noise(t + ε·dt), c_noise(extra + ε·dextra)…, labels).
+    /// The labels are constant. Needs a time-independent c_in ([`Precond::c_in_is_constant`]:
+    /// TrigFlow and raw, the parameterisations of the continuous-time methods), so the input's
+    /// tangent is c_in·dx.
+    #[allow(clippy::too_many_arguments)]
+    pub fn jvp(
+        &self,
+        mode: JvpMode,
+        p: &[Tensor<1>],
+        x: Tensor<2>,
+        dx: Tensor<2>,
+        t: &[f64],
+        dt: &[f64],
+        extra: &[&[f64]],
+        dextra: &[&[f64]],
+        masks: Option<&Masks>,
+    ) -> (Tensor<2>, Tensor<2>) {
+        assert!(
+            self.precond.c_in_is_constant(),
+            "Model::jvp needs a time-independent c_in (TrigFlow or raw parameterisation), got {:?}",
+            self.precond
+        );
+        assert_eq!(extra.len(), dextra.len(), "one tangent per extra time");
+        let c = self.precond.coeffs(t);
+        let cond = self.cond(t, extra, &x);
+        let dnoise = |t: &[f64], dt: &[f64]| -> Vec<f64> {
+            t.iter()
+                .zip(dt)
+                .map(|(&t, &d)| self.precond.c_noise_deriv(t) * d)
+                .collect()
+        };
+        let mut dcond = vec![col(&dnoise(t, dt), &x)];
+        for (e, de) in extra.iter().zip(dextra) {
+            dcond.push(col(&dnoise(e, de), &x));
+        }
+        let xin = scale_rows(x, &c.c_in);
+        let dxin = scale_rows(dx, &c.c_in);
+        jvp_with(mode, self.net.as_ref(), p, xin, dxin, &cond, &dcond, masks)
+    }
+
     /// The parameterised output at time `t` (and extra times for two-time networks).
     pub fn eval(&self, p: &[Tensor<1>], x: Tensor<2>, t: &[f64], extra: &[&[f64]], masks: Option<&Masks>) -> Tensor<2> {
         let c = self.precond.coeffs(t);
         let cond = self.cond(t, extra, &x);
-        let xin = x.clone() * col(&c.c_in, &x);
+        let xin = scale_rows(x.clone(), &c.c_in);
         let f = self.net.forward(p, xin, &cond, masks);
         let out = f * col(&c.c_out, &x);
         if c.c_skip.iter().all(|&s| s == 0.0) {
@@ -94,6 +161,46 @@ impl Model {
     /// Single-time convenience.
     pub fn f(&self, p: &[Tensor<1>], x: Tensor<2>, t: &[f64], masks: Option<&Masks>) -> Tensor<2> {
         self.eval(p, x, t, &[], masks)
+    }
+}
+
+/// x with row i multiplied by `s[i]` (unchanged where every factor is exactly 1).
+fn scale_rows(x: Tensor<2>, s: &[f64]) -> Tensor<2> {
+    if s.iter().all(|&v| v == 1.0) {
+        x
+    } else {
+        x.clone() * col(s, &x)
+    }
+}
+
+/// One-hot `[B, K]` f32 labels; `None` entries (and K = 0) give all-zero rows.
+pub fn onehot(labels: &[Option<usize>], k: usize, device: &Device) -> Tensor<2> {
+    let mut v = vec![0f32; labels.len() * k];
+    for (i, l) in labels.iter().enumerate() {
+        if let Some(l) = *l {
+            assert!(l < k, "class label {l} for a network with {k} classes");
+            v[i * k + l] = 1.0;
+        }
+    }
+    crate::tensor::tensor2(v, labels.len(), k, device)
+}
+
+/// A typed view of a run's flat weights: the backbone's, then the method's own (sCM's
+/// weighting head, CTM's discriminator). Methods name their own weights by index into `own`
+/// (the order of their `extra_specs`).
+#[derive(Clone, Copy)]
+pub struct Params<'a> {
+    /// The backbone's weights, in [`Backbone::specs`] order.
+    pub net: &'a [Tensor<1>],
+    /// The objective's own weights, in `Objective::extra_specs` order.
+    pub own: &'a [Tensor<1>],
+}
+
+impl<'a> Params<'a> {
+    /// Splits a flat list (backbone weights first) after `n_net` tensors.
+    pub fn split(all: &'a [Tensor<1>], n_net: usize) -> Self {
+        let (net, own) = all.split_at(n_net);
+        Self { net, own }
     }
 }
 
@@ -130,7 +237,9 @@ pub fn ctm_denoise(model: &Model, p: &[Tensor<1>], x: Tensor<2>, sigma: &[f64], 
 /// passed on; a trained teacher ([`crate::run::load_teacher`]) has none, so a
 /// class-conditional teacher is queried unconditionally (all-zero labels).
 pub struct NetDenoiser {
+    /// The trained model; its parameterisation decides the conversion to a denoiser.
     pub model: Model,
+    /// Its backbone weights, in [`Backbone::specs`] order.
     pub params: Vec<Tensor<1>>,
 }
 

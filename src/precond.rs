@@ -17,33 +17,56 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A parameterisation: how the backbone F_θ's output is turned into the model's output, and
+/// what the time input means (see the module documentation for each variant's formula).
+/// In serde form, a table tagged by `kind` (the kebab-case variant name).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Precond {
+    /// Consistency function f(x, σ) in EDM time σ ∈ [ε, T] (Song et al. 2023):
+    /// c_skip = σ_d²/((σ − ε)² + σ_d²), c_out = σ_d(σ − ε)/√(σ_d² + σ²), c_in = 1/√(σ² + σ_d²),
+    /// so that f(x, ε) = x exactly.
     Consistency {
+        /// σ_d, the data's standard deviation (EDM, Karras et al. 2022); 0.5 for images.
         sigma_d: f64,
+        /// ε, the smallest noise level, where the boundary condition f(x, ε) = x holds
+        /// (0.002 by default).
         eps: f64,
     },
+    /// EDM denoiser D(x, σ) for diffusion teachers (Karras et al. 2022, Table 1):
+    /// c_skip = σ_d²/(σ² + σ_d²), c_out = σσ_d/√(σ² + σ_d²), c_in = 1/√(σ² + σ_d²).
     Edm {
+        /// σ_d, the data's standard deviation (EDM, Karras et al. 2022); 0.5 for images.
         sigma_d: f64,
     },
+    /// TrigFlow, t ∈ [0, π/2] (Lu & Song 2024): f(x, t) = cos t·x − sin t·σ_d·F(x/σ_d, t).
     TrigFlow {
+        /// σ_d, the data's standard deviation (EDM, Karras et al. 2022); 0.5 for images.
         sigma_d: f64,
+        /// Output σ_d·F(x/σ_d, t), the velocity dx/dt (a TrigFlow diffusion teacher), instead
+        /// of the consistency function f (the sCM student).
         velocity: bool,
     },
     /// CTM's g_θ: EDM scalings on the first time, a second time input s (METHODS.md §4).
     Ctm {
+        /// σ_d, the data's standard deviation (EDM, Karras et al. 2022); 0.5 for images.
         sigma_d: f64,
     },
+    /// The backbone's output F itself (c_skip = 0, c_out = c_in = 1, c_noise = t), for methods
+    /// whose objective does the algebra (FACM, MeanFlow).
     Raw,
 }
 
 /// Per-sample coefficients.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Coeffs {
+    /// c_skip(t), the weight of the input x in the output.
     pub c_skip: Vec<f64>,
+    /// c_out(t), the weight of the backbone's output F_θ.
     pub c_out: Vec<f64>,
+    /// c_in(t), the scale applied to x before it enters the backbone.
     pub c_in: Vec<f64>,
+    /// c_noise(t), the time value the backbone is conditioned on ([`Precond::c_noise`]).
     pub c_noise: Vec<f64>,
 }
 
@@ -56,6 +79,23 @@ impl Precond {
         }
     }
 
+    /// d c_noise / dt: the chain-rule factor a time tangent picks up on its way into the
+    /// network ([`crate::model::Model::jvp`]).
+    pub fn c_noise_deriv(&self, t: f64) -> f64 {
+        match self {
+            Precond::Consistency { .. } | Precond::Edm { .. } | Precond::Ctm { .. } => 0.25 / t,
+            Precond::TrigFlow { .. } | Precond::Raw => 1.0,
+        }
+    }
+
+    /// Whether c_in does not depend on t (TrigFlow, raw), so that the network input's tangent
+    /// is c_in·dx alone.
+    pub fn c_in_is_constant(&self) -> bool {
+        matches!(self, Precond::TrigFlow { .. } | Precond::Raw)
+    }
+
+    /// The coefficients c_skip, c_out, c_in, c_noise for each time in `t`, one entry per sample
+    /// (computed in f64).
     pub fn coeffs(&self, t: &[f64]) -> Coeffs {
         let n = t.len();
         let mut c = Coeffs {
@@ -99,6 +139,8 @@ impl Precond {
         c
     }
 
+    /// σ_d, the data's standard deviation the parameterisation was built with; 1 for
+    /// [`Precond::Raw`], which has none.
     pub fn sigma_d(&self) -> f64 {
         match *self {
             Precond::Consistency { sigma_d, .. }

@@ -3,13 +3,14 @@
 //! ([`load_run`]). Training, sampling, evaluation and the commands all start here.
 
 use crate::ckpt::{self, State};
-use crate::config::{Config, ModelConfig};
+use crate::config::Config;
 use crate::data::{gmm::Gmm, Dataset, Standardizer};
-use crate::model::{Model, NetDenoiser};
-use crate::nets::{mlp::Mlp, Backbone, ParamSpec};
-use crate::objectives::Objective;
+use crate::model::{Model, NetDenoiser, Params};
+use crate::nets::ParamSpec;
+use crate::objectives::{Objective, Teacher};
 use crate::process::Denoiser;
 use crate::rng::Rng;
+use crate::samplers::Sampler;
 use crate::tensor::tensor2;
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
@@ -18,29 +19,34 @@ use std::sync::Arc;
 
 /// Everything derived from a config: data, model, objective, teacher.
 pub struct Setup {
+    /// The (validated) config the setup was built from.
     pub cfg: Config,
+    /// The data set named by `data.name`, in raw coordinates.
     pub data: Dataset,
+    /// Raw ↔ standardised coordinates; training and sampling happen in standardised ones.
     pub standardizer: Standardizer,
     /// The exact mixture in standardised coordinates, where the data has one.
     pub gmm_std: Option<Gmm>,
+    /// The training method (`[method]`).
     pub objective: Box<dyn Objective>,
+    /// The backbone with the method's parameterisation at the run's σ_d (`data.sigma_d`, or
+    /// 0.5 for images and 1 otherwise when it is 0).
     pub model: Model,
     /// Backbone parameters followed by the objective's own.
     pub specs: Vec<ParamSpec>,
+    /// Number of backbone parameters: `specs[..n_net]` are the backbone's.
     pub n_net: usize,
+    /// The teacher denoiser of distillation methods, in standardised coordinates: the exact
+    /// mixture or a trained run; None when the method has none.
     pub teacher: Option<Arc<dyn Denoiser>>,
+    /// The device every tensor of the run lives on.
     pub device: Device,
 }
 
-/// Builds the backbone of a config.
-pub fn build_net(cfg: &ModelConfig, dim: usize, n_times: usize, seed: u64) -> Result<Arc<dyn Backbone>> {
-    Ok(match cfg {
-        ModelConfig::Mlp(m) => Arc::new(Mlp::new(m, dim, n_times, seed)),
-        ModelConfig::Unet(u) => Arc::new(crate::nets::unet::Unet::new(u, dim, n_times, seed)?),
-    })
-}
-
 impl Setup {
+    /// Validates `cfg` and builds its data, standardisation, objective, backbone, model and
+    /// teacher; fails on a mismatch (class labels missing or too large for `model.classes`, a
+    /// teacher the data or method cannot have, a method that needs a teacher without one).
     pub fn new(cfg: &Config, device: &Device) -> Result<Self> {
         cfg.validate()?;
         let data = Dataset::from_spec(&cfg.data.name, &cfg.data.image_options())?;
@@ -57,7 +63,7 @@ impl Setup {
         } else {
             1.0
         };
-        let net = build_net(&cfg.model, dim, objective.n_times(), cfg.train.seed)?;
+        let net = cfg.model.build(dim, objective.n_times(), cfg.train.seed)?;
         let k = net.n_classes();
         if k > 0 {
             let Some(labels) = data.labels() else {
@@ -79,16 +85,16 @@ impl Setup {
         let n_net = specs.len();
         specs.extend(objective.extra_specs());
         let teacher: Option<Arc<dyn Denoiser>> = match cfg.method.teacher() {
-            None => None,
-            Some("exact") => match &gmm_std {
+            None | Some(Teacher::None) => None,
+            Some(Teacher::Exact) => match &gmm_std {
                 Some(g) => Some(Arc::new(g.clone())),
                 None => bail!(
                     "method.teacher = \"exact\" needs a Gaussian-mixture data set ({} has no exact denoiser); give a trained teacher's run folder instead",
                     data.name()
                 ),
             },
-            Some("train") => bail!("method.teacher = \"train\" is resolved by `cm demo`; for `cm train`, train an EDM teacher first and give its run folder"),
-            Some(path) => Some(load_teacher(Path::new(path), &standardizer, device)?),
+            Some(Teacher::Train) => bail!("method.teacher = \"train\" is resolved by `cm demo`; for `cm train`, train an EDM teacher first and give its run folder"),
+            Some(Teacher::Run(path)) => Some(load_teacher(path, &standardizer, device)?),
         };
         if objective.needs_teacher() && teacher.is_none() {
             bail!("method '{}' needs a teacher (method.teacher)", objective.name());
@@ -128,7 +134,17 @@ impl Setup {
     /// One-hot `[B, K]` labels for the class-conditional network (K = `model.classes`);
     /// `None` entries are all-zero "no class" rows.
     pub fn onehot(&self, labels: &[Option<usize>]) -> Tensor<2> {
-        onehot(labels, self.model.net.n_classes(), &self.device)
+        crate::model::onehot(labels, self.model.net.n_classes(), &self.device)
+    }
+
+    /// How the trained model generates by default (the method's sampler on its schedule).
+    pub fn sampler(&self) -> Sampler {
+        self.objective.sampler(self.model.precond.sigma_d())
+    }
+
+    /// The typed view of a flat weight list (backbone weights first) of this run.
+    pub fn params<'a>(&self, all: &'a [Tensor<1>]) -> Params<'a> {
+        Params::split(all, self.n_net)
     }
 
     /// Training labels after class dropout: each is replaced by "no class" with probability
@@ -140,18 +156,6 @@ impl Setup {
             .map(|&l| (p <= 0.0 || rng.uniform() >= p).then_some(l))
             .collect()
     }
-}
-
-/// One-hot `[B, K]` f32 labels; `None` entries (and K = 0) give all-zero rows.
-pub fn onehot(labels: &[Option<usize>], k: usize, device: &Device) -> Tensor<2> {
-    let mut v = vec![0f32; labels.len() * k];
-    for (i, l) in labels.iter().enumerate() {
-        if let Some(l) = *l {
-            assert!(l < k, "class label {l} for a network with {k} classes");
-            v[i * k + l] = 1.0;
-        }
-    }
-    tensor2(v, labels.len(), k, device)
 }
 
 /// Loads a trained network (its EMA weights) as a denoiser; its data standardisation must match.

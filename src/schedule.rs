@@ -4,6 +4,13 @@
 //! METHODS.md §0–2. Grids are returned **ascending**, σ_1 = ε < … < σ_N = T, matching the
 //! index convention of the Karras formula (METHODS.md §1).
 
+/// EDM's σ_min = ε (Karras et al. 2022, Table 1; Song et al. 2023's data end).
+pub const EDM_EPS: f64 = 0.002;
+/// EDM's σ_max = T.
+pub const EDM_T_MAX: f64 = 80.0;
+/// EDM's ρ of the sampling grid.
+pub const EDM_RHO: f64 = 7.0;
+
 /// Karras et al. (2022) eq. 5 grid with ρ: σ_i = (ε^{1/ρ} + (i−1)/(N−1)(T^{1/ρ} − ε^{1/ρ}))^ρ,
 /// i = 1..N, ascending. METHODS.md §1.
 pub fn karras(n: usize, eps: f64, t_max: f64, rho: f64) -> Vec<f64> {
@@ -28,6 +35,40 @@ pub fn karras_ramp(u: f64, eps: f64, t_max: f64, rho: f64) -> f64 {
     let a = eps.powf(1.0 / rho);
     let b = t_max.powf(1.0 / rho);
     (a + u * (b - a)).powf(rho)
+}
+
+/// The `steps + 1` times T = t_0 > … > t_steps = ε of a Karras grid (ODE samplers, CTM's jumps).
+pub fn karras_desc(steps: usize, eps: f64, t_max: f64, rho: f64) -> Vec<f64> {
+    let mut g = karras(steps.max(1) + 1, eps, t_max, rho);
+    g.reverse();
+    g
+}
+
+/// The time list of `steps`-step consistency sampling, [T, τ_1, …, τ_{steps−1}, ε]: no
+/// intermediate σ for one step, `mid` for two (0.821, ECT's CIFAR-10 choice, by default), and the
+/// interior of the (steps+1)-point Karras grid otherwise (Song et al. 2023, Alg. 1).
+pub fn consistency_times(steps: usize, mid: f64, eps: f64, t_max: f64, rho: f64) -> Vec<f64> {
+    match steps {
+        0 | 1 => vec![t_max, eps],
+        2 => vec![t_max, mid, eps],
+        _ => karras_desc(steps, eps, t_max, rho),
+    }
+}
+
+/// `steps + 1` evenly spaced times between 0 and 1 (flow samplers): t_k = k/steps upwards
+/// (FACM, t = 1 data) or 1 − k/steps downwards (MeanFlow, t = 0 data).
+pub fn uniform_times(steps: usize, upwards: bool) -> Vec<f64> {
+    let n = steps.max(1);
+    (0..=n)
+        .map(|k| {
+            let f = k as f64 / n as f64;
+            if upwards {
+                f
+            } else {
+                1.0 - f
+            }
+        })
+        .collect()
 }
 
 /// Consistency-training discretisation curriculum of Song et al. (2023)

@@ -10,10 +10,14 @@ use crate::process::Denoiser;
 use crate::tensor::to_vec64;
 use burn::prelude::*;
 
+/// A Gaussian mixture Σ_k π_k N(μ_k, Σ_k) in D dimensions.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gmm {
+    /// The dimension D.
     pub dim: usize,
+    /// Mixture weights π_k, summing to 1.
     pub weights: Vec<f64>,
+    /// Component means μ_k, D values each.
     pub means: Vec<Vec<f64>>,
     /// Row-major D×D covariance of each component.
     pub covs: Vec<Vec<f64>>,
@@ -72,6 +76,8 @@ struct Factored {
 }
 
 impl Gmm {
+    /// A mixture from unnormalised weights (divided by their sum), means and row-major D×D
+    /// covariances; D is the first mean's length.
     pub fn new(weights: Vec<f64>, means: Vec<Vec<f64>>, covs: Vec<Vec<f64>>) -> Self {
         let dim = means[0].len();
         let total: f64 = weights.iter().sum();

@@ -16,7 +16,9 @@ pub const MAX_DECOMPRESSED: u64 = 4 << 30;
 /// A u8 IDX array.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IdxArray {
+    /// The sizes from the header, outermost first (`[N, H, W]` for idx3, `[N]` for idx1).
     pub dims: Vec<usize>,
+    /// The elements in C (row-major) order, exactly ∏ `dims` of them.
     pub data: Vec<u8>,
 }
 

@@ -13,9 +13,13 @@ use std::path::{Path, PathBuf};
 /// A set of u8 images `N×C×H×W` with optional labels.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Images {
+    /// Number of images N.
     pub n: usize,
+    /// Channels per image C (1 grey, 3 RGB).
     pub c: usize,
+    /// Height H in pixels.
     pub h: usize,
+    /// Width W in pixels.
     pub w: usize,
     /// Channel-first pixels, `n·c·h·w` values.
     pub pixels: Vec<u8>,
@@ -32,13 +36,15 @@ pub struct Images {
 /// How an image folder is read.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FolderOptions {
-    /// Output side length (images are centre-cropped to a square, then resized).
+    /// Output side length in pixels (images are centre-cropped to a square, then resized);
+    /// `data.image_size`, default 32.
     pub size: usize,
-    /// Convert to one grey channel (else RGB).
+    /// Convert to one grey channel (else RGB); `data.grey`, default false.
     pub grey: bool,
 }
 
 impl Images {
+    /// Values per image, C·H·W: the sample dimension D.
     pub fn dim(&self) -> usize {
         self.c * self.h * self.w
     }
@@ -195,6 +201,8 @@ pub fn load_npy_images(path: &Path) -> Result<Images> {
     parse_npy_images(&bytes).with_context(|| format!("in {}", path.display()))
 }
 
+/// [`load_npy_images`] on the bytes of a `.npy` file: a u8 array of one of the shapes accepted
+/// there, `(N, H, W, C)` transposed to channel-first; no labels, 255 maps to +1.
 pub fn parse_npy_images(bytes: &[u8]) -> Result<Images> {
     let (shape, descr, data) = super::files::npy_header(bytes)?;
     if descr != "|u1" && descr != "<u1" {

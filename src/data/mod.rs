@@ -19,11 +19,16 @@ use std::sync::Arc;
 /// Per-dimension affine standardisation x' = (x − mean)/std.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Standardizer {
+    /// Per-dimension mean, subtracted first.
     pub mean: Vec<f64>,
+    /// Per-dimension standard deviation, divided by after the mean is subtracted.
     pub std: Vec<f64>,
 }
 
 impl Standardizer {
+    /// The sample mean and (biased, 1/N) standard deviation of each dimension of `xs` (N×D
+    /// row-major, D = `dim`); a std below 1e-12 is raised to 1e-12 so constant dimensions do
+    /// not divide by zero.
     pub fn fit(xs: &[f64], dim: usize) -> Self {
         let n = (xs.len() / dim) as f64;
         let mean: Vec<f64> = (0..dim)
@@ -43,12 +48,14 @@ impl Standardizer {
             .collect();
         Self { mean, std }
     }
+    /// The identity map on `dim` dimensions (mean 0, std 1).
     pub fn identity(dim: usize) -> Self {
         Self {
             mean: vec![0.0; dim],
             std: vec![1.0; dim],
         }
     }
+    /// Raw to standardised coordinates, (x − mean)/std, for N×D row-major `xs`.
     pub fn forward(&self, xs: &[f64]) -> Vec<f64> {
         let d = self.mean.len();
         xs.iter()
@@ -56,6 +63,7 @@ impl Standardizer {
             .map(|(i, x)| (x - self.mean[i % d]) / self.std[i % d])
             .collect()
     }
+    /// Standardised to raw coordinates, x·std + mean, for N×D row-major `xs`.
     pub fn inverse(&self, xs: &[f64]) -> Vec<f64> {
         let d = self.mean.len();
         xs.iter()
@@ -69,16 +77,36 @@ impl Standardizer {
 #[derive(Clone, Debug)]
 pub enum Dataset {
     /// A Gaussian mixture: exact samples, density, score, denoiser.
-    Gmm { name: String, gmm: Gmm },
+    Gmm {
+        /// The built-in's name (`ring8`, `gmm-unequal`, `gmm1d`).
+        name: String,
+        /// The mixture, in raw (unstandardised) coordinates.
+        gmm: Gmm,
+    },
     /// A built-in distribution with an exact sampler but no closed-form density.
-    Toy { name: String, kind: Toy },
+    Toy {
+        /// The built-in's name, as in [`BUILTIN`].
+        name: String,
+        /// Which distribution.
+        kind: Toy,
+    },
     /// Points loaded from a file, drawn uniformly with replacement.
-    Points { name: String, dim: usize, xs: Vec<f64> },
+    Points {
+        /// The file's path.
+        name: String,
+        /// The dimension D (the file's number of columns).
+        dim: usize,
+        /// The points, N×D row-major.
+        xs: Vec<f64>,
+    },
     /// Images (pixel values mapped to [-1, 1], never standardised), drawn uniformly with
     /// replacement, optionally flipped left-right with probability ½.
     Images {
+        /// The data name as given, prefix included (e.g. `mnist:DIR`).
         name: String,
+        /// The images, shared (not copied) between clones.
         images: Arc<images::Images>,
+        /// Flip each drawn image left-right with probability ½.
         hflip: bool,
     },
 }
@@ -86,13 +114,16 @@ pub enum Dataset {
 /// How image data sets are read (the image fields of `[data]`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ImageOptions {
-    /// Random horizontal flips.
+    /// Random horizontal flips (each drawn image with probability ½; `data.hflip`); default
+    /// false.
     pub hflip: bool,
-    /// `folder:` images are centre-cropped and resized to this side length.
+    /// `folder:` images are centre-cropped and resized to this side length, in pixels
+    /// (`data.image_size`); default 32.
     pub size: usize,
-    /// `folder:` images are converted to grey (else RGB).
+    /// `folder:` images are converted to grey (else RGB) (`data.grey`); default false.
     pub grey: bool,
-    /// `mnist:` / `fashion-mnist:` split: the test set (t10k) instead of the training set.
+    /// `mnist:` / `fashion-mnist:` split: the test set (t10k) instead of the training set
+    /// (`data.test_split`); default false.
     pub test_split: bool,
 }
 
@@ -110,12 +141,23 @@ impl Default for ImageOptions {
 /// The prefixes that name image data sets.
 pub const IMAGE_PREFIXES: &[&str] = &["mnist:", "fashion-mnist:", "idx:", "folder:", "npy:"];
 
+/// Whether a data name names an image data set (one of [`IMAGE_PREFIXES`]).
+pub fn is_image_name(name: &str) -> bool {
+    IMAGE_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// The built-in 2-D distributions without a closed-form density (exact samplers only).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Toy {
+    /// `moons`: two interleaved half circles of radius 1, Gaussian noise std 0.05.
     Moons,
+    /// `swiss-roll`: the 2-D spiral (t cos t, t sin t)/5, t ∈ [1.5π, 4.5π], noise std 0.1.
     SwissRoll,
+    /// `checkerboard`: uniform on the unit squares of [-2, 2]² where ⌊x⌋ + ⌊y⌋ is even.
     Checkerboard,
+    /// `rings`: three equally likely circles of radii 0.5, 1 and 1.5, noise std 0.04.
     Rings,
+    /// `pinwheel`: five spiral arms (Johnson et al. 2016), radial std 0.3, tangential std 0.05.
     Pinwheel,
 }
 
@@ -231,6 +273,7 @@ impl Dataset {
         })
     }
 
+    /// The data name as given (built-in name, file path, or image prefix and path).
     pub fn name(&self) -> &str {
         match self {
             Dataset::Gmm { name, .. }
@@ -248,6 +291,7 @@ impl Dataset {
         }
     }
 
+    /// The sample dimension D (2 for the toys, C·H·W for images).
     pub fn dim(&self) -> usize {
         match self {
             Dataset::Gmm { gmm, .. } => gmm.dim,

@@ -14,6 +14,7 @@
 
 use crate::rng::Rng;
 use crate::tensor::to_vec64;
+use crate::train::optim::{adam_step, AdamConfig};
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
 use burn::tensor::activation;
@@ -42,7 +43,9 @@ pub const PARAMS: [(&str, &[usize]); 8] = [
 /// The built-in classifiers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Net {
+    /// mnistnet, trained on MNIST digits (`assets/mnistnet.safetensors`).
     Mnist,
+    /// fashionnet, trained on Fashion-MNIST (`assets/fashionnet.safetensors`).
     Fashion,
 }
 
@@ -77,6 +80,7 @@ impl Net {
 /// A classifier: eight flat parameter tensors ([`PARAMS`]).
 #[derive(Clone)]
 pub struct Classifier {
+    /// The flat f32 parameter tensors, in the order and with the element counts of [`PARAMS`].
     pub params: Vec<Tensor<1>>,
     /// Metadata stored with the weights (data set, test accuracy, ...).
     pub meta: std::collections::HashMap<String, String>,
@@ -117,11 +121,14 @@ impl Classifier {
         Self::from_bytes(net.bytes(), device).with_context(|| format!("built-in classifier {net:?}"))
     }
 
+    /// Weights from a safetensors file (the format [`Classifier::to_bytes`] writes).
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let b = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         Self::from_bytes(&b, device).with_context(|| format!("in {}", path.display()))
     }
 
+    /// Weights from safetensors bytes: every tensor of [`PARAMS`], F32 with exactly its shape,
+    /// and the file's metadata.
     pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
         let (_, md) = safetensors::SafeTensors::read_metadata(bytes).context("not a safetensors file")?;
         let st = safetensors::SafeTensors::deserialize(bytes).context("not a safetensors file")?;
@@ -151,6 +158,7 @@ impl Classifier {
         })
     }
 
+    /// The weights and metadata as safetensors bytes (F32, the shapes of [`PARAMS`]).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let data: Vec<(String, Vec<u8>, Vec<usize>)> = PARAMS
             .iter()
@@ -245,9 +253,13 @@ fn argmax(v: &[f64]) -> usize {
 /// Options of [`train_classifier`].
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
+    /// Passes over the training set (fractional allowed); default 2.
     pub epochs: f64,
+    /// Images per step; default 128.
     pub batch: usize,
+    /// Peak Adam learning rate, cosine-decayed to 5% of it over the run; default 2e-3.
     pub lr: f64,
+    /// Seed of the initial weights and of the batch order; default 0.
     pub seed: u64,
     /// Stop after this many seconds even if the epochs are not done.
     pub max_seconds: f64,
@@ -287,7 +299,13 @@ pub fn train_classifier(
     let steps = (opt.epochs * train.n as f64 / opt.batch as f64).ceil() as u64;
     let mut m: Vec<Tensor<1>> = clf.params.iter().map(|t| t.zeros_like()).collect();
     let mut v = m.clone();
-    let (b1, b2) = (0.9f64, 0.999f64);
+    let adam = AdamConfig {
+        kind: crate::config::Optimizer::Adam,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+    };
+    let mut adam_t = vec![0u64; clf.params.len()];
     let t0 = std::time::Instant::now();
     let mut order = rng.permutation(train.n);
     let mut pos = 0;
@@ -314,17 +332,8 @@ pub fn train_classifier(
         let grads = loss.backward();
         // Cosine decay of the learning rate to 5% over the run.
         let lr = opt.lr * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * k as f64 / steps as f64).cos()));
-        let (bc1, bc2) = (1.0 - b1.powi(k as i32), 1.0 - b2.powi(k as i32));
-        for i in 0..clf.params.len() {
-            let Some(g) = p_ad[i].grad(&grads) else { continue };
-            m[i] = m[i].clone().mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1);
-            v[i] = v[i].clone().mul_scalar(b2) + g.square().mul_scalar(1.0 - b2);
-            let upd = m[i]
-                .clone()
-                .div(v[i].clone().div_scalar(bc2).sqrt().add_scalar(1e-8))
-                .mul_scalar(lr / bc1);
-            clf.params[i] = clf.params[i].clone() - upd;
-        }
+        let g: Vec<Option<Tensor<1>>> = p_ad.iter().map(|p| p.grad(&grads)).collect();
+        adam_step(&adam, lr, 1.0, &mut clf.params, &mut m, &mut v, &mut adam_t, g);
         progress(k, lv);
         done = k;
         if t0.elapsed().as_secs_f64() > opt.max_seconds {
@@ -490,6 +499,7 @@ pub fn confidence(probs: &[f64]) -> f64 {
 pub struct ImageReport {
     /// `FD-mnistnet` or `FD-fashionnet`.
     pub fd_net: String,
+    /// Fréchet distance between the samples' and the reference's 64-d classifier features.
     pub fd: f64,
     /// Mean max softmax probability of the classifier on the samples.
     pub confidence: f64,
@@ -497,8 +507,11 @@ pub struct ImageReport {
 
 /// Reference statistics for repeated evaluations against the same reference set.
 pub struct ImageEvaluator {
+    /// Which built-in classifier provides the features.
     pub net: Net,
+    /// That classifier's weights.
     pub clf: Classifier,
+    /// Image shape (C, H, W) of the reference and of the samples.
     pub shape: (usize, usize, usize),
     ref_mu: Vec<f64>,
     ref_cov: Vec<f64>,
@@ -506,6 +519,8 @@ pub struct ImageEvaluator {
 }
 
 impl ImageEvaluator {
+    /// Loads the built-in classifier `net` and fits the Gaussian (mean, covariance) of the
+    /// reference images' features once; `reference` is flat `[N, C·H·W]` in [-1, 1].
     pub fn new(net: Net, reference: &[f64], shape: (usize, usize, usize), device: &Device) -> Result<Self> {
         let clf = Classifier::builtin(net, device)?;
         let (f, _) = clf.features(reference, shape, device);
@@ -520,6 +535,7 @@ impl ImageEvaluator {
         })
     }
 
+    /// FD and confidence of flat `[N, C·H·W]` samples in [-1, 1] against the reference.
     pub fn report(&self, samples: &[f64]) -> ImageReport {
         let (f, p) = self.clf.features(samples, self.shape, &self.device);
         let (mu, cov) = mean_cov(&f, FEAT);

@@ -4,6 +4,7 @@
 //! The quadratic-cost metrics (MMD, energy) use at most [`QUAD_MAX`] points of each set
 //! (the first ones), so that 10k-sample evaluations stay fast; SWD uses all points.
 
+pub mod features;
 pub mod images;
 pub mod oracle;
 
@@ -11,6 +12,10 @@ use crate::data::gmm::Gmm;
 use crate::rng::Rng;
 use burn::prelude::*;
 use serde::Serialize;
+
+/// Seed of the reference sample every evaluation compares against (fresh data drawn with it),
+/// so reports of different runs share one reference.
+pub const REFERENCE_SEED: u64 = 0xE7A1;
 
 /// Points used by MMD and energy distance.
 pub const QUAD_MAX: usize = 4000;
@@ -143,15 +148,20 @@ pub fn rms_error(a: &[f64], b: &[f64], dim: usize) -> f64 {
 /// The standard report of a sample set against reference data.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// Sliced Wasserstein-2 distance ([`swd`]), in data units; lower is better.
     pub swd: f64,
+    /// Squared MMD, multi-bandwidth RBF ([`mmd2`]); lower is better, can be slightly negative.
     pub mmd: f64,
+    /// Energy distance ([`energy`]), in data units; lower is better.
     pub energy: f64,
+    /// Mean log-density of the samples under the exact mixture ([`loglik`]); only for
+    /// Gaussian-mixture data.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loglik: Option<f64>,
     /// Images: which feature net the Fréchet distance uses (`FD-mnistnet` / `FD-fashionnet`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fd_net: Option<String>,
-    /// Images: Fréchet distance of classifier features ([`crate::imgmetrics`]).
+    /// Images: Fréchet distance of classifier features ([`crate::eval::images`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fd: Option<f64>,
     /// Images: mean max softmax probability of the classifier.
@@ -231,9 +241,9 @@ pub fn evaluate(
     let scale = setup.standardizer.std.iter().sum::<f64>() / dim as f64;
     let mut init_rng = crate::rng::Rng::new(setup.cfg.train.seed);
     let init = crate::nets::init_params(&setup.specs, &mut init_rng, &setup.device);
-    let untrained = crate::generate::sample_raw(setup, &init[..setup.n_net], n, 1, &mut rng);
-    let one = crate::generate::sample_raw(setup, params, n, 1, &mut rng);
-    let two = crate::generate::sample_raw(setup, params, n, 2, &mut rng);
+    let untrained = crate::generate::sample_steps(setup, &init[..setup.n_net], n, 1, &mut rng);
+    let one = crate::generate::sample_steps(setup, params, n, 1, &mut rng);
+    let two = crate::generate::sample_steps(setup, params, n, 2, &mut rng);
     let ev = image_evaluator(setup, &reference);
     let r = |x: &[f64]| with_image_metrics(report(x, &reference, dim, gmm, scale), ev.as_ref(), x);
     (

@@ -42,8 +42,11 @@ const GLYPH_H: usize = 7;
 /// An RGB canvas, row-major: pixel `(x, y)` is `px[y * w + x]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Canvas {
+    /// Width in pixels (at least 1).
     pub w: usize,
+    /// Height in pixels (at least 1).
     pub h: usize,
+    /// The `w·h` RGB pixels, row-major from the top-left.
     pub px: Vec<[u8; 3]>,
 }
 
@@ -295,7 +298,8 @@ fn glyph(c: char) -> [u8; 7] {
         'd' => [0x01, 0x01, 0x0D, 0x13, 0x11, 0x11, 0x0F],
         'e' => [0x00, 0x00, 0x0E, 0x11, 0x1F, 0x10, 0x0E],
         'f' => [0x06, 0x09, 0x08, 0x1C, 0x08, 0x08, 0x08],
-        'g' => [0x00, 0x0F, 0x11, 0x11, 0x0F, 0x01, 0x0E],
+        // x-height bowl and a descender, so 'g' does not read as '9' ("trainin9 loss").
+        'g' => [0x00, 0x00, 0x0F, 0x11, 0x0F, 0x01, 0x0E],
         'h' => [0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x11],
         'i' => [0x04, 0x00, 0x0C, 0x04, 0x04, 0x04, 0x0E],
         'j' => [0x02, 0x00, 0x06, 0x02, 0x02, 0x12, 0x0C],
@@ -832,8 +836,8 @@ pub fn image_grid_of(xs: &[f64], (c, h, w): (usize, usize, usize), n: usize) -> 
     image_grid(&v, n, c, h, w, cols, zoom)
 }
 
-/// Data, 1-step and 2-step image grids side by side (`sets` as returned by [`evaluate`]:
-/// fresh data, 1-step, 2-step, untrained).
+/// Data, 1-step and 2-step image grids side by side (`sets` as returned by
+/// [`crate::eval::evaluate`]: fresh data, 1-step, 2-step, untrained).
 pub fn image_comparison(sets: &[Vec<f64>], shape: (usize, usize, usize), n: usize) -> Canvas {
     let data = image_grid_of(&sets[0], shape, n);
     let one = image_grid_of(&sets[1], shape, n);
@@ -845,6 +849,21 @@ pub fn image_comparison(sets: &[Vec<f64>], shape: (usize, usize, usize), n: usiz
 mod tests {
     use super::*;
     use std::fs;
+
+    /// Letters must not read as digits: no lowercase glyph equals a digit's, and 'g' (once
+    /// drawn as a closed bowl from the top row, so "training" read "trainin9") starts at the
+    /// x-height like the other descender letters.
+    #[test]
+    fn letters_do_not_read_as_digits() {
+        for l in 'a'..='z' {
+            for d in '0'..='9' {
+                assert_ne!(glyph(l), glyph(d), "'{l}' is drawn as '{d}'");
+            }
+        }
+        for c in ['g', 'p', 'q', 'y'] {
+            assert_eq!(&glyph(c)[..2], &[0, 0], "'{c}' rises above the x-height");
+        }
+    }
 
     fn decode(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
         let dec = png::Decoder::new(bytes);

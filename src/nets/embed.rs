@@ -2,7 +2,9 @@
 //! from 1 to `max_freq`, Vaswani et al. 2017 / ADM) or random Fourier features (Tancik et al.
 //! 2020, NCSN++'s `GaussianFourierProjection`).
 
+use super::dual::Dual;
 use crate::rng::Rng;
+use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Which frequencies a time embedding uses (`model.embedding`).
@@ -33,4 +35,25 @@ pub fn frequencies(kind: Embedding, half: usize, max_freq: f64, seed: u64) -> Ve
                 .collect()
         }
     }
+}
+
+/// The sinusoidal embedding of the conditioning scalars `cond` (one `[B, 1]` column each) with
+/// frequencies `w` `[1, half]`: [sin(c₁w), cos(c₁w), sin(c₂w), cos(c₂w), …], `[B, 2·half·n]`,
+/// with its tangent along `dcond` (d sin(cw) = cos(cw)·w·dc, d cos(cw) = −sin(cw)·w·dc) when
+/// given. Shared by the MLP and the U-Net.
+pub fn sinusoidal(w: Tensor<2>, cond: &[Tensor<2>], dcond: Option<&[Tensor<2>]>) -> Dual<2> {
+    let mut y = Vec::new();
+    let mut dy = Vec::new();
+    for (k, c) in cond.iter().enumerate() {
+        let a = c.clone() * w.clone();
+        let (s, co) = (a.clone().sin(), a.cos());
+        if let Some(dc) = dcond {
+            let da = dc[k].clone() * w.clone();
+            dy.push(co.clone() * da.clone());
+            dy.push(s.clone().neg() * da);
+        }
+        y.push(s);
+        y.push(co);
+    }
+    Dual::new(Tensor::cat(y, 1), dcond.map(|_| Tensor::cat(dy, 1)))
 }

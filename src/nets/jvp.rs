@@ -10,7 +10,10 @@ use burn::prelude::*;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum JvpMode {
+    /// `exact`: the backbone's forward-mode tangent pass, [`Backbone::jvp`].
     Exact,
+    /// `finite-difference`: the f64 central difference of [`fd_jvp`], kept as an option next
+    /// to the exact pass.
     FiniteDifference,
 }
 

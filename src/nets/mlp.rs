@@ -9,14 +9,19 @@
 //! with ω geometric from 1 to `max_freq` (positional, the default; METHODS.md §7 shows why
 //! low frequencies matter) or Gaussian random ω·2π with std `max_freq` (Fourier).
 
+use super::dual::{linear, pixel_norm_dual, Dual};
 use super::embed::Embedding;
 use super::*;
 use serde::{Deserialize, Serialize};
 
+/// How the time embedding e modulates each hidden pre-activation a (`model.modulation`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub enum Modulation {
+    /// `shift`: a + b(e), a per-layer projection of e added (the default).
     Shift,
+    /// `scale-shift`: a·(1 + s(e)) + b(e), FiLM-style; with `double_norm`, a, s and b are each
+    /// pixel-normalised first.
     ScaleShift,
 }
 
@@ -24,24 +29,30 @@ pub enum Modulation {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MlpConfig {
-    /// Hidden width H.
+    /// Hidden width H; default 512.
     pub hidden: usize,
-    /// Number of hidden layers.
+    /// Number of hidden layers (the input layer D → H counts as the first); default 3.
     pub depth: usize,
-    /// Time-embedding size per time input (even).
+    /// Time-embedding size per time input (even: sin and cos halves); default 32.
     pub emb_dim: usize,
     /// Width of the time-embedding MLP whose output modulates every hidden layer (kept
-    /// narrower than `hidden` because each layer's modulation costs emb_hidden × hidden).
+    /// narrower than `hidden` because each layer's modulation costs emb_hidden × hidden);
+    /// default 128.
     pub emb_hidden: usize,
+    /// Frequencies of the time embedding: positional (default) or random Fourier.
     pub embedding: Embedding,
-    /// Highest embedding frequency (positional) or frequency std (Fourier).
+    /// Highest embedding frequency ω (positional) or frequency std (Fourier), in radians per
+    /// unit of the conditioning scalar c; default 16.
     pub max_freq: f64,
+    /// How the embedding enters each hidden layer; default [`Modulation::Shift`].
     pub modulation: Modulation,
-    /// sCM adaptive double normalisation.
+    /// sCM adaptive double normalisation (Lu & Song 2024); only acts with
+    /// [`Modulation::ScaleShift`]; default false.
     pub double_norm: bool,
-    /// Dropout probability on hidden activations.
+    /// Dropout probability on hidden activations, in [0, 1); default 0 (0.3 in iCT, Song &
+    /// Dhariwal 2023).
     pub dropout: f64,
-    /// Zero-initialise the output layer.
+    /// Zero-initialise the output layer, so F_θ = 0 at the start; default false.
     pub zero_out: bool,
 }
 
@@ -63,6 +74,8 @@ impl Default for MlpConfig {
 }
 
 impl MlpConfig {
+    /// Checks the ranges (widths ≥ 1, `emb_dim` even and ≥ 2, `max_freq` > 0, `dropout` in
+    /// [0, 1)), naming the field.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.hidden >= 1, "model.hidden must be at least 1, got {}", self.hidden);
         anyhow::ensure!(
@@ -90,6 +103,8 @@ impl MlpConfig {
     }
 }
 
+/// The time-conditioned MLP backbone built from an [`MlpConfig`] (see the module
+/// documentation for its shape).
 #[derive(Clone, Debug)]
 pub struct Mlp {
     cfg: MlpConfig,
@@ -146,70 +161,76 @@ impl Mlp {
         assert_eq!(got, self.n_times, "MLP expects {} time inputs, got {got}", self.n_times);
     }
 
-    fn embed(&self, p: &[Tensor<1>], cond: &[Tensor<2>]) -> Tensor<2> {
-        let half = self.cfg.emb_dim / 2;
-        let w = p[self.freqs].clone().reshape([1, half]);
-        let parts: Vec<Tensor<2>> = cond
-            .iter()
-            .flat_map(|c| {
-                let a = c.clone() * w.clone();
-                [a.clone().sin(), a.cos()]
-            })
-            .collect();
-        Tensor::cat(parts, 1)
-    }
-
-    fn embed_jvp(&self, p: &[Tensor<1>], cond: &[Tensor<2>], dcond: &[Tensor<2>]) -> (Tensor<2>, Tensor<2>) {
-        let half = self.cfg.emb_dim / 2;
-        let w = p[self.freqs].clone().reshape([1, half]);
-        let mut y = Vec::new();
-        let mut dy = Vec::new();
-        for (c, dc) in cond.iter().zip(dcond) {
-            let a = c.clone() * w.clone();
-            let da = dc.clone() * w.clone();
-            let (s, co) = (a.clone().sin(), a.cos());
-            dy.push(co.clone() * da.clone());
-            dy.push(s.clone().neg() * da);
-            y.push(s);
-            y.push(co);
+    /// The shared forward and tangent pass: value and tangent of every activation travel
+    /// together as a [`Dual`], so `forward` is this pass without a tangent (REVIEW.md §7).
+    fn pass(
+        &self,
+        p: &[Tensor<1>],
+        x: Dual<2>,
+        cond: &[Tensor<2>],
+        dcond: Option<&[Tensor<2>]>,
+        masks: Option<&Masks>,
+    ) -> Dual<2> {
+        self.check_times(cond.len());
+        if let Some(dc) = dcond {
+            assert_eq!(
+                dc.len(),
+                self.n_times,
+                "MLP expects {} time tangents, got {}",
+                self.n_times,
+                dc.len()
+            );
         }
-        (Tensor::cat(y, 1), Tensor::cat(dy, 1))
+        let half = self.cfg.emb_dim / 2;
+        let emb = super::embed::sinusoidal(p[self.freqs].clone().reshape([1, half]), cond, dcond);
+        let e = linear(&self.temb, p, emb).silu();
+        let mut h = x;
+        for l in 0..self.cfg.depth {
+            let lin = if l == 0 { &self.input } else { &self.hidden[l - 1] };
+            let a = linear(lin, p, h);
+            let m = linear(&self.modul[l], p, e.clone());
+            h = self.modulate(a, m).silu();
+            if let Some(ms) = masks {
+                h = h.mask(ms.0[l].clone());
+            }
+        }
+        linear(&self.out, p, h)
     }
 
-    fn modulate(&self, a: Tensor<2>, m: Tensor<2>) -> Tensor<2> {
+    /// a + shift, or (with `modulation = scale-shift`) a·(1 + scale) + shift with
+    /// m = [scale | shift], each pixel-normed first under `double_norm` (sCM's adaptive double
+    /// normalisation, Lu & Song 2024).
+    fn modulate(&self, a: Dual<2>, m: Dual<2>) -> Dual<2> {
         let h = self.cfg.hidden;
         match self.cfg.modulation {
-            Modulation::Shift => a + m,
+            Modulation::Shift => a.add(m),
             Modulation::ScaleShift => {
-                let (mut sc, mut sh) = (m.clone().narrow(1, 0, h), m.narrow(1, h, h));
+                let narrow = |t: &Dual<2>, at: usize| {
+                    Dual::new(t.v.clone().narrow(1, at, h), t.d.clone().map(|d| d.narrow(1, at, h)))
+                };
+                let (mut sc, mut sh) = (narrow(&m, 0), narrow(&m, h));
                 let a = if self.cfg.double_norm {
-                    sc = pixel_norm(sc);
-                    sh = pixel_norm(sh);
-                    pixel_norm(a)
+                    sc = pixel_norm_dual(sc);
+                    sh = pixel_norm_dual(sh);
+                    pixel_norm_dual(a)
                 } else {
                     a
                 };
-                a * sc.add_scalar(1.0) + sh
-            }
-        }
-    }
-
-    fn modulate_jvp(&self, a: Tensor<2>, da: Tensor<2>, m: Tensor<2>, dm: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
-        let h = self.cfg.hidden;
-        match self.cfg.modulation {
-            Modulation::Shift => (a + m, da + dm),
-            Modulation::ScaleShift => {
-                let (mut sc, mut sh) = (m.clone().narrow(1, 0, h), m.narrow(1, h, h));
-                let (mut dsc, mut dsh) = (dm.clone().narrow(1, 0, h), dm.narrow(1, h, h));
-                let (mut a, mut da) = (a, da);
-                if self.cfg.double_norm {
-                    (sc, dsc) = pixel_norm_jvp(sc, dsc);
-                    (sh, dsh) = pixel_norm_jvp(sh, dsh);
-                    (a, da) = pixel_norm_jvp(a, da);
-                }
-                let y = a.clone() * sc.clone().add_scalar(1.0) + sh;
-                let dy = da * sc.add_scalar(1.0) + a * dsc + dsh;
-                (y, dy)
+                let one_sc = sc.v.clone().add_scalar(1.0);
+                // d(a·(1 + sc)) = da·(1 + sc) + a·dsc; a zero tangent stays None.
+                let d = match (a.d, sc.d) {
+                    (None, None) => None,
+                    (da, dsc) => {
+                        let t = da.map(|d| d * one_sc.clone());
+                        match (t, dsc) {
+                            (Some(t), Some(ds)) => Some(t + a.v.clone() * ds),
+                            (Some(t), None) => Some(t),
+                            (None, Some(ds)) => Some(a.v.clone() * ds),
+                            (None, None) => None,
+                        }
+                    }
+                };
+                Dual::new(a.v * one_sc, d).add(sh)
             }
         }
     }
@@ -241,19 +262,7 @@ impl Backbone for Mlp {
     }
 
     fn forward(&self, p: &[Tensor<1>], x: Tensor<2>, cond: &[Tensor<2>], masks: Option<&Masks>) -> Tensor<2> {
-        self.check_times(cond.len());
-        let e = silu(self.temb.forward(p, self.embed(p, cond)));
-        let mut h = x;
-        for l in 0..self.cfg.depth {
-            let lin = if l == 0 { &self.input } else { &self.hidden[l - 1] };
-            let a = lin.forward(p, h);
-            let m = self.modul[l].forward(p, e.clone());
-            h = silu(self.modulate(a, m));
-            if let Some(ms) = masks {
-                h = h * ms.0[l].clone();
-            }
-        }
-        self.out.forward(p, h)
+        self.pass(p, Dual::new(x, None), cond, None, masks).v
     }
 
     fn jvp(
@@ -265,26 +274,9 @@ impl Backbone for Mlp {
         dcond: &[Tensor<2>],
         masks: Option<&Masks>,
     ) -> (Tensor<2>, Tensor<2>) {
-        self.check_times(cond.len());
-        assert_eq!(dcond.len(), self.n_times);
-        let (emb, demb) = self.embed_jvp(p, cond, dcond);
-        let (e, de) = silu_jvp(self.temb.forward(p, emb), self.temb.tangent(p, demb));
-        let (mut h, mut dh) = (x, dx);
-        for l in 0..self.cfg.depth {
-            let lin = if l == 0 { &self.input } else { &self.hidden[l - 1] };
-            let (a, da) = (lin.forward(p, h), lin.tangent(p, dh));
-            let (m, dm) = (
-                self.modul[l].forward(p, e.clone()),
-                self.modul[l].tangent(p, de.clone()),
-            );
-            let (a2, da2) = self.modulate_jvp(a, da, m, dm);
-            (h, dh) = silu_jvp(a2, da2);
-            if let Some(ms) = masks {
-                h = h * ms.0[l].clone();
-                dh = dh * ms.0[l].clone();
-            }
-        }
-        (self.out.forward(p, h), self.out.tangent(p, dh))
+        let y = self.pass(p, Dual::new(x, Some(dx)), cond, Some(dcond), masks);
+        let dy = y.d.expect("a tangent pass with a tangent input has a tangent output");
+        (y.v, dy)
     }
 }
 

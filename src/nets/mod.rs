@@ -32,7 +32,9 @@ pub enum Init {
     Uniform(f64),
     /// N(0, s²).
     Normal(f64),
+    /// All zeros (biases, zero-initialised output layers).
     Zeros,
+    /// All ones (normalisation gains).
     Ones,
     /// Fixed values (non-trainable buffers such as embedding frequencies).
     Values(Vec<f32>),
@@ -41,13 +43,18 @@ pub enum Init {
 /// A named parameter: its shape, its initialiser, and whether the optimiser updates it.
 #[derive(Clone, Debug)]
 pub struct ParamSpec {
+    /// Dotted name, unique within the network (e.g. `input.weight`); the checkpoint key.
     pub name: String,
+    /// Logical shape; the tensor itself is stored flat, `numel` values.
     pub shape: Vec<usize>,
+    /// How its initial values are drawn ([`init_params`]).
     pub init: Init,
+    /// Whether the optimiser updates it (false for fixed buffers).
     pub trainable: bool,
 }
 
 impl ParamSpec {
+    /// Number of elements, the product of `shape`.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
@@ -77,10 +84,12 @@ pub fn init_params(specs: &[ParamSpec], rng: &mut Rng, device: &Device) -> Vec<T
 /// Registers parameters while an architecture is being built, handing out indices.
 #[derive(Default)]
 pub struct SpecBuilder {
+    /// The parameters registered so far, in index order.
     pub specs: Vec<ParamSpec>,
 }
 
 impl SpecBuilder {
+    /// Registers one parameter and returns its index into the flat parameter list.
     pub fn add(&mut self, name: impl Into<String>, shape: Vec<usize>, init: Init, trainable: bool) -> usize {
         self.specs.push(ParamSpec {
             name: name.into(),
@@ -108,16 +117,22 @@ impl SpecBuilder {
 /// Dense layer, parameters by index into the flat list.
 #[derive(Clone, Debug)]
 pub struct Linear {
+    /// Index of the weight W, `[i, o]`.
     pub w: usize,
+    /// Index of the bias b, `[o]`.
     pub b: usize,
+    /// Input width.
     pub i: usize,
+    /// Output width.
     pub o: usize,
 }
 
 impl Linear {
+    /// The weight W as an `[i, o]` matrix.
     pub fn weight(&self, p: &[Tensor<1>]) -> Tensor<2> {
         p[self.w].clone().reshape([self.i, self.o])
     }
+    /// y = x·W + b for `x` of shape `[B, i]`.
     pub fn forward(&self, p: &[Tensor<1>], x: Tensor<2>) -> Tensor<2> {
         x.matmul(self.weight(p)) + p[self.b].clone().reshape([1, self.o])
     }
@@ -146,9 +161,9 @@ pub fn silu_jvp<const D: usize>(a: Tensor<D>, da: Tensor<D>) -> (Tensor<D>, Tens
 
 /// SiLU a·σ(a). burn-flex's sigmoid calls libm `expf` once per element in a scalar loop (57 %
 /// of a training step's instructions under callgrind, bench/RESULTS.md), so f32 flex tensors
-/// take [`kernels::fused::silu`]: a parallel, vectorised loop over [`kernels::fused::silu_one`] with its own
-/// backward (∂a = g·SiLU'(a), SiLU' saved by the forward). Other dtypes and backends (the f64
-/// tests, GPU builds) use burn's silu.
+/// take [`kernels::fused::silu`]: a parallel, vectorised loop over `kernels::fused::silu_one`
+/// with its own backward (∂a = g·SiLU'(a), SiLU' saved by the forward). Other dtypes and
+/// backends (the f64 tests, GPU builds) use burn's silu.
 pub fn silu<const D: usize>(a: Tensor<D>) -> Tensor<D> {
     kernels::fused::silu(a)
 }
@@ -160,8 +175,10 @@ pub fn pixel_norm(x: Tensor<2>) -> Tensor<2> {
     x / r
 }
 
+/// ε of [`pixel_norm`], added to mean(x²) under the square root.
 pub const PIXEL_NORM_EPS: f64 = 1e-8;
 
+/// [`pixel_norm`] and its tangent dn = dx/r − x·mean(x·dx)/r³, r = sqrt(mean(x²) + ε).
 pub fn pixel_norm_jvp(x: Tensor<2>, dx: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
     let r = x.clone().square().mean_dim(1).add_scalar(PIXEL_NORM_EPS).sqrt();
     let m = (x.clone() * dx.clone()).mean_dim(1);
@@ -196,6 +213,8 @@ pub trait Backbone: Send + Sync {
     fn dropout(&self) -> f64;
     /// Draws the dropout masks for a batch (None when dropout is off).
     fn draw_masks(&self, rng: &mut Rng, batch: usize, device: &Device) -> Option<Masks>;
+    /// The output F_θ(x, cond), `[B, D]`, with the parameters `p` (plain or autodiff tensors) and
+    /// the given dropout masks (None = no dropout).
     fn forward(&self, p: &[Tensor<1>], x: Tensor<2>, cond: &[Tensor<2>], masks: Option<&Masks>) -> Tensor<2>;
     /// Output and its directional derivative along (dx, dcond). Runs on plain tensors.
     fn jvp(

@@ -27,7 +27,7 @@
 //! Forward and tangent passes share one code path: every activation is a [`Dual`] carrying an
 //! optional tangent, so [`Backbone::forward`] is the tangent pass with no tangent.
 
-use super::dual::{cat, Dual};
+use super::dual::{cat, linear, pixel_norm_dual, Dual};
 use super::embed::Embedding;
 use super::kernels::conv::conv2d_same;
 use super::*;
@@ -37,41 +37,48 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct UnetConfig {
-    /// Channels at the first resolution.
+    /// Channels at the first resolution (level l has `base·mults[l]`; the time embedding has
+    /// 4·base); at least 4; default 32.
     pub base: usize,
-    /// Channel multiplier per resolution level; each level after the first halves H and W.
+    /// Channel multiplier per resolution level; each level after the first halves H and W;
+    /// default `[1, 2]`.
     pub mults: Vec<usize>,
-    /// Residual blocks per level in the encoder (the decoder has one more).
+    /// Residual blocks per level in the encoder (the decoder has one more); default 1.
     pub res_blocks: usize,
-    /// Self-attention in the middle (lowest resolution).
+    /// Self-attention in the middle (lowest resolution); default true.
     pub attention: bool,
     /// Spatial side lengths (pixels) at which every encoder and decoder residual block is
     /// followed by a self-attention block, as in DDPM++'s `attn_resolutions`: e.g. `[14]` on
     /// 28-px images with two levels. Each value must be a side the network visits (image side /
     /// 2^level, checked when the network is built). Independent of `attention` (middle).
+    /// Default empty.
     pub attn_resolutions: Vec<usize>,
-    /// Dropout probability inside residual blocks.
+    /// Dropout probability inside residual blocks, in [0, 1); default 0.
     pub dropout: f64,
+    /// Frequencies of the time embedding: positional (default) or random Fourier.
     pub embedding: Embedding,
-    /// Sinusoidal features per time input (even).
+    /// Sinusoidal features per time input (even: sin and cos halves); default 32.
     pub emb_dim: usize,
-    /// Highest embedding frequency (positional) or frequency std (Fourier).
+    /// Highest embedding frequency ω (positional) or frequency std (Fourier), in radians per
+    /// unit of the conditioning scalar c; default 16.
     pub max_freq: f64,
-    /// Pixel-normalise the scale and shift of every block (sCM's double normalisation).
+    /// Pixel-normalise the scale and shift of every block (sCM's adaptive double
+    /// normalisation, Lu & Song 2024); default false.
     pub double_norm: bool,
-    /// Zero-initialise the output conv.
+    /// Zero-initialise the output conv, so F_θ = 0 at the start; default true.
     pub zero_out: bool,
     /// Number of classes K for class conditioning (0 = unconditional). The data set must have
     /// labels below K (`mnist:` / `fashion-mnist:` folders and `idx:` files with a matching
     /// `labels-idx1` file); a zero-initialised label embedding `time_embed.label` (K → 4·base)
     /// is added to the time embedding. Samples get balanced classes (sample i: class i mod K)
     /// unless `cm sample --class` says otherwise. (Not written to stored configs when 0, so
-    /// unconditional runs store the same config as before the field existed.)
+    /// unconditional runs store the same config as before the field existed.) Default 0.
     #[serde(skip_serializing_if = "is_zero")]
     pub classes: usize,
     /// With `classes` > 0: probability that a training label is replaced by the all-zero
     /// "no class" row, so the network also learns to sample unconditionally. In [0, 1).
-    /// (Not written to stored configs when it is the default.)
+    /// Default [`DEFAULT_CLASS_DROPOUT`] (0.1); not written to stored configs when it is the
+    /// default.
     #[serde(skip_serializing_if = "is_default_class_dropout")]
     pub class_dropout: f64,
 }
@@ -108,6 +115,10 @@ impl Default for UnetConfig {
 }
 
 impl UnetConfig {
+    /// Checks the ranges (`base` ≥ 4, positive `mults`, `res_blocks` ≥ 1, `emb_dim` even and
+    /// ≥ 2, `max_freq` > 0, both dropouts in [0, 1), every level's width divisible into
+    /// GroupNorm groups), naming the field; the image-dependent checks happen in
+    /// [`Unet::new`].
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.base >= 4, "model.base must be at least 4, got {}", self.base);
         anyhow::ensure!(
@@ -156,6 +167,7 @@ pub fn groups(c: usize) -> usize {
     (c / 4).clamp(1, 32)
 }
 
+/// GroupNorm's ε, added to the per-group variance (PyTorch's default).
 pub const GN_EPS: f64 = 1e-5;
 
 /// The image shape (C, H, W) of flat dimension D: square, C ∈ {1, 3}.
@@ -174,10 +186,15 @@ pub fn image_shape(dim: usize) -> anyhow::Result<(usize, usize, usize)> {
 /// A 2-D convolution (k×k, stride 1, same padding), parameters by index.
 #[derive(Clone, Debug)]
 pub struct Conv {
+    /// Index of the kernel W, `[o, i, k, k]`.
     pub w: usize,
+    /// Index of the bias, `[o]`.
     pub b: usize,
+    /// Input channels.
     pub i: usize,
+    /// Output channels.
     pub o: usize,
+    /// Kernel side (1 or 3 here).
     pub k: usize,
 }
 
@@ -207,9 +224,13 @@ impl Conv {
 /// GroupNorm with affine γ, β over C channels.
 #[derive(Clone, Debug)]
 pub struct GroupNorm {
+    /// Index of the per-channel gain γ, `[c]`, initialised to ones.
     pub gamma: usize,
+    /// Index of the per-channel shift β, `[c]`, initialised to zeros.
     pub beta: usize,
+    /// Channels C.
     pub c: usize,
+    /// Groups, [`groups`]`(c)`.
     pub g: usize,
 }
 
@@ -282,23 +303,6 @@ impl GroupNorm {
         match m {
             Some(m) => modulate(h, m, c, double_norm).silu(),
             None => h.silu(),
-        }
-    }
-}
-
-fn linear(l: &Linear, p: &[Tensor<1>], x: Dual<2>) -> Dual<2> {
-    Dual {
-        v: l.forward(p, x.v),
-        d: x.d.map(|d| l.tangent(p, d)),
-    }
-}
-
-fn pixel_norm_dual(x: Dual<2>) -> Dual<2> {
-    match x.d {
-        None => Dual::new(pixel_norm(x.v), None),
-        Some(d) => {
-            let (v, d) = pixel_norm_jvp(x.v, d);
-            Dual::new(v, Some(d))
         }
     }
 }
@@ -376,6 +380,8 @@ impl Attn {
     }
 }
 
+/// The U-Net backbone built from a [`UnetConfig`] for one image shape (see the module
+/// documentation for its layout).
 #[derive(Clone, Debug)]
 pub struct Unet {
     cfg: UnetConfig,
@@ -528,21 +534,7 @@ impl Unet {
         dcond: Option<&[Tensor<2>]>,
     ) -> Dual<2> {
         let half = self.cfg.emb_dim / 2;
-        let w = p[self.freqs].clone().reshape([1, half]);
-        let mut y = Vec::new();
-        let mut dy = Vec::new();
-        for (k, c) in cond.iter().enumerate() {
-            let a = c.clone() * w.clone();
-            let (s, co) = (a.clone().sin(), a.cos());
-            if let Some(dc) = dcond {
-                let da = dc[k].clone() * w.clone();
-                dy.push(co.clone() * da.clone());
-                dy.push(s.clone().neg() * da);
-            }
-            y.push(s);
-            y.push(co);
-        }
-        let e = Dual::new(Tensor::cat(y, 1), dcond.map(|_| Tensor::cat(dy, 1)));
+        let e = super::embed::sinusoidal(p[self.freqs].clone().reshape([1, half]), cond, dcond);
         let mut a = linear(&self.temb1, p, e);
         if let (Some(le), Some(l)) = (&self.label_embed, labels) {
             a = a.add(Dual::new(le.forward(p, l.clone()), None));

@@ -6,7 +6,7 @@
 //! denoiser or a trained EDM checkpoint.
 
 use super::*;
-use crate::samplers::ode_step;
+use crate::samplers::ode::{ode_step, Solver};
 use crate::schedule::karras;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -15,7 +15,7 @@ pub struct CdConfig {
     /// Grid size N (18 on CIFAR-10).
     pub n: usize,
     /// `exact` (Gaussian-mixture data only) or the folder / checkpoint of a trained EDM teacher.
-    pub teacher: String,
+    pub teacher: Teacher,
     /// Teacher ODE step: `heun` (the paper's default) or `euler`.
     pub solver: Solver,
     pub distance: Distance,
@@ -26,24 +26,30 @@ pub struct CdConfig {
     pub time: EdmTime,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Solver {
-    Euler,
-    Heun,
-}
-
 impl Default for CdConfig {
     fn default() -> Self {
         Self {
             n: 18,
-            teacher: "exact".into(),
+            teacher: Teacher::Exact,
             solver: Solver::Heun,
             distance: Distance::L2,
             huber_c: 0.0,
             target: TargetPolicy::StopGrad,
             time: EdmTime::default(),
         }
+    }
+}
+
+impl CdConfig {
+    /// Checks the settings that do not depend on the data (ranges, naming the field); the
+    /// data-dependent ones (a distance's image shape) are checked when the run is set up.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.n >= 2, "method.n must be at least 2, got {}", self.n);
+        self.time.validate()?;
+        if let TargetPolicy::Scheduled { .. } = self.target {
+            anyhow::bail!("method.target: CD takes stop-grad or a fixed EMA, not the CT schedule");
+        }
+        Ok(())
     }
 }
 
@@ -55,12 +61,8 @@ pub struct Cd {
 
 impl Cd {
     pub fn new(cfg: CdConfig, dim: usize) -> anyhow::Result<Self> {
+        cfg.validate()?;
         check_distance(cfg.distance, dim)?;
-        anyhow::ensure!(cfg.n >= 2, "method.n must be at least 2, got {}", cfg.n);
-        cfg.time.validate()?;
-        if let TargetPolicy::Scheduled { .. } = cfg.target {
-            anyhow::bail!("method.target: CD takes stop-grad or a fixed EMA, not the CT schedule");
-        }
         let grid = karras(cfg.n, cfg.time.eps, cfg.time.t_max, cfg.time.rho);
         let c = if cfg.huber_c > 0.0 { cfg.huber_c } else { huber_c(dim) };
         Ok(Self { cfg, grid, c })
@@ -69,7 +71,7 @@ impl Cd {
     /// The CD target f_{θ⁻}(x̂_n, σ_n) and the online estimate for given draws; exposed so tests
     /// can compare with an analytic teacher step.
     pub fn teacher_step(&self, teacher: &dyn Denoiser, x: Tensor<2>, s_hi: &[f64], s_lo: &[f64]) -> Tensor<2> {
-        ode_step(teacher, x, s_hi, s_lo, self.cfg.solver == Solver::Heun)
+        ode_step(teacher, x, s_hi, s_lo, self.cfg.solver)
     }
 }
 
@@ -103,12 +105,15 @@ impl Objective for Cd {
         let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);
         let x_hi = x0.clone() + z * col(&s_hi, &x0);
         let x_lo = self.teacher_step(teacher, x_hi.clone(), &s_hi, &s_lo);
-        let target = ctx.model.f(ctx.target, x_lo, &s_lo, masks.as_ref());
-        let est = ctx.model.f(ctx.online, x_hi, &s_hi, masks.as_ref());
+        let target = ctx.model.f(ctx.target.net, x_lo, &s_lo, masks.as_ref());
+        let est = ctx.model.f(ctx.online.net, x_hi, &s_hi, masks.as_ref());
         let loss = distance(self.cfg.distance, est, target, self.c).mean();
         LossOut { loss, terms: vec![] }
     }
-    fn sampler(&self) -> Sampler {
+    fn sampler(&self, _sigma_d: f64) -> Sampler {
         self.cfg.time.consistency_sampler()
+    }
+    fn one_step_map(&self, _sigma_d: f64) -> Option<OneStepMap> {
+        Some(self.cfg.time.consistency_map())
     }
 }

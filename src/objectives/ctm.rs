@@ -29,12 +29,10 @@
 use super::*;
 use crate::model::{ctm_denoise, ctm_jump};
 use crate::nets::{Linear, SpecBuilder};
-use crate::samplers::{ode_step, CtmMode};
+use crate::samplers::ode::{ode_step, Solver};
 use crate::schedule::{karras, karras_ramp};
 use burn::tensor::activation;
 use std::sync::Mutex;
-
-pub use super::cd::Solver;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -42,7 +40,7 @@ pub struct CtmConfig {
     /// Grid size N (18 on CIFAR-10).
     pub n: usize,
     /// `exact` (Gaussian-mixture data only) or the folder / checkpoint of a trained EDM teacher.
-    pub teacher: String,
+    pub teacher: Teacher,
     pub solver: Solver,
     /// L2 or L1 (pseudo-Huber is also accepted).
     pub distance: Distance,
@@ -76,7 +74,7 @@ impl Default for CtmConfig {
     fn default() -> Self {
         Self {
             n: 18,
-            teacher: "exact".into(),
+            teacher: Teacher::Exact,
             solver: Solver::Heun,
             distance: Distance::L2,
             target_mu: 0.999,
@@ -98,6 +96,36 @@ impl Default for CtmConfig {
     }
 }
 
+impl CtmConfig {
+    /// Checks the settings that do not depend on the data (ranges, naming the field); the
+    /// data-dependent ones (a distance's image shape) are checked when the run is set up.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.n >= 2, "method.n must be at least 2, got {}", self.n);
+        self.time.validate()?;
+        anyhow::ensure!(
+            (0.0..1.0).contains(&self.target_mu),
+            "method.target_mu must be in [0, 1), got {}",
+            self.target_mu
+        );
+        anyhow::ensure!(self.p_std > 0.0, "method.p_std must be positive, got {}", self.p_std);
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.dsm_ramp_max),
+            "method.dsm_ramp_max must be in [0, 1]"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.gamma),
+            "method.gamma must be in [0, 1], got {}",
+            self.gamma
+        );
+        anyhow::ensure!(self.adaptive_every >= 1, "method.adaptive_every must be at least 1");
+        anyhow::ensure!(
+            self.disc_hidden >= 1 && self.disc_depth >= 1,
+            "method.disc_hidden and disc_depth must be at least 1"
+        );
+        Ok(())
+    }
+}
+
 /// One draw of the soft-matching times (per-sample t, u, s; k shared by the batch).
 #[derive(Clone, Debug)]
 pub struct Draw {
@@ -110,13 +138,13 @@ pub struct Draw {
 
 pub struct Ctm {
     cfg: CtmConfig,
-    dim: usize,
     /// Karras grid, descending: desc[0] = T, desc[N−1] = ε.
     desc: Vec<f64>,
     c: f64,
     disc_specs: Vec<ParamSpec>,
     disc: Vec<Linear>,
-    /// (step, λ_DSM, λ_GAN) of the last adaptive evaluation.
+    /// (step, λ_DSM, λ_GAN) of the last adaptive evaluation, reused for `adaptive_every`
+    /// steps; saved in checkpoints ([`Objective::state`]) so a resumed run reuses it too.
     cache: Mutex<Option<(u64, f64, f64)>>,
 }
 
@@ -144,29 +172,8 @@ pub fn adaptive_weight(ref_norm: f64, term_norm: f64, lo: f64, hi: f64) -> f64 {
 
 impl Ctm {
     pub fn new(cfg: CtmConfig, dim: usize) -> anyhow::Result<Self> {
+        cfg.validate()?;
         check_distance(cfg.distance, dim)?;
-        anyhow::ensure!(cfg.n >= 2, "method.n must be at least 2, got {}", cfg.n);
-        cfg.time.validate()?;
-        anyhow::ensure!(
-            (0.0..1.0).contains(&cfg.target_mu),
-            "method.target_mu must be in [0, 1), got {}",
-            cfg.target_mu
-        );
-        anyhow::ensure!(cfg.p_std > 0.0, "method.p_std must be positive, got {}", cfg.p_std);
-        anyhow::ensure!(
-            (0.0..=1.0).contains(&cfg.dsm_ramp_max),
-            "method.dsm_ramp_max must be in [0, 1]"
-        );
-        anyhow::ensure!(
-            (0.0..=1.0).contains(&cfg.gamma),
-            "method.gamma must be in [0, 1], got {}",
-            cfg.gamma
-        );
-        anyhow::ensure!(cfg.adaptive_every >= 1, "method.adaptive_every must be at least 1");
-        anyhow::ensure!(
-            cfg.disc_hidden >= 1 && cfg.disc_depth >= 1,
-            "method.disc_hidden and disc_depth must be at least 1"
-        );
         let mut desc = karras(cfg.n, cfg.time.eps, cfg.time.t_max, cfg.time.rho);
         desc.reverse();
         let c = huber_c(dim);
@@ -180,7 +187,6 @@ impl Ctm {
         disc.push(b.linear("disc.out", i, 1, false));
         Ok(Self {
             cfg,
-            dim,
             desc,
             c,
             disc_specs: b.specs,
@@ -220,7 +226,7 @@ impl Ctm {
         for i in 0..d.k {
             let from: Vec<f64> = d.j.iter().map(|&j| self.desc[j + i]).collect();
             let to: Vec<f64> = d.j.iter().map(|&j| self.desc[j + i + 1]).collect();
-            x = ode_step(teacher, x, &from, &to, self.cfg.solver == Solver::Heun);
+            x = ode_step(teacher, x, &from, &to, self.cfg.solver);
         }
         x
     }
@@ -242,7 +248,7 @@ impl Ctm {
 
     /// G_{θ⁻}(y, s, ε).
     fn to_data(&self, model: &Model, target: &[Tensor<1>], y: Tensor<2>, s: &[f64]) -> Tensor<2> {
-        let eps = fill(self.cfg.time.eps, s.len());
+        let eps = vec![self.cfg.time.eps; s.len()];
         ctm_jump(model, target, y, s, &eps, None)
     }
 
@@ -331,8 +337,10 @@ impl Objective for Ctm {
             vec![]
         }
     }
-    fn phases(&self) -> usize {
-        if self.cfg.gan {
+    /// The discriminator's phase runs once the GAN term is on (`gan_start`); before that it
+    /// sends no gradient, so its optimizer state stays fresh for its first real step.
+    fn phases(&self, step: u64) -> usize {
+        if self.gan_active(step) {
             2
         } else {
             1
@@ -341,28 +349,13 @@ impl Objective for Ctm {
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, phase: usize) -> LossOut {
         let [b, d] = x0.dims();
         let model = ctx.model;
-        let n_disc = if self.cfg.gan { self.disc_specs.len() } else { 0 };
-        let n_net = ctx.online.len() - n_disc;
         if phase == 1 {
-            let q = &ctx.online[n_net..];
-            if !self.gan_active(ctx.step) {
-                // Before the warm-up ends: a zero loss on the discriminator (zero gradients,
-                // and Adam's moments stay zero, so its weights do not move).
-                let zero = q
-                    .iter()
-                    .map(|t| t.clone().sum().mul_scalar(0.0))
-                    .reduce(|a, b| a + b)
-                    .unwrap();
-                return LossOut {
-                    loss: zero,
-                    terms: vec![],
-                };
-            }
+            let q = ctx.online.own;
             let dr = self.draw(ctx.rng, b);
             let z = ctx.rng.normal_tensor([b, d], ctx.device);
             let x_t = x0.clone() + z * col(&dr.t, &x0);
             let fake = self
-                .estimate(model, &ctx.online_sg[..n_net], &ctx.target[..n_net], x_t, &dr)
+                .estimate(model, ctx.online_sg.net, ctx.target.net, x_t, &dr)
                 .detach();
             let real = self.discriminate(q, x0);
             let fake_l = self.discriminate(q, fake);
@@ -376,9 +369,9 @@ impl Objective for Ctm {
             return LossOut { loss, terms };
         }
         let teacher = ctx.teacher.expect("CTM needs a teacher (checked when the run starts)");
-        let p = &ctx.online[..n_net];
-        let sg = &ctx.online_sg[..n_net];
-        let tgt = &ctx.target[..n_net];
+        let p = ctx.online.net;
+        let sg = ctx.online_sg.net;
+        let tgt = ctx.target.net;
         let dr = self.draw(ctx.rng, b);
         let z = ctx.rng.normal_tensor([b, d], ctx.device);
         let x_t = x0.clone() + z * col(&dr.t, &x0);
@@ -398,7 +391,7 @@ impl Objective for Ctm {
             None
         };
         let gan = self.gan_active(ctx.step);
-        let q_sg: &[Tensor<1>] = &ctx.online_sg[n_net..];
+        let q_sg: &[Tensor<1>] = ctx.online_sg.own;
         // Adaptive weights from separate passes with θ_L as the only leaf.
         let (mut lam_dsm, mut lam_gan) = (self.cfg.lambda_dsm, self.cfg.lambda_gan);
         if self.cfg.adaptive && (dsm_draw.is_some() || gan) {
@@ -441,16 +434,58 @@ impl Objective for Ctm {
             terms.push(("lambda_gan".into(), lam_gan));
             loss = loss + l.mul_scalar(lam_gan);
         }
-        let _ = self.dim;
         LossOut { loss, terms }
     }
-    fn sampler(&self) -> Sampler {
-        Sampler::Ctm {
-            eps: self.cfg.time.eps,
-            t_max: self.cfg.time.t_max,
-            mode: CtmMode::Gamma(self.cfg.gamma),
-            times: vec![],
-        }
+    fn sampler(&self, sigma_d: f64) -> Sampler {
+        self.sampler_with(sigma_d, &SamplerOptions::default())
+            .expect("the default CTM sampler (γ validated when built)")
+    }
+    /// γ-sampling with `gamma` (default: the configured γ) on the Karras grid, or, with `ode`,
+    /// the PF-ODE through the denoiser D_θ(x, σ) = g_θ(x, σ, σ) on the same grid.
+    fn sampler_with(&self, _sigma_d: f64, opts: &SamplerOptions) -> anyhow::Result<Sampler> {
+        let t = self.cfg.time.clone();
+        let times = move |n| crate::schedule::karras_desc(n, t.eps, t.t_max, t.rho);
+        let ends = (self.cfg.time.t_max, self.cfg.time.eps);
+        Ok(match (opts.gamma, opts.ode) {
+            (Some(_), Some(_)) => anyhow::bail!("give --gamma or --ode, not both"),
+            (_, Some(solver)) => Sampler::new("ctm-ode", ends, times, crate::samplers::ode::edm_sampler(solver)),
+            (gamma, None) => {
+                let gamma = gamma.unwrap_or(self.cfg.gamma);
+                anyhow::ensure!((0.0..=1.0).contains(&gamma), "--gamma must be in [0, 1], got {gamma}");
+                Sampler::new("ctm-gamma", ends, times, move |model, p, z, ts, noise| {
+                    crate::samplers::ctm::ctm_gamma(model, p, z, ts, gamma, noise)
+                })
+            }
+        })
+    }
+    fn one_step_map(&self, _sigma_d: f64) -> Option<OneStepMap> {
+        let t = &self.cfg.time;
+        let eps = t.eps;
+        Some(OneStepMap {
+            sigma_min: t.eps,
+            sigma_max: t.t_max,
+            rho: t.rho,
+            sigma_data_end: t.eps,
+            map: std::sync::Arc::new(move |model: &Model, p: &[Tensor<1>], x: Tensor<2>, s: &[f64]| {
+                ctm_jump(model, p, x, s, &vec![eps; s.len()], None)
+            }),
+        })
+    }
+    fn state(&self) -> Option<String> {
+        let cache = *self.cache.lock().unwrap();
+        cache.map(|(s, a, g)| serde_json::json!({"adaptive_step": s, "lambda_dsm": a, "lambda_gan": g}).to_string())
+    }
+    fn set_state(&self, state: &str) -> anyhow::Result<()> {
+        let v: serde_json::Value = serde_json::from_str(state)?;
+        let (Some(s), Some(a), Some(g)) = (
+            v["adaptive_step"].as_u64(),
+            v["lambda_dsm"].as_f64(),
+            v["lambda_gan"].as_f64(),
+        ) else {
+            anyhow::bail!("CTM state {state} lacks adaptive_step, lambda_dsm or lambda_gan");
+        };
+        *self.cache.lock().unwrap() = Some((s, a, g));
+        Ok(())
     }
 }
 
@@ -499,7 +534,7 @@ mod tests {
         let got = obj.soft_target(&model, &sg, &tgt, &gmm, x_t.clone(), &d);
         // By hand: one analytic Heun step t → u with the exact mixture denoiser, then
         // G_{sg θ}(·, u, s) and G_{θ⁻}(·, s, ε).
-        let x_u = ode_step(&gmm, x_t, &d.t, &d.u, true);
+        let x_u = ode_step(&gmm, x_t, &d.t, &d.u, Solver::Heun);
         let y = ctm_jump(&model, &sg, x_u, &d.u, &d.s, None);
         let want = ctm_jump(&model, &tgt, y, &d.s, &vec![0.002; b], None);
         assert_eq!(to_vec(got), to_vec(want));

@@ -23,13 +23,22 @@ impl Default for DsmConfig {
     }
 }
 
+impl DsmConfig {
+    /// Checks the settings that do not depend on the data (ranges, naming the field); the
+    /// data-dependent ones (a distance's image shape) are checked when the run is set up.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.p_std > 0.0, "method.p_std must be positive, got {}", self.p_std);
+        Ok(())
+    }
+}
+
 pub struct Dsm {
     cfg: DsmConfig,
 }
 
 impl Dsm {
     pub fn new(cfg: DsmConfig) -> anyhow::Result<Self> {
-        anyhow::ensure!(cfg.p_std > 0.0, "method.p_std must be positive, got {}", cfg.p_std);
+        cfg.validate()?;
         Ok(Self { cfg })
     }
 }
@@ -54,14 +63,17 @@ impl Objective for Dsm {
         let z = ctx.rng.normal_tensor([b, d], ctx.device);
         let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);
         let x = x0.clone() + z * col(&sigma, &x0);
-        let den = ctx.model.f(ctx.online, x, &sigma, masks.as_ref());
+        let den = ctx.model.f(ctx.online.net, x, &sigma, masks.as_ref());
         let loss = weighted_mean((den - x0).square().mean_dim(1), &w);
         LossOut { loss, terms: vec![] }
     }
-    fn sampler(&self) -> Sampler {
-        Sampler::EdmOde {
-            eps: self.cfg.time.eps,
-            t_max: self.cfg.time.t_max,
-        }
+    fn sampler(&self, _sigma_d: f64) -> Sampler {
+        let t = self.cfg.time.clone();
+        Sampler::new(
+            "edm-heun",
+            (t.t_max, t.eps),
+            move |n| crate::schedule::karras_desc(n, t.eps, t.t_max, t.rho),
+            crate::samplers::ode::edm_sampler(crate::samplers::ode::Solver::Heun),
+        )
     }
 }

@@ -36,6 +36,17 @@ impl Default for EctConfig {
     }
 }
 
+impl EctConfig {
+    /// Checks the settings that do not depend on the data (ranges, naming the field); the
+    /// data-dependent ones (a distance's image shape) are checked when the run is set up.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.q > 1.0, "method.q must exceed 1, got {}", self.q);
+        anyhow::ensure!(self.p_std > 0.0, "method.p_std must be positive, got {}", self.p_std);
+        self.time.validate()?;
+        Ok(())
+    }
+}
+
 pub struct Ect {
     cfg: EctConfig,
     c: f64,
@@ -43,10 +54,8 @@ pub struct Ect {
 
 impl Ect {
     pub fn new(cfg: EctConfig, dim: usize) -> anyhow::Result<Self> {
+        cfg.validate()?;
         check_distance(cfg.distance, dim)?;
-        anyhow::ensure!(cfg.q > 1.0, "method.q must exceed 1, got {}", cfg.q);
-        anyhow::ensure!(cfg.p_std > 0.0, "method.p_std must be positive, got {}", cfg.p_std);
-        cfg.time.validate()?;
         let c = if cfg.huber_c > 0.0 { cfg.huber_c } else { huber_c(dim) };
         Ok(Self { cfg, c })
     }
@@ -91,15 +100,18 @@ impl Objective for Ect {
         let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);
         let x_t = x0.clone() + z.clone() * col(&sigma, &x0);
         let x_r = x0.clone() + z * col(&r, &x0);
-        let target = ctx.model.f(ctx.target, x_r, &r, masks.as_ref());
-        let est = ctx.model.f(ctx.online, x_t, &sigma, masks.as_ref());
+        let target = ctx.model.f(ctx.target.net, x_r, &r, masks.as_ref());
+        let est = ctx.model.f(ctx.online.net, x_t, &sigma, masks.as_ref());
         let loss = weighted_mean(distance(self.cfg.distance, est, target, self.c), &w);
         LossOut {
             loss,
             terms: vec![("stage".into(), stage as f64)],
         }
     }
-    fn sampler(&self) -> Sampler {
+    fn sampler(&self, _sigma_d: f64) -> Sampler {
         self.cfg.time.consistency_sampler()
+    }
+    fn one_step_map(&self, _sigma_d: f64) -> Option<OneStepMap> {
+        Some(self.cfg.time.consistency_map())
     }
 }

@@ -13,7 +13,7 @@
 //! L_CM = β·e/sg((e + c)^0.5). L = mean(L_CM) + mean(L_FM).
 
 use super::*;
-use crate::nets::jvp::{jvp_with, JvpMode};
+use crate::nets::jvp::JvpMode;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -24,9 +24,9 @@ pub struct FacmConfig {
     pub alpha_p: f64,
     /// Adaptive L2 constant c.
     pub c: f64,
-    /// Empty: train from data (v = x0 − z). `exact` or a trained teacher folder: distil the
-    /// teacher's velocity.
-    pub teacher: String,
+    /// None (`""`): train from data (v = x0 − z). `exact` or a trained teacher folder: distil
+    /// the teacher's velocity.
+    pub teacher: Teacher,
     pub jvp: JvpMode,
 }
 
@@ -37,9 +37,24 @@ impl Default for FacmConfig {
             p_std: 1.6,
             alpha_p: 0.5,
             c: 1e-3,
-            teacher: String::new(),
+            teacher: Teacher::None,
             jvp: JvpMode::Exact,
         }
+    }
+}
+
+impl FacmConfig {
+    /// Checks the settings that do not depend on the data (ranges, naming the field); the
+    /// data-dependent ones (a distance's image shape) are checked when the run is set up.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.p_std > 0.0, "method.p_std must be positive, got {}", self.p_std);
+        anyhow::ensure!(
+            self.alpha_p > 0.0,
+            "method.alpha_p must be positive, got {}",
+            self.alpha_p
+        );
+        anyhow::ensure!(self.c > 0.0, "method.c must be positive, got {}", self.c);
+        Ok(())
     }
 }
 
@@ -53,13 +68,7 @@ const T_MAX_DISTILL: f64 = 1.0 - 1e-4;
 
 impl Facm {
     pub fn new(cfg: FacmConfig, aux: bool) -> anyhow::Result<Self> {
-        anyhow::ensure!(cfg.p_std > 0.0, "method.p_std must be positive, got {}", cfg.p_std);
-        anyhow::ensure!(
-            cfg.alpha_p > 0.0,
-            "method.alpha_p must be positive, got {}",
-            cfg.alpha_p
-        );
-        anyhow::ensure!(cfg.c > 0.0, "method.c must be positive, got {}", cfg.c);
+        cfg.validate()?;
         Ok(Self { cfg, aux })
     }
 
@@ -121,11 +130,10 @@ impl Objective for Facm {
         None
     }
     fn needs_teacher(&self) -> bool {
-        !self.cfg.teacher.is_empty()
+        self.cfg.teacher != Teacher::None
     }
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, _phase: usize) -> LossOut {
         let [b, d] = x0.dims();
-        let n_net = ctx.model.net.specs().len();
         let distil = ctx.teacher.is_some() && self.needs_teacher();
         let t: Vec<f64> = (0..b)
             .map(|_| {
@@ -147,7 +155,7 @@ impl Objective for Facm {
         };
         // Flow-matching anchor.
         let fm_t = self.fm_times(&t);
-        let f_fm = self.eval(ctx.model, ctx.online, x_t.clone(), &fm_t, masks.as_ref());
+        let f_fm = self.eval(ctx.model, ctx.online.net, x_t.clone(), &fm_t, masks.as_ref());
         let mse_fm = (f_fm.clone() - v.clone()).square().mean();
         let dot = (f_fm.clone() * v.clone()).sum_dim(1);
         // ‖F‖ with a tiny floor inside the root: at F = 0 (a zero-initialised output layer)
@@ -159,26 +167,29 @@ impl Objective for Facm {
         let l_fm = mse_fm + cos.neg().add_scalar(1.0).mean();
         // Consistency accelerator: JVP of F_{sg θ} along (v, 1) (and 0 for r = 1).
         let cm_t = self.cm_times(&t);
-        let cond: Vec<Tensor<2>> = cm_t.iter().map(|c| col(c, &x_t)).collect();
-        let mut dcond = vec![col(&vec![1.0; b], &x_t)];
-        if self.aux {
-            dcond.push(col(&vec![0.0; b], &x_t));
-        }
-        let (f_sg, df) = jvp_with(
+        let ones = vec![1.0; b];
+        let zeros = vec![0.0; b];
+        let (extra, dextra): (Vec<&[f64]>, Vec<&[f64]>) = if self.aux {
+            (vec![&cm_t[1]], vec![&zeros])
+        } else {
+            (vec![], vec![])
+        };
+        let (f_sg, df) = ctx.model.jvp(
             self.cfg.jvp,
-            ctx.model.net.as_ref(),
-            &ctx.online_sg[..n_net],
+            ctx.online_sg.net,
             x_t.clone(),
             v.clone(),
-            &cond,
-            &dcond,
+            &cm_t[0],
+            &ones,
+            &extra,
+            &dextra,
             masks.as_ref(),
         );
         let v_bar = v + df * col(&one_m, &x_t);
         let g = f_sg.clone() - v_bar;
         let alpha: Vec<f64> = t.iter().map(|t| 1.0 - t.max(0.0).powf(self.cfg.alpha_p)).collect();
         let target = f_sg - g.clamp(-1.0, 1.0) * col(&alpha, &x_t);
-        let f = self.eval(ctx.model, ctx.online, x_t.clone(), &cm_t, masks.as_ref());
+        let f = self.eval(ctx.model, ctx.online.net, x_t.clone(), &cm_t, masks.as_ref());
         let e = (f - target).square().mean_dim(1);
         let e_val = crate::tensor::to_vec64(e.clone());
         let w: Vec<f64> = t
@@ -194,7 +205,12 @@ impl Objective for Facm {
             terms: vec![("l_fm".into(), lfm), ("l_cm".into(), lcm)],
         }
     }
-    fn sampler(&self) -> Sampler {
-        Sampler::Facm { aux: self.aux }
+    fn sampler(&self, _sigma_d: f64) -> Sampler {
+        Sampler::new(
+            if self.aux { "facm-aux" } else { "facm" },
+            (0.0, 1.0),
+            |n| crate::schedule::uniform_times(n, true),
+            crate::samplers::flow::facm_sample,
+        )
     }
 }

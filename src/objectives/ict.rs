@@ -38,6 +38,22 @@ impl Default for IctConfig {
     }
 }
 
+impl IctConfig {
+    /// Checks the settings that do not depend on the data (ranges, naming the field); the
+    /// data-dependent ones (a distance's image shape) are checked when the run is set up.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.s0 >= 1 && self.s1 >= self.s0,
+            "method.s0/s1 need 1 ≤ s0 ≤ s1, got {} and {}",
+            self.s0,
+            self.s1
+        );
+        anyhow::ensure!(self.p_std > 0.0, "method.p_std must be positive, got {}", self.p_std);
+        self.time.validate()?;
+        Ok(())
+    }
+}
+
 pub struct Ict {
     cfg: IctConfig,
     c: f64,
@@ -45,15 +61,8 @@ pub struct Ict {
 
 impl Ict {
     pub fn new(cfg: IctConfig, dim: usize) -> anyhow::Result<Self> {
+        cfg.validate()?;
         check_distance(cfg.distance, dim)?;
-        anyhow::ensure!(
-            cfg.s0 >= 1 && cfg.s1 >= cfg.s0,
-            "method.s0/s1 need 1 ≤ s0 ≤ s1, got {} and {}",
-            cfg.s0,
-            cfg.s1
-        );
-        anyhow::ensure!(cfg.p_std > 0.0, "method.p_std must be positive, got {}", cfg.p_std);
-        cfg.time.validate()?;
         let c = if cfg.huber_c > 0.0 { cfg.huber_c } else { huber_c(dim) };
         Ok(Self { cfg, c })
     }
@@ -95,15 +104,21 @@ impl Objective for Ict {
         let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);
         let x_hi = x0.clone() + z.clone() * col(&s_hi, &x0);
         let x_lo = x0.clone() + z * col(&s_lo, &x0);
-        let target = ctx.model.f(ctx.target, x_lo, &s_lo, masks.as_ref());
-        let est = ctx.model.f(ctx.online, x_hi, &s_hi, masks.as_ref());
+        let target = ctx.model.f(ctx.target.net, x_lo, &s_lo, masks.as_ref());
+        let est = ctx.model.f(ctx.online.net, x_hi, &s_hi, masks.as_ref());
         let loss = weighted_mean(distance(self.cfg.distance, est, target, self.c), &w);
         LossOut {
             loss,
             terms: vec![("N".into(), grid.len() as f64)],
         }
     }
-    fn sampler(&self) -> Sampler {
+    fn sampler(&self, _sigma_d: f64) -> Sampler {
         self.cfg.time.consistency_sampler()
+    }
+    fn curriculum(&self, step: u64, total: u64) -> Option<(usize, f64)> {
+        Some((ict_n(step, total, self.cfg.s0, self.cfg.s1), 0.0))
+    }
+    fn one_step_map(&self, _sigma_d: f64) -> Option<OneStepMap> {
+        Some(self.cfg.time.consistency_map())
     }
 }

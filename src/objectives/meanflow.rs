@@ -6,7 +6,7 @@
 //! draws ordered t ≥ r; r = t for a fraction `equal_frac` (25%) of the samples.
 
 use super::*;
-use crate::nets::jvp::{jvp_with, JvpMode};
+use crate::nets::jvp::JvpMode;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -34,19 +34,28 @@ impl Default for MeanFlowConfig {
     }
 }
 
+impl MeanFlowConfig {
+    /// Checks the settings that do not depend on the data (ranges, naming the field); the
+    /// data-dependent ones (a distance's image shape) are checked when the run is set up.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.p_std > 0.0, "method.p_std must be positive, got {}", self.p_std);
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.equal_frac),
+            "method.equal_frac must be in [0, 1], got {}",
+            self.equal_frac
+        );
+        anyhow::ensure!(self.c > 0.0, "method.c must be positive, got {}", self.c);
+        Ok(())
+    }
+}
+
 pub struct MeanFlow {
     cfg: MeanFlowConfig,
 }
 
 impl MeanFlow {
     pub fn new(cfg: MeanFlowConfig) -> anyhow::Result<Self> {
-        anyhow::ensure!(cfg.p_std > 0.0, "method.p_std must be positive, got {}", cfg.p_std);
-        anyhow::ensure!(
-            (0.0..=1.0).contains(&cfg.equal_frac),
-            "method.equal_frac must be in [0, 1], got {}",
-            cfg.equal_frac
-        );
-        anyhow::ensure!(cfg.c > 0.0, "method.c must be positive, got {}", cfg.c);
+        cfg.validate()?;
         Ok(Self { cfg })
     }
 
@@ -81,28 +90,29 @@ impl Objective for MeanFlow {
     }
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, _phase: usize) -> LossOut {
         let [b, d] = x0.dims();
-        let n_net = ctx.model.net.specs().len();
         let (t, r): (Vec<f64>, Vec<f64>) = (0..b).map(|_| self.draw(ctx.rng)).unzip();
         let eps = ctx.rng.normal_tensor([b, d], ctx.device);
         let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);
         let one_m: Vec<f64> = t.iter().map(|t| 1.0 - t).collect();
         let z_t = x0.clone() * col(&one_m, &x0) + eps.clone() * col(&t, &x0);
         let v = eps - x0.clone();
-        let cond = vec![col(&r, &x0), col(&t, &x0)];
-        let dcond = vec![col(&vec![0.0; b], &x0), col(&vec![1.0; b], &x0)];
-        let (_, dudt) = jvp_with(
+        // du/dt along (dz, dr, dt) = (v, 0, 1): time inputs in the order (r, t).
+        let zeros = vec![0.0; b];
+        let ones = vec![1.0; b];
+        let (_, dudt) = ctx.model.jvp(
             self.cfg.jvp,
-            ctx.model.net.as_ref(),
-            &ctx.online_sg[..n_net],
+            ctx.online_sg.net,
             z_t.clone(),
             v.clone(),
-            &cond,
-            &dcond,
+            &r,
+            &zeros,
+            &[&t],
+            &[&ones],
             masks.as_ref(),
         );
         let tr: Vec<f64> = t.iter().zip(&r).map(|(t, r)| t - r).collect();
         let target = v - dudt * col(&tr, &x0);
-        let u = ctx.model.eval(ctx.online, z_t, &r, &[&t], masks.as_ref());
+        let u = ctx.model.eval(ctx.online.net, z_t, &r, &[&t], masks.as_ref());
         let delta = (u - target).square().sum_dim(1);
         let dv = crate::tensor::to_vec64(delta.clone());
         let w: Vec<f64> = dv.iter().map(|x| 1.0 / (x + self.cfg.c).powf(self.cfg.p)).collect();
@@ -112,7 +122,12 @@ impl Objective for MeanFlow {
             terms: vec![("mse".into(), mse)],
         }
     }
-    fn sampler(&self) -> Sampler {
-        Sampler::MeanFlow
+    fn sampler(&self, _sigma_d: f64) -> Sampler {
+        Sampler::new(
+            "meanflow",
+            (1.0, 0.0),
+            |n| crate::schedule::uniform_times(n, false),
+            crate::samplers::flow::meanflow_sample,
+        )
     }
 }

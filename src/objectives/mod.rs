@@ -19,12 +19,12 @@ pub mod meanflow;
 pub mod registry;
 pub mod scm;
 
-use crate::model::Model;
+use crate::model::{Model, Params};
 use crate::nets::ParamSpec;
 use crate::precond::Precond;
 use crate::process::Denoiser;
 use crate::rng::Rng;
-use crate::samplers::Sampler;
+use crate::samplers::{Sampler, SamplerOptions};
 use crate::tensor::col;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -38,13 +38,14 @@ pub struct Ctx<'a> {
     pub step: u64,
     /// Planned number of steps (curricula are functions of step / total).
     pub total: u64,
+    /// The model, carrying the batch's class labels for a class-conditional backbone.
     pub model: &'a Model,
-    /// Online weights as autodiff leaves (backbone parameters first, then the objective's own).
-    pub online: &'a [Tensor<1>],
+    /// Online weights θ as autodiff leaves.
+    pub online: Params<'a>,
     /// The same values as plain tensors: sg(θ).
-    pub online_sg: &'a [Tensor<1>],
+    pub online_sg: Params<'a>,
     /// Target weights θ⁻: the EMA copy, or sg(θ) when the method has no EMA target.
-    pub target: &'a [Tensor<1>],
+    pub target: Params<'a>,
     pub teacher: Option<&'a dyn Denoiser>,
     pub rng: &'a mut Rng,
     pub device: &'a Device,
@@ -54,6 +55,21 @@ pub struct Ctx<'a> {
 pub struct LossOut {
     pub loss: Tensor<1>,
     pub terms: Vec<(String, f64)>,
+}
+
+/// A method's one-step map seen from EDM coordinates, for the exact-oracle checks
+/// ([`crate::eval::oracle`]): `map(model, weights, x, σ)` is the method's estimate of the
+/// data point on the PF-ODE trajectory through x = x0 + σ·z, for σ in [`OneStepMap::sigma_min`,
+/// `sigma_max`] (drawn on the method's Karras ramp with `rho`); the exact map integrates down to
+/// `sigma_data_end`.
+#[derive(Clone)]
+pub struct OneStepMap {
+    pub sigma_min: f64,
+    pub sigma_max: f64,
+    pub rho: f64,
+    pub sigma_data_end: f64,
+    #[allow(clippy::type_complexity)]
+    pub map: std::sync::Arc<dyn Fn(&Model, &[Tensor<1>], Tensor<2>, &[f64]) -> Tensor<2> + Send + Sync>,
 }
 
 pub trait Objective: Send + Sync {
@@ -70,16 +86,98 @@ pub trait Objective: Send + Sync {
     fn needs_teacher(&self) -> bool {
         false
     }
-    /// Parameters owned by the method (appended after the backbone's).
+    /// Parameters owned by the method (appended after the backbone's; `ctx.online.own`).
     fn extra_specs(&self) -> Vec<ParamSpec> {
         vec![]
     }
-    /// Alternating update phases per step (each its own backward and optimizer update).
-    fn phases(&self) -> usize {
+    /// Alternating update phases at step `step` (each its own backward and optimizer update;
+    /// a phase not run sends no gradient, so its optimizer state does not advance).
+    fn phases(&self, _step: u64) -> usize {
         1
     }
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, phase: usize) -> LossOut;
-    fn sampler(&self) -> Sampler;
+    /// How the trained model generates, with the method's own time schedule (σ_d is the data's).
+    fn sampler(&self, sigma_d: f64) -> Sampler;
+    /// [`Objective::sampler`] with command-line options (`--gamma`, `--ode`); methods that take
+    /// none reject any.
+    fn sampler_with(&self, sigma_d: f64, opts: &SamplerOptions) -> anyhow::Result<Sampler> {
+        anyhow::ensure!(
+            opts.is_empty(),
+            "method {} takes no sampler options (--gamma, --ode apply to CTM runs)",
+            self.name()
+        );
+        Ok(self.sampler(sigma_d))
+    }
+    /// The method's one-step map for the exact-oracle consistency error (None: the method has
+    /// no consistency map, e.g. diffusion teachers and the flow methods).
+    fn one_step_map(&self, _sigma_d: f64) -> Option<OneStepMap> {
+        None
+    }
+    /// The discretisation curriculum N(k) and target decay μ(k) at step k of `total`, for
+    /// `cm inspect schedule` (None: the method has none).
+    fn curriculum(&self, _step: u64, _total: u64) -> Option<(usize, f64)> {
+        None
+    }
+    /// State the method keeps between steps (a cache), saved in checkpoints so that a resumed
+    /// run is bit-identical to an uninterrupted one (None: stateless).
+    fn state(&self) -> Option<String> {
+        None
+    }
+    /// Restores [`Objective::state`].
+    fn set_state(&self, _state: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// Where a distilling method's teacher comes from. In a config it is a string
+/// (`method.teacher`): `"exact"`, `"train"`, a run folder or checkpoint path, or `""` for none.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Teacher {
+    /// No teacher (FACM trains from data): `""`.
+    #[default]
+    None,
+    /// The exact Gaussian-mixture denoiser of the data: `"exact"`.
+    Exact,
+    /// An EDM teacher `cm demo` trains first: `"train"` (only `cm demo` resolves it).
+    Train,
+    /// A trained run folder or checkpoint (EDM, TrigFlow or flow-matching teacher).
+    Run(std::path::PathBuf),
+}
+
+impl std::str::FromStr for Teacher {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "" => Teacher::None,
+            "exact" => Teacher::Exact,
+            "train" => Teacher::Train,
+            path => Teacher::Run(path.into()),
+        })
+    }
+}
+
+impl std::fmt::Display for Teacher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Teacher::None => Ok(()),
+            Teacher::Exact => f.write_str("exact"),
+            Teacher::Train => f.write_str("train"),
+            Teacher::Run(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+impl Serialize for Teacher {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Teacher {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(s.parse().expect("infallible"))
+    }
 }
 
 /// EDM-time settings shared by the discrete-time methods.
@@ -96,9 +194,9 @@ pub struct EdmTime {
 impl Default for EdmTime {
     fn default() -> Self {
         Self {
-            eps: 0.002,
-            t_max: 80.0,
-            rho: 7.0,
+            eps: crate::schedule::EDM_EPS,
+            t_max: crate::schedule::EDM_T_MAX,
+            rho: crate::schedule::EDM_RHO,
             two_step_sigma: 0.821,
         }
     }
@@ -122,11 +220,25 @@ impl EdmTime {
         Ok(())
     }
 
+    /// Consistency multistep sampling on this schedule ([`crate::schedule::consistency_times`]).
     pub fn consistency_sampler(&self) -> Sampler {
-        Sampler::Consistency {
-            eps: self.eps,
-            t_max: self.t_max,
-            mid: self.two_step_sigma,
+        let t = self.clone();
+        Sampler::new(
+            "consistency",
+            (t.t_max, t.eps),
+            move |n| crate::schedule::consistency_times(n, t.two_step_sigma, t.eps, t.t_max, t.rho),
+            crate::samplers::consistency::consistency_multistep,
+        )
+    }
+
+    /// The consistency function f_θ(x, σ) as the one-step map on this schedule's σ range.
+    pub fn consistency_map(&self) -> OneStepMap {
+        OneStepMap {
+            sigma_min: self.eps,
+            sigma_max: self.t_max,
+            rho: self.rho,
+            sigma_data_end: self.eps,
+            map: std::sync::Arc::new(|model: &Model, p: &[Tensor<1>], x: Tensor<2>, s: &[f64]| model.f(p, x, s, None)),
         }
     }
 }
@@ -141,9 +253,4 @@ pub enum TargetPolicy {
     Ema { mu: f64 },
     /// CT's μ(k) = exp(s0 ln μ0 / N'(k)) (METHODS.md §1).
     Scheduled { mu0: f64 },
-}
-
-/// Batch-constant helper: the same value for every sample.
-pub fn fill(v: f64, b: usize) -> Vec<f64> {
-    vec![v; b]
 }

@@ -76,24 +76,42 @@ impl MethodConfig {
         })
     }
 
-    /// Points a distilling method at a teacher (a run folder or `exact`).
-    pub fn set_teacher(&mut self, teacher: &str) {
+    /// Checks the method's settings that do not depend on the data (`Config::validate`); the
+    /// data-dependent ones are checked by [`MethodConfig::build`] when the run is set up.
+    pub fn validate(&self) -> anyhow::Result<()> {
         match self {
-            MethodConfig::Cd(c) => c.teacher = teacher.into(),
-            MethodConfig::Ctm(c) => c.teacher = teacher.into(),
-            MethodConfig::Scd(c) => c.teacher = teacher.into(),
-            MethodConfig::Facm(c) | MethodConfig::FacmAux(c) => c.teacher = teacher.into(),
+            MethodConfig::Edm(c) => c.validate(),
+            MethodConfig::Cd(c) => c.validate(),
+            MethodConfig::Ct(c) => c.validate(),
+            MethodConfig::Ict(c) => c.validate(),
+            MethodConfig::Ect(c) => c.validate(),
+            MethodConfig::Ctm(c) => c.validate(),
+            MethodConfig::Trigflow(c) => c.validate(),
+            MethodConfig::Sct(c) | MethodConfig::Scd(c) => c.validate(),
+            MethodConfig::Facm(c) | MethodConfig::FacmAux(c) => c.validate(),
+            MethodConfig::Meanflow(c) => c.validate(),
+        }
+    }
+
+    /// Points a distilling method at a teacher (ignored by methods that take none).
+    pub fn set_teacher(&mut self, teacher: Teacher) {
+        match self {
+            MethodConfig::Cd(c) => c.teacher = teacher,
+            MethodConfig::Ctm(c) => c.teacher = teacher,
+            MethodConfig::Scd(c) => c.teacher = teacher,
+            MethodConfig::Facm(c) | MethodConfig::FacmAux(c) => c.teacher = teacher,
             _ => {}
         }
     }
 
-    /// The teacher setting, for methods that distil.
-    pub fn teacher(&self) -> Option<&str> {
+    /// The teacher setting of a method that can distil (None: the method takes no teacher;
+    /// FACM's `Teacher::None` means it trains from data).
+    pub fn teacher(&self) -> Option<&Teacher> {
         match self {
             MethodConfig::Cd(c) => Some(&c.teacher),
             MethodConfig::Ctm(c) => Some(&c.teacher),
             MethodConfig::Scd(c) => Some(&c.teacher),
-            MethodConfig::Facm(c) | MethodConfig::FacmAux(c) if !c.teacher.is_empty() => Some(&c.teacher),
+            MethodConfig::Facm(c) | MethodConfig::FacmAux(c) => Some(&c.teacher),
             _ => None,
         }
     }

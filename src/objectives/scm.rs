@@ -14,9 +14,10 @@
 //! the 2-D demos run a few thousand steps.
 
 use super::*;
-use crate::nets::jvp::{jvp_with, JvpMode};
+use crate::nets::jvp::JvpMode;
 use crate::nets::Init;
-use crate::process::{clamp_trig, trig_velocity};
+use crate::process::{clamp_trig, edm_to_trig_t, edm_to_trig_x, trig_velocity};
+use crate::schedule::karras_desc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -47,9 +48,13 @@ pub struct ScmConfig {
     pub weight_freqs: usize,
     /// sCD only: `exact` (Gaussian-mixture data) or a trained teacher's run folder (EDM or
     /// TrigFlow). Ignored by sCT.
-    pub teacher: String,
+    pub teacher: Teacher,
     /// σ_max of the sampler: T = atan(σ_max/σ_d).
     pub sigma_max: f64,
+    /// σ_min of the Karras grid whose TrigFlow times the 3+-step sampler visits (EDM ε, 0.002).
+    pub sigma_min: f64,
+    /// ρ of that grid (7, Karras et al. 2022).
+    pub rho: f64,
     /// Intermediate time of two-step sampling.
     pub t_mid: f64,
 }
@@ -65,15 +70,18 @@ impl Default for ScmConfig {
             jvp: JvpMode::Exact,
             adaptive_weight: true,
             weight_freqs: 8,
-            teacher: "exact".into(),
-            sigma_max: 80.0,
+            teacher: Teacher::Exact,
+            sigma_max: crate::schedule::EDM_T_MAX,
+            sigma_min: crate::schedule::EDM_EPS,
+            rho: crate::schedule::EDM_RHO,
             t_mid: 1.1,
         }
     }
 }
 
 impl ScmConfig {
-    fn check(&self) -> anyhow::Result<()> {
+    /// Checks the ranges, naming the field.
+    pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.p_std > 0.0, "method.p_std must be positive, got {}", self.p_std);
         anyhow::ensure!(
             self.tangent_c > 0.0,
@@ -82,10 +90,12 @@ impl ScmConfig {
         );
         anyhow::ensure!(self.weight_freqs >= 1, "method.weight_freqs must be at least 1");
         anyhow::ensure!(
-            self.sigma_max > 0.0,
-            "method.sigma_max must be positive, got {}",
+            self.sigma_max > self.sigma_min && self.sigma_min > 0.0,
+            "method.sigma_min and sigma_max need 0 < sigma_min < sigma_max, got {} and {}",
+            self.sigma_min,
             self.sigma_max
         );
+        anyhow::ensure!(self.rho > 0.0, "method.rho must be positive, got {}", self.rho);
         anyhow::ensure!(
             self.t_mid > 0.0 && self.t_mid < std::f64::consts::FRAC_PI_2,
             "method.t_mid must lie in (0, π/2), got {}",
@@ -96,9 +106,45 @@ impl ScmConfig {
 
     /// t = arctan(e^τ/σ_d), τ ~ N(P_mean, P_std²), clamped.
     pub fn draw_t(&self, rng: &mut Rng, sigma_d: f64) -> f64 {
-        clamp_trig(((self.p_mean + self.p_std * rng.normal()).exp() / sigma_d).atan())
+        draw_trig_t(self.p_mean, self.p_std, rng, sigma_d)
     }
 }
+
+/// TrigFlow time of a lognormal EDM σ: t = arctan(e^τ/σ_d), τ ~ N(P_mean, P_std²), clamped
+/// inside (0, π/2) (METHODS.md §3, step 1).
+pub fn draw_trig_t(p_mean: f64, p_std: f64, rng: &mut Rng, sigma_d: f64) -> f64 {
+    clamp_trig(((p_mean + p_std * rng.normal()).exp() / sigma_d).atan())
+}
+
+/// The sampler time axis of TrigFlow methods: T = atan(σ_max/σ_d) down to 0, with the TrigFlow
+/// times of an EDM Karras grid (σ_min, σ_max, ρ) in between.
+#[derive(Clone, Copy, Debug)]
+struct TrigGrid {
+    sigma_min: f64,
+    sigma_max: f64,
+    rho: f64,
+    sigma_d: f64,
+}
+
+impl TrigGrid {
+    fn t_max(&self) -> f64 {
+        edm_to_trig_t(self.sigma_max, self.sigma_d)
+    }
+    /// `steps + 1` TrigFlow times of the (steps+1)-point Karras grid, T first, 0 last.
+    fn times(&self, steps: usize) -> Vec<f64> {
+        let mut ts: Vec<f64> = karras_desc(steps, self.sigma_min, self.sigma_max, self.rho)
+            .into_iter()
+            .map(|s| edm_to_trig_t(s, self.sigma_d))
+            .collect();
+        *ts.last_mut().unwrap() = 0.0;
+        ts
+    }
+}
+
+/// Index of the weighting head's weight in the method's own parameters (`ctx.online.own`).
+const WEIGHT_W: usize = 0;
+/// Index of the weighting head's bias.
+const WEIGHT_BIAS: usize = 1;
 
 /// sCT (`distill` = false) or sCD (`distill` = true).
 pub struct Scm {
@@ -108,8 +154,17 @@ pub struct Scm {
 
 impl Scm {
     pub fn new(cfg: ScmConfig, distill: bool) -> anyhow::Result<Self> {
-        cfg.check()?;
+        cfg.validate()?;
         Ok(Self { cfg, distill })
+    }
+
+    fn grid(&self, sigma_d: f64) -> TrigGrid {
+        TrigGrid {
+            sigma_min: self.cfg.sigma_min,
+            sigma_max: self.cfg.sigma_max,
+            rho: self.cfg.rho,
+            sigma_d,
+        }
     }
 
     fn weight_freqs(&self) -> Vec<f64> {
@@ -153,16 +208,17 @@ impl Scm {
         let sd = model.precond.sigma_d();
         let cs: Vec<f64> = t.iter().map(|t| t.cos() * t.sin()).collect();
         let cos2: Vec<f64> = t.iter().map(|t| -t.cos().powi(2)).collect();
-        let cond = model.cond(t, &[], &x_t);
-        let dcond = vec![col(&cs, &x_t)];
-        let (f_sg, jac) = jvp_with(
+        // JVP of F_{sg θ} at (x_t/σ_d, t) along (cos t sin t·dx_t/dt/σ_d, cos t sin t): the
+        // model applies c_in = 1/σ_d to the input and its tangent.
+        let (f_sg, jac) = model.jvp(
             self.cfg.jvp,
-            model.net.as_ref(),
             p_sg,
-            x_t.clone().div_scalar(sd),
-            dxdt.clone() * col(&cs, &x_t).div_scalar(sd),
-            &cond,
-            &dcond,
+            x_t.clone(),
+            dxdt.clone() * col(&cs, &x_t),
+            t,
+            &cs,
+            &[],
+            &[],
             masks,
         );
         let mut g = (f_sg.clone().mul_scalar(sd) - dxdt) * col(&cos2, &x_t);
@@ -224,7 +280,6 @@ impl Objective for Scm {
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, _phase: usize) -> LossOut {
         let [b, d] = x0.dims();
         let sd = ctx.model.precond.sigma_d();
-        let n_net = ctx.model.net.specs().len();
         let t: Vec<f64> = (0..b).map(|_| self.cfg.draw_t(ctx.rng, sd)).collect();
         let z = ctx.rng.normal_tensor([b, d], ctx.device).mul_scalar(sd);
         let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);
@@ -242,26 +297,14 @@ impl Objective for Scm {
         } else {
             (ctx.step as f64 / self.cfg.tangent_warmup as f64).min(1.0)
         };
-        let (target, _, gnorm) = self.target(
-            ctx.model,
-            &ctx.online_sg[..n_net],
-            x_t.clone(),
-            dxdt,
-            &t,
-            r,
-            masks.as_ref(),
-        );
-        let cond = ctx.model.cond(&t, &[], &x_t);
-        let f = ctx
-            .model
-            .net
-            .forward(&ctx.online[..n_net], x_t.div_scalar(sd), &cond, masks.as_ref());
+        let (target, _, gnorm) = self.target(ctx.model, ctx.online_sg.net, x_t.clone(), dxdt, &t, r, masks.as_ref());
+        let f = ctx.model.raw(ctx.online.net, x_t, &t, &[], masks.as_ref());
         let err = (f - target).square().sum_dim(1).div_scalar(d as f64);
         let (loss, wmean) = if self.cfg.adaptive_weight {
             let k = 2 * self.cfg.weight_freqs;
             let feats = self.weight_features(&t, &x0);
-            let w =
-                feats.matmul(ctx.online[n_net].clone().reshape([k, 1])) + ctx.online[n_net + 1].clone().reshape([1, 1]);
+            let w = feats.matmul(ctx.online.own[WEIGHT_W].clone().reshape([k, 1]))
+                + ctx.online.own[WEIGHT_BIAS].clone().reshape([1, 1]);
             let wm = crate::tensor::to_vec64(w.clone().mean())[0];
             ((w.clone().exp() * err - w).mean(), wm)
         } else {
@@ -272,11 +315,34 @@ impl Objective for Scm {
             terms: vec![("r".into(), r), ("g_norm".into(), gnorm), ("w_mean".into(), wmean)],
         }
     }
-    fn sampler(&self) -> Sampler {
-        Sampler::TrigFlow {
+    fn sampler(&self, sigma_d: f64) -> Sampler {
+        let grid = self.grid(sigma_d);
+        let t_mid = self.cfg.t_mid;
+        Sampler::new(
+            "trigflow-consistency",
+            (grid.t_max(), 0.0),
+            move |n| match n {
+                1 => vec![grid.t_max(), 0.0],
+                2 => vec![grid.t_max(), t_mid, 0.0],
+                _ => grid.times(n),
+            },
+            crate::samplers::consistency::trigflow_multistep,
+        )
+    }
+    fn one_step_map(&self, sigma_d: f64) -> Option<OneStepMap> {
+        // The TrigFlow consistency function seen from EDM coordinates: (x, σ) →
+        // (x_t = cos t·x, t = atan(σ/σ_d)) (METHODS.md §0); the exact map
+        // integrates to σ = 1e-4, a stand-in for TrigFlow's data end t = 0.
+        Some(OneStepMap {
+            sigma_min: self.cfg.sigma_min,
             sigma_max: self.cfg.sigma_max,
-            t_mid: self.cfg.t_mid,
-        }
+            rho: self.cfg.rho,
+            sigma_data_end: 1e-4,
+            map: std::sync::Arc::new(move |model: &Model, p: &[Tensor<1>], x: Tensor<2>, s: &[f64]| {
+                let t: Vec<f64> = s.iter().map(|&s| edm_to_trig_t(s, sigma_d)).collect();
+                model.f(p, edm_to_trig_x(x, &t), &t, None)
+            }),
+        })
     }
 }
 
@@ -288,6 +354,8 @@ pub struct TrigFlowConfig {
     pub p_mean: f64,
     pub p_std: f64,
     pub sigma_max: f64,
+    pub sigma_min: f64,
+    pub rho: f64,
 }
 
 impl Default for TrigFlowConfig {
@@ -295,7 +363,9 @@ impl Default for TrigFlowConfig {
         Self {
             p_mean: -1.0,
             p_std: 1.4,
-            sigma_max: 80.0,
+            sigma_max: crate::schedule::EDM_T_MAX,
+            sigma_min: crate::schedule::EDM_EPS,
+            rho: crate::schedule::EDM_RHO,
         }
     }
 }
@@ -304,14 +374,24 @@ pub struct TrigFlowDsm {
     cfg: TrigFlowConfig,
 }
 
+impl TrigFlowConfig {
+    /// Checks the ranges, naming the field.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.p_std > 0.0, "method.p_std must be positive, got {}", self.p_std);
+        anyhow::ensure!(
+            self.sigma_max > self.sigma_min && self.sigma_min > 0.0,
+            "method.sigma_min and sigma_max need 0 < sigma_min < sigma_max, got {} and {}",
+            self.sigma_min,
+            self.sigma_max
+        );
+        anyhow::ensure!(self.rho > 0.0, "method.rho must be positive, got {}", self.rho);
+        Ok(())
+    }
+}
+
 impl TrigFlowDsm {
     pub fn new(cfg: TrigFlowConfig) -> anyhow::Result<Self> {
-        anyhow::ensure!(cfg.p_std > 0.0, "method.p_std must be positive, got {}", cfg.p_std);
-        anyhow::ensure!(
-            cfg.sigma_max > 0.0,
-            "method.sigma_max must be positive, got {}",
-            cfg.sigma_max
-        );
+        cfg.validate()?;
         Ok(Self { cfg })
     }
 }
@@ -333,7 +413,7 @@ impl Objective for TrigFlowDsm {
         let [b, d] = x0.dims();
         let sd = ctx.model.precond.sigma_d();
         let t: Vec<f64> = (0..b)
-            .map(|_| clamp_trig(((self.cfg.p_mean + self.cfg.p_std * ctx.rng.normal()).exp() / sd).atan()))
+            .map(|_| draw_trig_t(self.cfg.p_mean, self.cfg.p_std, ctx.rng, sd))
             .collect();
         let z = ctx.rng.normal_tensor([b, d], ctx.device).mul_scalar(sd);
         let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);
@@ -341,15 +421,24 @@ impl Objective for TrigFlowDsm {
         let sin: Vec<f64> = t.iter().map(|t| t.sin()).collect();
         let x_t = x0.clone() * col(&cos, &x0) + z.clone() * col(&sin, &x0);
         let v = z * col(&cos, &x0) - x0.clone() * col(&sin, &x0);
-        let pred = ctx.model.f(ctx.online, x_t, &t, masks.as_ref());
+        let pred = ctx.model.f(ctx.online.net, x_t, &t, masks.as_ref());
         LossOut {
             loss: (pred - v).square().mean(),
             terms: vec![],
         }
     }
-    fn sampler(&self) -> Sampler {
-        Sampler::TrigFlowOde {
+    fn sampler(&self, sigma_d: f64) -> Sampler {
+        let grid = TrigGrid {
+            sigma_min: self.cfg.sigma_min,
             sigma_max: self.cfg.sigma_max,
-        }
+            rho: self.cfg.rho,
+            sigma_d,
+        };
+        Sampler::new(
+            "trigflow-heun",
+            (grid.t_max(), 0.0),
+            move |n| grid.times(n),
+            crate::samplers::ode::trigflow_ode,
+        )
     }
 }

@@ -8,8 +8,9 @@
 //! every checkpoint, so `--resume` continues the same run exactly.
 
 use crate::ckpt::{self, State};
-use crate::config::{Config, Optimizer};
+use crate::config::Config;
 use crate::io::runfolder::RunFolder;
+use crate::model::Params;
 use crate::nets::init_params;
 use crate::objectives::Ctx;
 use crate::rng::Rng;
@@ -80,6 +81,10 @@ impl Trainer {
             ema: online.clone(),
             adam_m: zeros_like_all(&online),
             adam_v: zeros_like_all(&online),
+            adam_t: vec![0; online.len()],
+            bad_steps: 0,
+            bad_run: 0,
+            method_state: None,
             online,
             meta: BTreeMap::new(),
         };
@@ -92,19 +97,23 @@ impl Trainer {
         })
     }
 
-    /// Continues from a checkpoint state.
-    pub fn from_state(setup: Setup, state: State) -> Self {
+    /// Continues from a checkpoint state (the objective's own state included).
+    pub fn from_state(setup: Setup, state: State) -> Result<Self> {
         let rng = Rng::from_state(state.rng);
-        let bad_total = state.meta.get("bad_steps").and_then(|s| s.parse().ok()).unwrap_or(0);
+        if let Some(s) = &state.method_state {
+            setup
+                .objective
+                .set_state(s)
+                .context("restoring the method's state from the checkpoint")?;
+        }
         // The consecutive-bad counter is saved too, so `max_bad_steps` counts across a resume.
-        let bad_run = state.meta.get("bad_run").and_then(|s| s.parse().ok()).unwrap_or(0);
-        Self {
+        Ok(Self {
+            bad_total: state.bad_steps,
+            bad_run: state.bad_run,
             setup,
             state,
             rng,
-            bad_total,
-            bad_run,
-        }
+        })
     }
 
     fn lr(&self) -> f64 {
@@ -145,7 +154,7 @@ impl Trainer {
         let model = self.setup.model.with_labels(labels);
         let total = self.setup.cfg.train.steps;
         let step = self.state.step;
-        let phases = self.setup.objective.phases();
+        let phases = self.setup.objective.phases(step);
         let mut last = StepLog {
             step,
             loss: f64::NAN,
@@ -155,32 +164,21 @@ impl Trainer {
         };
         let mut any_bad = false;
         for phase in 0..phases {
-            let online_ad: Vec<Tensor<1>> = self
-                .state
-                .online
-                .iter()
-                .zip(&self.setup.specs)
-                .map(|(t, s)| {
-                    if s.trainable {
-                        t.clone().autodiff().require_grad()
-                    } else {
-                        t.clone()
-                    }
-                })
-                .collect();
+            let online_ad = self.online_leaves();
             let has_target = self.setup.objective.target_decay(step, total).is_some();
             let target = if has_target {
                 &self.state.target
             } else {
                 &self.state.online
             };
+            let n_net = self.setup.n_net;
             let mut ctx = Ctx {
                 step,
                 total,
                 model: &model,
-                online: &online_ad,
-                online_sg: &self.state.online,
-                target,
+                online: Params::split(&online_ad, n_net),
+                online_sg: Params::split(&self.state.online, n_net),
+                target: Params::split(target, n_net),
                 teacher: self.setup.teacher.as_deref(),
                 rng: &mut self.rng,
                 device: &self.setup.device,
@@ -232,6 +230,24 @@ impl Trainer {
         last
     }
 
+    /// The online weights as fresh autodiff leaves (trainable tensors require a gradient,
+    /// buffers stay plain): what a phase's loss is differentiated against.
+    pub fn online_leaves(&self) -> Vec<Tensor<1>> {
+        self.state
+            .online
+            .iter()
+            .zip(&self.setup.specs)
+            .map(|(t, s)| {
+                if s.trainable {
+                    t.clone().autodiff().require_grad()
+                } else {
+                    t.clone()
+                }
+            })
+            .collect()
+    }
+
+    /// Clips by the global norm and takes one optimizer step on the online weights.
     fn apply(&mut self, grads: Vec<Option<Tensor<1>>>, norm: f64) {
         let t = &self.setup.cfg.train;
         let clip = if t.grad_clip > 0.0 && norm > t.grad_clip {
@@ -239,56 +255,33 @@ impl Trainer {
         } else {
             1.0
         };
-        let lr = self.lr();
-        // Adam time step counts applied updates of this parameter set; stored in meta.
-        let k = self
-            .state
-            .meta
-            .get("adam_t")
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0)
-            + 1;
-        self.state.meta.insert("adam_t".into(), k.to_string());
-        let (b1, b2) = (t.beta1, t.beta2);
-        let bc1 = 1.0 - b1.powi(k as i32);
-        let bc2 = 1.0 - b2.powi(k as i32);
-        // RAdam (Liu et al. 2020): rectify the adaptive step once the variance is tractable.
-        let rect = match t.optimizer {
-            Optimizer::Adam => Some(1.0),
-            Optimizer::Radam => {
-                let rho_inf = 2.0 / (1.0 - b2) - 1.0;
-                let rho = rho_inf - 2.0 * k as f64 * b2.powi(k as i32) / bc2;
-                if rho > 5.0 {
-                    Some(((rho - 4.0) * (rho - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho)).sqrt())
-                } else {
-                    None
-                }
-            }
+        let cfg = optim::AdamConfig {
+            kind: t.optimizer,
+            beta1: t.beta1,
+            beta2: t.beta2,
+            eps: t.adam_eps,
         };
-        for (i, g) in grads.into_iter().enumerate() {
-            let Some(g) = g else { continue };
-            let g = if clip < 1.0 { g.mul_scalar(clip) } else { g };
-            let m = self.state.adam_m[i].clone().mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1);
-            let v = self.state.adam_v[i].clone().mul_scalar(b2) + g.square().mul_scalar(1.0 - b2);
-            let upd = match rect {
-                Some(r) => m
-                    .clone()
-                    .div(v.clone().div_scalar(bc2).sqrt().add_scalar(t.adam_eps))
-                    .mul_scalar(lr * r / bc1),
-                None => m.clone().mul_scalar(lr / bc1),
-            };
-            self.state.online[i] = self.state.online[i].clone() - upd;
-            self.state.adam_m[i] = m;
-            self.state.adam_v[i] = v;
-        }
+        let lr = self.lr();
+        let s = &mut self.state;
+        optim::adam_step(
+            &cfg,
+            lr,
+            clip,
+            &mut s.online,
+            &mut s.adam_m,
+            &mut s.adam_v,
+            &mut s.adam_t,
+            grads,
+        );
     }
 
     /// The state with the current RNG and counters, ready to save.
     pub fn snapshot(&self) -> State {
         let mut s = self.state.clone();
         s.rng = self.rng.state();
-        s.meta.insert("bad_steps".into(), self.bad_total.to_string());
-        s.meta.insert("bad_run".into(), self.bad_run.to_string());
+        s.bad_steps = self.bad_total;
+        s.bad_run = self.bad_run;
+        s.method_state = self.setup.objective.state();
         s.meta.insert("method".into(), self.setup.objective.name().into());
         s.meta.insert("config".into(), self.setup.cfg.to_toml());
         s.meta.insert(
@@ -563,7 +556,7 @@ pub fn run_with(
                             state.step
                         );
                     }
-                    Trainer::from_state(setup, state)
+                    Trainer::from_state(setup, state)?
                 }
                 None => Trainer::new(Setup::new(cfg, device)?)?,
             }

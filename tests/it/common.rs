@@ -71,9 +71,14 @@ pub fn assert_same_state(a: &State, b: &State, what: &str) {
             }
         }
     }
-    for k in ["adam_t", "bad_steps", "bad_run"] {
-        assert_eq!(a.meta.get(k), b.meta.get(k), "{what}: meta {k}");
-    }
+    assert_eq!(a.adam_t, b.adam_t, "{what}: Adam step counts");
+    assert_eq!(
+        (a.bad_steps, a.bad_run),
+        (b.bad_steps, b.bad_run),
+        "{what}: skip counters"
+    );
+    assert_eq!(a.method_state, b.method_state, "{what}: method state");
+    assert_eq!(a.meta, b.meta, "{what}: metadata");
 }
 
 /// The `cm` executable built with this test.

@@ -50,14 +50,16 @@ fn tiny_conditional_config_trains_samples_one_class_and_is_reproducible() {
         "time_embed.label.weight never received a gradient"
     );
 
-    // `cm sample --class 3` goes through Classes::parse and generate::sample_seeded (per-sample
-    // noise); evaluation uses generate::sample_raw_classes (one noise stream).
+    // `cm sample --class 3` goes through Classes::parse and per-sample noise; evaluation uses
+    // one noise stream.
     let (_, setup, state) = cm::run::load_run(&a, &dev()).unwrap();
     assert_eq!(setup.model.net.n_classes(), 10);
-    let sampler = setup.objective.sampler();
     let mut p: Vec<Tensor<1>> = state.ema[..setup.n_net].to_vec();
     let sample = |p: &[Tensor<1>], n: usize, c: Classes| {
-        generate::sample_raw_classes(&setup, &sampler, p, n, 1, &mut cm::rng::Rng::new(4), c)
+        let mut rng = cm::rng::Rng::new(4);
+        let mut o = generate::SampleOptions::new(&setup, 1, generate::NoiseSource::Stream(&mut rng));
+        o.classes = c;
+        generate::sample(&setup, p, n, o)
     };
     let three = Classes::parse("3", 10).unwrap();
     assert_eq!(three, Classes::Fixed(3));
@@ -66,7 +68,7 @@ fn tiny_conditional_config_trains_samples_one_class_and_is_reproducible() {
     assert!(xs.iter().all(|v| v.is_finite()));
     // Give the label embedding (and the output conv) real weights, then: different classes
     // give different samples from the same noise, balanced sampling gives sample i class
-    // i mod 10, and the default (sample_raw_with) is balanced.
+    // i mod 10, and the default is balanced.
     let mut rng = cm::rng::Rng::new(8);
     for name in ["time_embed.label.weight", "conv_out.weight"] {
         let i = specs.iter().position(|s| s.name == name).unwrap();
@@ -96,10 +98,18 @@ fn tiny_conditional_config_trains_samples_one_class_and_is_reproducible() {
             "balanced sample {i}: {own} from its class, {other} from the next"
         );
     }
-    let default = generate::sample_raw_with(&setup, &sampler, &p, n, 1, &mut cm::rng::Rng::new(4));
+    let default = generate::sample_steps(&setup, &p, n, 1, &mut cm::rng::Rng::new(4));
     assert_eq!(default, balanced);
     // Unconditional sampling is the model without labels (all-zero label rows).
-    let z = cm::samplers::generate(&sampler, &setup.model, &p, n, 1, &mut cm::rng::Rng::new(4), &dev());
+    let sampler = setup.sampler();
+    let z = sampler.generate(
+        &setup.model,
+        &p,
+        n,
+        &sampler.times(1),
+        &mut cm::samplers::Noise::Stream(&mut cm::rng::Rng::new(4)),
+        &dev(),
+    );
     let raw = setup.standardizer.inverse(&cm::tensor::to_vec64(z));
     assert!(max_abs(&raw, &none) < 1e-6);
 
@@ -118,28 +128,20 @@ fn tiny_conditional_config_trains_samples_one_class_and_is_reproducible() {
     assert!(ok, "{err}");
     let (xs_cli, dim) = cm::data::files::load_points(&npy).unwrap();
     assert_eq!(dim, 784);
-    let want = generate::sample_seeded(
-        &setup,
-        &sampler,
-        &state.ema[..setup.n_net],
-        4,
-        1,
-        0,
-        256,
-        Classes::Fixed(3),
-    );
+    let want = {
+        let mut o = generate::SampleOptions::new(&setup, 1, generate::NoiseSource::PerSample(0));
+        o.classes = Classes::Fixed(3);
+        o.chunk = 256;
+        generate::sample(&setup, &state.ema[..setup.n_net], 4, o)
+    };
     assert!(max_abs(&xs_cli, &want) < 1e-6);
     // Per-sample noise and labels by index: another batching gives the same samples.
-    let split = generate::sample_seeded(
-        &setup,
-        &sampler,
-        &state.ema[..setup.n_net],
-        4,
-        1,
-        0,
-        3,
-        Classes::Fixed(3),
-    );
+    let split = {
+        let mut o = generate::SampleOptions::new(&setup, 1, generate::NoiseSource::PerSample(0));
+        o.classes = Classes::Fixed(3);
+        o.chunk = 3;
+        generate::sample(&setup, &state.ema[..setup.n_net], 4, o)
+    };
     assert_eq!(split, want);
     assert!(dir.join("s3.png").is_file());
     let (ok, err) = cm(&[
@@ -231,16 +233,6 @@ fn class_configuration_mistakes_are_clear_errors() {
     unet(&mut cfg).classes = 5;
     let e = format!("{:#}", Setup::new(&cfg, &dev()).err().unwrap());
     assert!(e.contains("class label 9") && e.contains("model.classes = 5"), "{e}");
-    // Methods whose tangent pass builds the conditioning itself.
-    for m in ["facm", "facm-aux", "meanflow"] {
-        let mut cfg = tiny_cond();
-        cfg.method = cm::objectives::MethodConfig::by_name(m).unwrap();
-        let e = format!("{:#}", cfg.validate().unwrap_err());
-        assert!(
-            e.contains("model.classes = 10 is not supported with method"),
-            "{m}: {e}"
-        );
-    }
     // class_dropout out of range, by name.
     let e = format!(
         "{:#}",
@@ -253,4 +245,63 @@ fn class_configuration_mistakes_are_clear_errors() {
     cfg.data.name = format!("idx:{}", s(&plain));
     assert_eq!(Setup::new(&cfg, &dev()).unwrap().model.net.n_classes(), 0);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// FACM and MeanFlow take class labels like every other method: their tangent pass goes
+/// through `Model::jvp`, which conditions on the model's labels. The JVP's value equals the
+/// raw network with the same labels, and other labels change both value and tangent.
+#[test]
+fn flow_methods_condition_their_tangent_pass_on_labels() {
+    for m in ["facm", "facm-aux", "meanflow"] {
+        let mut cfg = tiny_cond();
+        cfg.method = cm::objectives::MethodConfig::by_name(m).unwrap();
+        cfg.validate().unwrap_or_else(|e| panic!("{m}: {e:#}"));
+        let setup = Setup::new(&cfg, &dev()).unwrap();
+        let mut rng = cm::rng::Rng::new(2);
+        let mut p = cm::nets::init_params(&setup.specs, &mut rng, &dev());
+        // Real weights for the zero-initialised label embedding and output layer.
+        for name in ["time_embed.label.weight", "conv_out.weight"] {
+            let i = setup.specs.iter().position(|s| s.name == name).unwrap();
+            let n = setup.specs[i].numel();
+            p[i] = Tensor::<1>::from_data(TensorData::new(rng.normal_vec(n), [n]), &dev()).mul_scalar(0.3);
+        }
+        let p = &p[..setup.n_net];
+        let b = 3;
+        let x = rng.normal_tensor([b, 784], &dev());
+        let dx = rng.normal_tensor([b, 784], &dev());
+        let t = vec![0.4; b];
+        let (ones, r) = (vec![1.0; b], vec![0.2; b]);
+        let extra: Vec<&[f64]> = if setup.model.net.n_times() == 2 {
+            vec![&r]
+        } else {
+            vec![]
+        };
+        let dextra: Vec<&[f64]> = if setup.model.net.n_times() == 2 {
+            vec![&ones]
+        } else {
+            vec![]
+        };
+        let run = |labels: &[Option<usize>]| {
+            let model = setup.model.with_class_labels(labels, &dev());
+            let (v, d) = model.jvp(
+                cm::nets::jvp::JvpMode::Exact,
+                p,
+                x.clone(),
+                dx.clone(),
+                &t,
+                &ones,
+                &extra,
+                &dextra,
+                None,
+            );
+            let raw = model.raw(p, x.clone(), &t, &extra, None);
+            (to_vec(v), to_vec(d), to_vec(raw))
+        };
+        let (va, da, ra) = run(&[Some(1), Some(2), Some(3)]);
+        let (vb, db, _) = run(&[Some(7), Some(8), None]);
+        let close = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(close(&va, &ra) < 1e-5, "{m}: JVP value differs from the raw network");
+        assert!(close(&va, &vb) > 1e-3, "{m}: labels do not reach the JVP's value");
+        assert!(close(&da, &db) > 1e-3, "{m}: labels do not reach the JVP's tangent");
+    }
 }

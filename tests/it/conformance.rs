@@ -1,15 +1,19 @@
-//! Objective conformance, for every registered method: finite loss, gradients reach only the
-//! online network, same seed same loss, and the config round-trips through TOML.
+//! Objective conformance, one test per registered method (`conforms!` below; a method missing
+//! from the list fails `every_registered_method_has_a_conformance_test`): finite loss,
+//! gradients reach only the online network, same seed same loss, and the config round-trips
+//! through TOML. Then the sampler table: every method's sampler gives finite samples of the
+//! right shape, the same samples for the same noise, sample i independent of the batch with
+//! per-sample noise, and (consistency methods) one step equal to the one-step map.
 
 use crate::common::*;
 use cm::config::Config;
 use cm::objectives::{Ctx, METHODS};
 use cm::run::Setup;
+use cm::samplers::Noise;
 use cm::train::Trainer;
 
-#[test]
-fn every_method_conforms() {
-    for &method in METHODS {
+fn conforms(method: &str) {
+    {
         let cfg = small_cfg(method, 4, 50);
         // Config round-trips through TOML.
         assert_eq!(
@@ -21,20 +25,8 @@ fn every_method_conforms() {
         t.step(); // target ≠ online from here for EMA-target methods
         let x0 = t.setup.batch(&mut cm::rng::Rng::new(8), 64);
         let mut losses = vec![];
-        for phase in 0..t.setup.objective.phases() {
-            let online_ad: Vec<_> = t
-                .state
-                .online
-                .iter()
-                .zip(&t.setup.specs)
-                .map(|(p, s)| {
-                    if s.trainable {
-                        p.clone().autodiff().require_grad()
-                    } else {
-                        p.clone()
-                    }
-                })
-                .collect();
+        for phase in 0..t.setup.objective.phases(t.state.step) {
+            let online_ad = t.online_leaves();
             let target = t.state.target.clone();
             let ema = t.state.ema.clone();
             for (i, p) in target.iter().chain(&ema).chain(&t.state.online).enumerate() {
@@ -48,9 +40,9 @@ fn every_method_conforms() {
                 step: t.state.step,
                 total: cfg.train.steps,
                 model: &t.setup.model,
-                online: &online_ad,
-                online_sg: &t.state.online,
-                target: &target,
+                online: t.setup.params(&online_ad),
+                online_sg: t.setup.params(&t.state.online),
+                target: t.setup.params(&target),
                 teacher: t.setup.teacher.as_deref(),
                 rng: &mut rng,
                 device: &t.setup.device,
@@ -102,5 +94,90 @@ fn every_method_conforms() {
             .chain(&t.state.target)
             .chain(&t.state.ema)
             .all(|p| !p.is_autodiff()));
+    }
+}
+
+macro_rules! conforms {
+    ($($test:ident => $method:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                conforms($method);
+            }
+        )*
+        /// The registry and this list name the same methods.
+        #[test]
+        fn every_registered_method_has_a_conformance_test() {
+            let listed: Vec<&str> = vec![$($method),*];
+            assert_eq!(listed, METHODS, "add the new method to conforms! in tests/it/conformance.rs");
+        }
+    };
+}
+
+conforms! {
+    ict_conforms => "ict",
+    ct_conforms => "ct",
+    cd_conforms => "cd",
+    ect_conforms => "ect",
+    ctm_conforms => "ctm",
+    edm_conforms => "edm",
+    trigflow_conforms => "trigflow",
+    sct_conforms => "sct",
+    scd_conforms => "scd",
+    facm_conforms => "facm",
+    facm_aux_conforms => "facm-aux",
+    meanflow_conforms => "meanflow",
+}
+
+/// The sampler table: for every method, with random weights on ring8, its sampler at 1, 2 and
+/// 3 steps walks `steps + 1` times from its noise end to its data end, gives finite `[n, 2]`
+/// samples, the same samples for the same noise, and with per-sample noise the first rows of a
+/// larger draw equal a smaller draw. A method with a one-step map samples one step as
+/// x = map(T·z, T).
+#[test]
+fn sampler_table() {
+    for &method in METHODS {
+        let cfg = small_cfg(method, 4, 50);
+        let setup = Setup::new(&cfg, &dev()).unwrap();
+        let p = cm::nets::init_params(&setup.specs, &mut cm::rng::Rng::new(3), &dev());
+        let p = &p[..setup.n_net];
+        let sampler = setup.sampler();
+        for steps in [1, 2, 3] {
+            let times = sampler.times(steps);
+            assert_eq!(times.len(), steps + 1, "{method}: {steps}-step times {times:?}");
+            assert_eq!(times[0], sampler.ends.0, "{method}: starts at the noise end");
+            assert_eq!(*times.last().unwrap(), sampler.ends.1, "{method}: ends at the data end");
+            let draw = |first: u64, n: usize| {
+                cm::tensor::to_vec(sampler.generate(
+                    &setup.model,
+                    p,
+                    n,
+                    &times,
+                    &mut Noise::per_sample(5, first, n),
+                    &dev(),
+                ))
+            };
+            let a = draw(0, 6);
+            assert_eq!(a.len(), 12, "{method}: shape");
+            assert!(a.iter().all(|v| v.is_finite()), "{method}: non-finite samples");
+            assert_eq!(a, draw(0, 6), "{method}: same noise, different samples");
+            assert_eq!(&a[..8], &draw(0, 4)[..], "{method}: sample i depends on the batch");
+        }
+        if let Some(m) = setup.objective.one_step_map(setup.model.precond.sigma_d()) {
+            let z = cm::rng::Rng::new(9).normal_tensor([8, 2], &dev());
+            let one = sampler.run(
+                &setup.model,
+                p,
+                z.clone(),
+                &sampler.times(1),
+                &mut Noise::Stream(&mut cm::rng::Rng::new(1)),
+            );
+            // The map is stated in EDM coordinates: the noise end T·z at σ = T.
+            let t_max = m.sigma_max;
+            let want = (m.map)(&setup.model, p, z.mul_scalar(t_max), &[t_max; 8]);
+            let (a, b) = (cm::tensor::to_vec(one), cm::tensor::to_vec(want));
+            let err = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+            assert!(err < 1e-4, "{method}: one step differs from the one-step map by {err}");
+        }
     }
 }

@@ -33,10 +33,9 @@ fn consistency_function_is_identity_at_eps_for_random_weights() {
         let setup = Setup::new(&cfg, &dev).unwrap();
         let p = init_params(&setup.specs, &mut Rng::new(3), &dev);
         let x = Rng::new(4).normal_tensor([64, 2], &dev).mul_scalar(3.0);
-        let eps = match setup.objective.sampler() {
-            cm::samplers::Sampler::Consistency { eps, .. } => eps,
-            other => panic!("{other:?}"),
-        };
+        let sampler = setup.sampler();
+        assert_eq!(sampler.name, "consistency", "{method}");
+        let eps = sampler.ends.1;
         let y = setup.model.f(&p[..setup.n_net], x.clone(), &vec![eps; 64], None);
         assert_eq!(
             cm::tensor::to_vec(x),
@@ -71,8 +70,8 @@ fn cd_teacher_step_with_exact_gmm_equals_analytic_euler_and_heun() {
         .map(|((x, s1), (xe, d))| x + (lo - hi) * 0.5 * (s1 + (xe - d) / lo))
         .collect();
     for (solver, want) in [
-        (cm::objectives::cd::Solver::Euler, euler),
-        (cm::objectives::cd::Solver::Heun, heun),
+        (cm::samplers::ode::Solver::Euler, euler),
+        (cm::samplers::ode::Solver::Heun, heun),
     ] {
         let cd = cm::objectives::cd::Cd::new(
             cm::objectives::cd::CdConfig {
@@ -459,4 +458,34 @@ fn ctm_short_run_improves_one_step_swd() {
         one.swd,
         untrained.swd
     );
+}
+
+/// The U-Net path end to end: the tiny MNIST config trains 3 steps on the committed fixture,
+/// samples and writes a grid.
+#[test]
+fn tiny_mnist_config_trains_on_the_fixture_and_writes_a_grid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cfg = cm::config::Config::load(&root.join("configs/mnist-ict-tiny.toml")).unwrap();
+    cfg.data.name = format!(
+        "idx:{}",
+        root.join("tests/fixtures/mnist-t10k-256-images-idx3-ubyte").display()
+    );
+    cfg.data.batch = 8;
+    cfg.train.steps = 3;
+    cfg.train.log_every = 1;
+    let out = std::env::temp_dir().join(format!("cm-unet-tiny-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let (trainer, history) = cm::train::run(&cfg, &cm::train::RunOptions::new(&out), &Device::flex()).unwrap();
+    assert_eq!(trainer.state.step, 3);
+    assert!(history.iter().all(|(_, l)| l.is_finite()), "{history:?}");
+    let setup = &trainer.setup;
+    let shape = setup.data.image_shape().unwrap();
+    assert_eq!(shape, (1, 28, 28));
+    let xs = cm::generate::sample_steps(setup, trainer.ema_net(), 4, 2, &mut cm::rng::Rng::new(1));
+    assert!(xs.iter().all(|v| v.is_finite()));
+    let grid = cm::io::plot::image_grid_of(&xs, shape, 4);
+    let path = out.join("grid.png");
+    cm::io::plot::write_png_atomic(&path, &grid).unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() > 100);
+    let _ = std::fs::remove_dir_all(&out);
 }

@@ -46,21 +46,17 @@ fn nonfinite_batch_skips_update_and_leaves_state_untouched() {
             for ((g, x), (_, y)) in state_bits(&before).into_iter().zip(state_bits(&after)) {
                 assert_eq!(x, y, "{method}: {g} changed on a skipped step");
             }
-            assert_eq!(
-                before.meta.get("adam_t"),
-                after.meta.get("adam_t"),
-                "{method}: Adam step counter moved"
-            );
+            assert_eq!(before.adam_t, after.adam_t, "{method}: Adam step counters moved");
             assert_eq!(t.bad_total, k as u64 + 1, "{method}: skip not counted");
             assert_eq!(t.bad_run, k as u64 + 1);
             assert_eq!(after.step, before.step + 1);
-            assert_eq!(after.meta["bad_steps"], (k + 1).to_string());
+            assert_eq!(after.bad_steps, k as u64 + 1);
         }
         // The skip counters travel through a checkpoint.
         let d = scratch(&format!("skipsave-{method}"));
         t.save(&d).unwrap();
         let (_, setup, st) = cm::run::load_run(&d, &dev()).unwrap();
-        let back = Trainer::from_state(setup, st);
+        let back = Trainer::from_state(setup, st).unwrap();
         assert_eq!(
             (back.bad_total, back.bad_run),
             (4, 4),
@@ -106,7 +102,7 @@ fn consecutive_bad_steps_stop_the_run_with_a_loadable_checkpoint() {
     );
     let (_, _, st) = cm::run::load_run(&dir, &dev()).expect("the last checkpoint loads");
     assert_eq!(st.step, first_bad + 6);
-    assert_eq!(st.meta["bad_steps"], "6");
+    assert_eq!(st.bad_steps, 6);
     assert_eq!(
         bits(&st.online),
         good_online.unwrap(),

@@ -147,14 +147,20 @@ proptest! {
         let (specs, _) = specs();
         let mut rng = cm::rng::Rng::new(seed);
         let mut group = || cm::nets::init_params(specs, &mut rng, &dev());
+        let adam_t: Vec<u64> = (0..specs.len() as u64).map(|i| seed.wrapping_add(i)).collect();
         let state = ckpt::State {
             step, rng: words, online: group(), target: group(), ema: group(), adam_m: group(), adam_v: group(),
-            meta: [("adam_t".to_string(), seed.to_string())].into_iter().collect(),
+            adam_t: adam_t.clone(), bad_steps: seed / 3, bad_run: seed / 5,
+            method_state: Some(format!("{{\"seed\": {seed}}}")),
+            meta: [("method".to_string(), seed.to_string())].into_iter().collect(),
         };
         let back = ckpt::from_bytes(&ckpt::to_bytes(&state, specs).unwrap(), specs, &dev()).unwrap();
         prop_assert_eq!(back.step, step);
         prop_assert_eq!(back.rng, words);
-        prop_assert_eq!(back.meta.get("adam_t"), Some(&seed.to_string()));
+        prop_assert_eq!(&back.adam_t, &adam_t);
+        prop_assert_eq!((back.bad_steps, back.bad_run), (seed / 3, seed / 5));
+        prop_assert_eq!(&back.method_state, &state.method_state);
+        prop_assert_eq!(back.meta.get("method"), Some(&seed.to_string()));
         prop_assert_eq!(state_bits(&back), state_bits(&state));
     }
 }

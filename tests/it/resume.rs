@@ -131,3 +131,35 @@ fn time_budget_stops_with_a_checkpoint_and_resumes_bit_for_bit() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// CTM with the adaptive weights recomputed every 3 steps (and the GAN term starting at step
+/// 5, so the discriminator's phase begins mid-run): the λ cache is saved with the checkpoint,
+/// so a run resumed at step 10 reuses the λ of step 9 exactly as the uninterrupted run does.
+#[test]
+fn ctm_with_cached_adaptive_weights_resumes_bit_for_bit() {
+    let dir = scratch("resume-ctm");
+    let mut cfg = small_cfg("ctm", 5, 23);
+    let cm::objectives::MethodConfig::Ctm(c) = &mut cfg.method else {
+        unreachable!()
+    };
+    c.adaptive_every = 3;
+    c.gan = true;
+    c.gan_start = 5;
+    let (a, _) = run(&cfg, &opts(&dir.join("a"), false, None), &dev()).unwrap();
+    let out = dir.join("b");
+    let (part, _) = run(&cfg, &opts(&out, false, Some(13)), &dev()).unwrap();
+    assert_eq!(part.state.step, 13);
+    let (_, _, saved) = cm::run::load_run(&out, &dev()).unwrap();
+    assert_eq!(saved.step, 10);
+    assert!(
+        saved
+            .method_state
+            .as_deref()
+            .is_some_and(|s| s.contains("\"adaptive_step\":9")),
+        "the checkpoint holds the λ cache of step 9: {:?}",
+        saved.method_state
+    );
+    let (b, _) = run(&cfg, &opts(&out, true, None), &dev()).unwrap();
+    assert_same_state(&a.snapshot(), &b.snapshot(), "ctm: resumed vs uninterrupted");
+    let _ = std::fs::remove_dir_all(&dir);
+}

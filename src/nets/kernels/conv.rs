@@ -12,7 +12,7 @@
 //!   ∂b = Σ_{b, pixels} ∂y
 //!
 //! with W viewed as [C_out, C_in·k·k] and cols(x_b) as [C_in·k·k, H·W] (row (c, ky, kx) holds
-//! x_b[c] shifted by (ky − p, kx − p), zero outside). [`conv2d_same`] takes this path for f32
+//! x_b\[c\] shifted by (ky − p, kx − p), zero outside). [`conv2d_same`] takes this path for f32
 //! tensors on flex (plain or autodiff) and burn's own `conv2d` otherwise (f64 tests, GPU
 //! backends). Tests compare both paths, forward and backward, on odd shapes.
 
@@ -32,9 +32,12 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
+/// The backend extension behind [`conv2d_same`]: the im2col + sgemm convolution on flex, with
+/// its own backward on flex's autodiff.
 #[backend_extension(Flex, Autodiff)]
 pub trait ConvBackend: Backend {
-    /// y = conv(x, w) + b with stride 1 and padding k/2; x [B, Ci, H, W], w [Co, Ci, k, k], b [Co].
+    /// y = conv(x, w) + b with stride 1 and padding k/2; x `[B, Ci, H, W]`,
+    /// w `[Co, Ci, k, k]`, b `[Co]`.
     fn cm_conv2d_same(x: FloatTensor<Self>, w: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 

@@ -58,11 +58,13 @@ macro_rules! multiversion {
 /// Elements per parallel task of the element-wise loops.
 const CHUNK: usize = 1 << 14;
 
+/// The backend extension behind [`silu`], [`group_norm`], [`up2`] and [`down2`]: one
+/// parallel pass forward and one backward per op on flex and its autodiff.
 #[backend_extension(Flex, Autodiff)]
 pub trait FusedBackend: Backend {
     /// x·σ(x).
     fn cm_silu(x: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// GroupNorm of x [B, C, N] over `groups` contiguous channel groups, then γ[c]·x̂ + β[c],
+    /// GroupNorm of x [B, C, N] over `groups` contiguous channel groups, then γ\[c\]·x̂ + β\[c\],
     /// then SiLU when `act`.
     fn cm_group_norm(
         x: FloatTensor<Self>,
@@ -486,7 +488,7 @@ pub fn down2(x: Tensor<4>) -> Tensor<4> {
         .reshape([b, c, h / 2, w / 2])
 }
 
-/// GroupNorm of x [B, C, H, W] with `groups` groups and affine γ, β [C], ε inside the root,
+/// GroupNorm of x [B, C, H, W] with `groups` groups and affine γ, β `[C]`, ε inside the root,
 /// optionally modulated by m = [scale | shift] [B, 2C] and followed by SiLU:
 /// n = γ·(x − μ)/√(var + ε) + β (μ, var per sample and group); a = n·(1 + scale) + shift;
 /// y = SiLU(a) if `act`, else a. One fused pass for f32 flex tensors, burn's ops otherwise.
