@@ -197,6 +197,10 @@ pub fn from_bytes(bytes: &[u8], specs: &[ParamSpec], device: &Device) -> Result<
             bail!("checkpoint has tensor '{x}' that this model does not have (different architecture or method)");
         }
     }
+    // The checksum belongs to the file, not to the state (a resumed run's state equals an
+    // uninterrupted one's, metadata included).
+    let mut meta = meta;
+    meta.remove(CHECKSUM_KEY);
     Ok(State {
         step,
         rng,
