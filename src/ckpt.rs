@@ -264,7 +264,8 @@ pub fn from_bytes(bytes: &[u8], specs: &[ParamSpec], device: &Device) -> Result<
     };
     let meta: BTreeMap<String, String> = meta
         .into_iter()
-        .filter(|(k, _)| !TYPED_KEYS.contains(&k.as_str()))
+        // The checksum belongs to the file, not to the state.
+        .filter(|(k, _)| !TYPED_KEYS.contains(&k.as_str()) && k != CHECKSUM_KEY)
         .collect();
     Ok(State {
         step,

@@ -91,7 +91,10 @@ pub fn is_tool_dir_name(name: &str) -> bool {
 pub struct Marker {
     /// Always "cm".
     pub tool: String,
+    /// The version of cm (or the name of the tool script) that made the folder.
     pub version: String,
+    /// Unique per run: creation time and 32 random bits; a new id after `--restart` or a
+    /// demo's replacement. A running job checks it before every checkpoint.
     pub run_id: String,
     /// "train" or "demo" (`cm demo` replaces only demo folders).
     pub kind: String,

@@ -317,6 +317,7 @@ impl Trainer {
 
 /// Options of a training run.
 pub struct RunOptions {
+    /// The run folder (see [`crate::io::runfolder`] for what may be written where).
     pub out: PathBuf,
     /// `--resume`: continue the run in `out`. Re-running the same config on a run folder
     /// continues it anyway (a different config is refused with the fields that differ); the
@@ -331,6 +332,7 @@ pub struct RunOptions {
     /// Stop gracefully on SIGINT / SIGTERM: finish the step, write a checkpoint, flush the log
     /// and return [`stop::Interrupted`] (the `cm` commands; off for library callers and tests).
     pub graceful: bool,
+    /// A progress line on stderr.
     pub progress: bool,
     /// Stop after this many steps in this invocation (tests of resume); None = to the end.
     pub stop_after: Option<u64>,

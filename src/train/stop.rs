@@ -48,6 +48,7 @@ pub struct Handlers {
 }
 
 impl Handlers {
+    /// Installs the handlers (and forgets any signal received earlier).
     pub fn install() -> Self {
         SIGNAL.store(0, Ordering::SeqCst);
         let mut old = Vec::new();
@@ -83,8 +84,11 @@ impl Drop for Handlers {
 /// A run stopped by a signal after writing its checkpoint.
 #[derive(Debug)]
 pub struct Interrupted {
+    /// The signal number (SIGINT or SIGTERM).
     pub signal: i32,
+    /// The step the run stopped at, which its checkpoint holds.
     pub step: u64,
+    /// The checkpoint written for that step.
     pub checkpoint: PathBuf,
     /// What to do next (for `cm train`: run the same command again to continue).
     pub next: String,
