@@ -404,13 +404,37 @@ pub struct InspectArgs {
     /// For `schedule`: total steps K.
     #[arg(long, default_value_t = 400_000)]
     pub steps: u64,
+    /// For `config`: start the method from this official preset (`cifar10`, `imagenet64`, …;
+    /// an unknown name lists the method's presets).
+    #[arg(long)]
+    pub preset: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
 
 /// Runs `cm inspect`.
 pub fn inspect_cmd(args: InspectArgs) -> Result<()> {
+    if let Some(p) = &args.preset {
+        anyhow::ensure!(args.what == "config", "--preset applies to `cm inspect config`");
+        return inspect_preset(&args.method, p);
+    }
     inspect(&args.what, &args.method, args.steps, args.json)
+}
+
+/// `cm inspect config --method M --preset P`: the resolved config, then the preset's source
+/// and notes (the official settings outside `[method]`) as TOML comments.
+pub fn inspect_preset(method: &str, preset: &str) -> Result<()> {
+    let p = crate::objectives::presets::find(method, preset)?;
+    let cfg = Config {
+        method: crate::objectives::MethodConfig::from_preset(method, preset)?,
+        ..Config::default()
+    };
+    println!("# preset {method}/{preset}: {}", p.source);
+    for n in p.notes {
+        println!("# - {n}");
+    }
+    println!("{}", cfg.to_toml());
+    Ok(())
 }
 
 /// Training steps/s and sampling latency of the standard 2-D config.

@@ -2,6 +2,7 @@
 //!
 //! One test binary (`cargo test --release --test it`); modules by concern.
 
+mod audit;
 mod bad_input;
 mod common;
 mod conditional;
