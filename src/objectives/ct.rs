@@ -93,12 +93,14 @@ impl CtConfig {
     }
 }
 
+/// The CT objective.
 pub struct Ct {
     cfg: CtConfig,
     c: f64,
 }
 
 impl Ct {
+    /// The objective for `dim`-dimensional samples.
     pub fn new(cfg: CtConfig, dim: usize) -> anyhow::Result<Self> {
         cfg.validate()?;
         check_distance(cfg.distance, dim)?;
@@ -114,6 +116,7 @@ impl Ct {
         }
     }
 
+    /// The ascending Karras grid at step k of `total`.
     pub fn grid(&self, step: u64, total: u64) -> Vec<f64> {
         karras(
             self.n(step, total),

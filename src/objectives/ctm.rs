@@ -165,6 +165,7 @@ pub struct Draw {
     pub s: Vec<f64>,
 }
 
+/// The CTM objective.
 pub struct Ctm {
     cfg: CtmConfig,
     /// Karras grid, descending: desc[0] = T, desc[N−1] = ε.
@@ -200,6 +201,7 @@ pub fn adaptive_weight(ref_norm: f64, term_norm: f64, lo: f64, hi: f64) -> f64 {
 }
 
 impl Ctm {
+    /// The objective for `dim`-dimensional samples.
     pub fn new(cfg: CtmConfig, dim: usize) -> anyhow::Result<Self> {
         cfg.validate()?;
         check_distance(cfg.distance, dim)?;
@@ -224,6 +226,7 @@ impl Ctm {
         })
     }
 
+    /// The Karras grid, descending (T first, ε last).
     pub fn grid_desc(&self) -> &[f64] {
         &self.desc
     }
@@ -236,6 +239,7 @@ impl Ctm {
         self.draw_with_k(rng, b, k)
     }
 
+    /// [`Ctm::draw`] with a given k.
     pub fn draw_with_k(&self, rng: &mut Rng, b: usize, k: usize) -> Draw {
         let n = self.desc.len();
         assert!(k >= 1 && k < n);

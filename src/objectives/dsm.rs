@@ -54,11 +54,13 @@ impl DsmConfig {
     }
 }
 
+/// The EDM denoising-score-matching objective.
 pub struct Dsm {
     cfg: DsmConfig,
 }
 
 impl Dsm {
+    /// The objective.
     pub fn new(cfg: DsmConfig) -> anyhow::Result<Self> {
         cfg.validate()?;
         Ok(Self { cfg })

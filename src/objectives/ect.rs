@@ -102,12 +102,14 @@ impl EctConfig {
     }
 }
 
+/// The ECT objective.
 pub struct Ect {
     cfg: EctConfig,
     c: f64,
 }
 
 impl Ect {
+    /// The objective for `dim`-dimensional samples.
     pub fn new(cfg: EctConfig, dim: usize) -> anyhow::Result<Self> {
         cfg.validate()?;
         check_distance(cfg.distance, dim)?;
@@ -115,6 +117,7 @@ impl Ect {
         Ok(Self { cfg, c })
     }
 
+    /// The stage s at step k of `total`.
     pub fn stage(&self, step: u64, total: u64) -> u32 {
         let len = if self.cfg.stage_len > 0 {
             self.cfg.stage_len

@@ -91,6 +91,7 @@ impl FacmConfig {
     }
 }
 
+/// The FACM objective (`aux`: the auxiliary-condition strategy).
 pub struct Facm {
     cfg: FacmConfig,
     aux: bool,
@@ -100,6 +101,7 @@ pub struct Facm {
 const T_MAX_DISTILL: f64 = 1.0 - 1e-4;
 
 impl Facm {
+    /// The objective: expanded interval (`facm`) or auxiliary condition (`facm-aux`).
     pub fn new(cfg: FacmConfig, aux: bool) -> anyhow::Result<Self> {
         cfg.validate()?;
         Ok(Self { cfg, aux })
@@ -312,5 +314,71 @@ mod tests {
         assert!((whole - (1.0 - 3.0 / 10f64.sqrt())).abs() < 1e-6, "{whole}");
         assert!((whole - 0.0513167).abs() < 1e-6);
         assert_eq!(FacmConfig::default().cos_axis, CosAxis::Auto);
+    }
+
+    /// A one-time stub flow model: at time inputs in [1, 2] (the FM branch, time 2 − t) it
+    /// returns the exact flow velocity of the ring8 mixture, at inputs in [0, 1) garbage.
+    struct StubFlow(crate::data::gmm::Gmm);
+
+    impl crate::nets::Backbone for StubFlow {
+        fn specs(&self) -> Vec<ParamSpec> {
+            vec![]
+        }
+        fn dim(&self) -> usize {
+            2
+        }
+        fn n_times(&self) -> usize {
+            1
+        }
+        fn dropout(&self) -> f64 {
+            0.0
+        }
+        fn draw_masks(&self, _: &mut Rng, _: usize, _: &Device) -> Option<crate::nets::Masks> {
+            None
+        }
+        fn forward(
+            &self,
+            _: &[Tensor<1>],
+            x: Tensor<2>,
+            cond: &[Tensor<2>],
+            _: Option<&crate::nets::Masks>,
+        ) -> Tensor<2> {
+            let c = crate::tensor::to_vec64(cond[0].clone());
+            assert!(c.iter().all(|&c| c >= 1.0), "the consistency branch was queried: {c:?}");
+            let t: Vec<f64> = c.iter().map(|c| 2.0 - c).collect();
+            crate::process::facm_velocity(&self.0, x, &t)
+        }
+        fn jvp(
+            &self,
+            _: &[Tensor<1>],
+            _: Tensor<2>,
+            _: Tensor<2>,
+            _: &[Tensor<2>],
+            _: &[Tensor<2>],
+            _: Option<&crate::nets::Masks>,
+        ) -> (Tensor<2>, Tensor<2>) {
+            unimplemented!()
+        }
+    }
+
+    /// AUDIT B4 with an exact oracle: a `facm` teacher whose FM branch is the exact flow velocity
+    /// denoises exactly as the mixture's own denoiser (the consistency branch is never queried).
+    #[test]
+    fn audit_b4_facm_teacher_of_an_exact_flow_is_the_exact_denoiser() {
+        let dev = Device::flex();
+        let ds = crate::data::Dataset::from_name("ring8").unwrap();
+        let st = ds.standardizer();
+        let gmm = ds.gmm().unwrap().standardized(&st.mean, &st.std);
+        let teacher = FacmTeacher {
+            model: Model::new(std::sync::Arc::new(StubFlow(gmm.clone())), Precond::Raw),
+            params: vec![],
+            aux: false,
+        };
+        let x = Rng::new(5).normal_tensor([64, 2], &dev).mul_scalar(2.0);
+        let sigma: Vec<f64> = (0..64).map(|i| 0.01 * 1.13f64.powi(i)).collect();
+        let got = crate::tensor::to_vec64(teacher.denoise(x.clone(), &sigma));
+        let want = crate::tensor::to_vec64(gmm.denoise(x, &sigma));
+        let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(err < 1e-5, "max |D_teacher − D_exact| = {err}");
     }
 }

@@ -68,12 +68,14 @@ impl IctConfig {
     }
 }
 
+/// The iCT objective.
 pub struct Ict {
     cfg: IctConfig,
     c: f64,
 }
 
 impl Ict {
+    /// The objective for `dim`-dimensional samples.
     pub fn new(cfg: IctConfig, dim: usize) -> anyhow::Result<Self> {
         cfg.validate()?;
         check_distance(cfg.distance, dim)?;

@@ -101,11 +101,13 @@ impl MeanFlowConfig {
     }
 }
 
+/// The MeanFlow objective.
 pub struct MeanFlow {
     cfg: MeanFlowConfig,
 }
 
 impl MeanFlow {
+    /// The objective.
     pub fn new(cfg: MeanFlowConfig) -> anyhow::Result<Self> {
         cfg.validate()?;
         Ok(Self { cfg })

@@ -83,6 +83,7 @@ pub struct OneStepMap {
     pub map: std::sync::Arc<dyn Fn(&Model, &[Tensor<1>], Tensor<2>, &[f64]) -> Tensor<2> + Send + Sync>,
 }
 
+/// A training method (the DESIGN.md objective contract; see the module docs).
 pub trait Objective: Send + Sync {
     /// The registry name (`ict`, `cd`, …).
     fn name(&self) -> &'static str;
@@ -94,6 +95,7 @@ pub trait Objective: Send + Sync {
     }
     /// EMA decay of the target network after step `step`; None = no EMA target (θ⁻ = sg θ).
     fn target_decay(&self, step: u64, total: u64) -> Option<f64>;
+    /// Whether the method needs a teacher denoiser (`Ctx::teacher`).
     fn needs_teacher(&self) -> bool {
         false
     }
@@ -106,6 +108,7 @@ pub trait Objective: Send + Sync {
     fn phases(&self, _step: u64) -> usize {
         1
     }
+    /// The loss of `phase` on the standardised batch x0 `[B, D]`.
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, phase: usize) -> LossOut;
     /// How the trained model generates, with the method's own time schedule (σ_d is the data's).
     fn sampler(&self, sigma_d: f64) -> Sampler;

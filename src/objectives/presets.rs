@@ -440,8 +440,10 @@ mod tests {
                     .unwrap_or_else(|e| panic!("{}/{}: {e:#}", p.method, p.name));
             }
             // Round trip: the resolved config serialises without the preset and reads back equal.
-            let mut c = crate::config::Config::default();
-            c.method = m.clone();
+            let c = crate::config::Config {
+                method: m.clone(),
+                ..Default::default()
+            };
             assert_eq!(crate::config::Config::from_toml(&c.to_toml()).unwrap().method, m);
         }
         assert!(find("cd", "cifar100").unwrap_err().to_string().contains("imagenet64"));

@@ -170,6 +170,8 @@ impl MethodConfig {
         })
     }
 
+    /// The objective of this config for `dim`-dimensional samples (checks the data-dependent
+    /// settings, e.g. a distance's image shape).
     pub fn build(&self, dim: usize) -> anyhow::Result<Box<dyn Objective>> {
         Ok(match self {
             MethodConfig::Edm(c) => Box::new(dsm::Dsm::new(c.clone())?),

@@ -182,6 +182,7 @@ pub struct Scm {
 }
 
 impl Scm {
+    /// sCT (`distill` false) or sCD.
     pub fn new(cfg: ScmConfig, distill: bool) -> anyhow::Result<Self> {
         cfg.validate()?;
         Ok(Self { cfg, distill })
@@ -408,6 +409,7 @@ impl Default for TrigFlowConfig {
     }
 }
 
+/// The TrigFlow teacher's objective.
 pub struct TrigFlowDsm {
     cfg: TrigFlowConfig,
 }
@@ -428,6 +430,7 @@ impl TrigFlowConfig {
 }
 
 impl TrigFlowDsm {
+    /// The objective.
     pub fn new(cfg: TrigFlowConfig) -> anyhow::Result<Self> {
         cfg.validate()?;
         Ok(Self { cfg })

@@ -63,6 +63,9 @@ impl Noise<'_> {
     }
 }
 
+/// times → network evaluations of a walk along them.
+type NfeFn = dyn Fn(&[f64]) -> usize + Send + Sync;
+
 /// The common shape of every sampler function: (model, weights, z, times, noise) → samples.
 pub type SampleFn = dyn Fn(&Model, &[Tensor<1>], Tensor<2>, &[f64], &mut Noise<'_>) -> Tensor<2> + Send + Sync;
 
@@ -78,7 +81,7 @@ pub struct Sampler {
     times: Arc<dyn Fn(usize) -> Vec<f64> + Send + Sync>,
     run: Arc<SampleFn>,
     /// times → network evaluations of a walk along them (default: one per step).
-    nfe: Arc<dyn Fn(&[f64]) -> usize + Send + Sync>,
+    nfe: Arc<NfeFn>,
 }
 
 impl std::fmt::Debug for Sampler {
