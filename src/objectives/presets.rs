@@ -593,7 +593,8 @@ mod tests {
 
     /// A config's own fields override its preset's; a `[method.target]` with `kind` replaces the
     /// preset's whole; CTM's time settings work at the top level and in `[method.time]`, and a
-    /// misspelt key is rejected (it was silently ignored while CTM flattened `EdmTime`).
+    /// misspelt key is rejected (the parse test AUDIT's side note asks for; the flattened
+    /// `EdmTime` of earlier versions rejected it too).
     #[test]
     fn audit_presets_override_and_ctm_time_keys() {
         let c: crate::config::Config = crate::config::Config::from_toml(
