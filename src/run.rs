@@ -5,7 +5,7 @@
 use crate::ckpt::{self, State};
 use crate::config::Config;
 use crate::data::{gmm::Gmm, Dataset, Standardizer};
-use crate::model::{Model, NetDenoiser, Params};
+use crate::model::{Model, Params};
 use crate::nets::ParamSpec;
 use crate::objectives::{Objective, Teacher};
 use crate::process::Denoiser;
@@ -170,10 +170,11 @@ pub fn load_teacher(path: &Path, st: &Standardizer, device: &Device) -> Result<A
             cfg.data.name
         );
     }
-    Ok(Arc::new(NetDenoiser {
-        model: setup.model.clone(),
-        params: state.ema[..setup.n_net].to_vec(),
-    }))
+    // The teacher's own method says how its network denoises (AUDIT B4: flow runs through their
+    // flow-matching branch).
+    Ok(cfg
+        .method
+        .teacher_denoiser(setup.model.clone(), state.ema[..setup.n_net].to_vec()))
 }
 
 /// Reads a checkpoint (or a run folder's newest) with the config stored inside it.

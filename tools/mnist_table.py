@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Every method on MNIST at one budget: train each configs/mnist-*.toml, then measure
 FD-mnistnet and classifier confidence of 1-step and 2-step samples (the EDM teacher: 18 Heun
-steps = 35 network evaluations) beside the test set itself, with training wall time, for the
+steps on the Karras grid + 0, the last an Euler step, = 35 network evaluations, read from the
+`nfe` field of `cm eval --json`) beside the test set itself, with training wall time, for the
 online weights and for the evaluation EMA.
 
 Standard library only. Not run by the tests (it takes hours on 2 cores).
@@ -176,7 +177,8 @@ def main():
         mins = f"{e['train_seconds'] / 60:.1f} min"
         if m == "edm":
             r, q = e["18-online"], e["18"]
-            rows.append(f"| edm teacher (Heun, 35 evaluations) | {e['steps']} | {mins} | {r['fd']:.1f} | {r['confidence']:.3f} | | | {q['fd']:.1f} |")
+            nfe = r.get("nfe", 35)
+            rows.append(f"| edm teacher (Heun, {nfe} evaluations) | {e['steps']} | {mins} | {r['fd']:.1f} | {r['confidence']:.3f} | | | {q['fd']:.1f} |")
             continue
         a, b = e["1-online"], e["2-online"]
         rows.append(f"| {m} | {e['steps']} | {mins} | {a['fd']:.1f} | {a['confidence']:.3f} | {b['fd']:.1f} | {b['confidence']:.3f} | {e['1']['fd']:.1f} / {e['2']['fd']:.1f} |")

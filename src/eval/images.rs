@@ -211,7 +211,10 @@ impl Classifier {
         if (h, w) != (SIDE, SIDE) {
             t = interpolate(
                 t,
-                InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([SIDE, SIDE]),
+                // Half-pixel centres, as PyTorch's default (AUDIT B3).
+                InterpolateOptions::new(InterpolateMode::Bilinear)
+                    .with_output_size([SIDE, SIDE])
+                    .with_align_corners(false),
             );
         }
         t
@@ -550,6 +553,22 @@ impl ImageEvaluator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// AUDIT B3: the feature network's bilinear resizing uses half-pixel centres
+    /// (`align_corners = false`, PyTorch's `F.interpolate` default, used by both official
+    /// codes): output column o samples the input at (o + 0.5)·32/28 − 0.5, clamped at 0.
+    #[test]
+    fn audit_b3_feature_resize_uses_half_pixel_centres() {
+        let (h, w) = (32, 32);
+        let xs: Vec<f64> = (0..h * w).map(|i| (i % w) as f64).collect();
+        let t = Classifier::prepare(&xs, (1, h, w), &Device::flex());
+        let v = crate::tensor::to_vec64(t.reshape([28 * 28]));
+        let at = |o: usize| ((o as f64 + 0.5) * 32.0 / 28.0 - 0.5).clamp(0.0, 31.0);
+        for o in [0usize, 1, 13, 27] {
+            assert!((v[o] - at(o)).abs() < 1e-5, "column {o}: {} vs {}", v[o], at(o));
+            assert!((v[5 * 28 + o] - at(o)).abs() < 1e-5, "row 5, column {o}");
+        }
+    }
 
     #[test]
     fn jacobi_sqrtm_of_known_matrices() {

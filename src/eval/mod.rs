@@ -167,6 +167,10 @@ pub struct Report {
     /// Images: mean max softmax probability of the classifier.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f64>,
+    /// Network evaluations per sample of the sampler that made the samples (`cm eval` of a
+    /// run: 2N − 1 for N EDM Heun steps, N for N consistency steps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nfe: Option<usize>,
 }
 
 impl Report {
@@ -201,6 +205,7 @@ pub fn report(samples: &[f64], reference: &[f64], dim: usize, gmm: Option<&Gmm>,
         fd_net: None,
         fd: None,
         confidence: None,
+        nfe: None,
     }
 }
 

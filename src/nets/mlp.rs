@@ -44,6 +44,13 @@ pub struct MlpConfig {
     /// Highest embedding frequency ω (positional) or frequency std (Fourier), in radians per
     /// unit of the conditioning scalar c; default 16.
     pub max_freq: f64,
+    /// Lowest positional frequency (default 1; ADM: 10000^{−(half−1)/half}, AUDIT M5).
+    #[serde(default = "super::embed::one", skip_serializing_if = "super::embed::is_one")]
+    pub min_freq: f64,
+    /// Multiplier of the conditioning scalar c before the embedding (default 1; the PyTorch
+    /// CM/CTM codes embed 1000·c, the JAX CM code ln σ = 4·c: AUDIT M5).
+    #[serde(default = "super::embed::one", skip_serializing_if = "super::embed::is_one")]
+    pub time_scale: f64,
     /// How the embedding enters each hidden layer; default [`Modulation::Shift`].
     pub modulation: Modulation,
     /// sCM adaptive double normalisation (Lu & Song 2024); only acts with
@@ -65,6 +72,8 @@ impl Default for MlpConfig {
             emb_hidden: 128,
             embedding: Embedding::Positional,
             max_freq: 16.0,
+            min_freq: 1.0,
+            time_scale: 1.0,
             modulation: Modulation::Shift,
             double_norm: false,
             dropout: 0.0,
@@ -93,6 +102,12 @@ impl MlpConfig {
             self.max_freq.is_finite() && self.max_freq > 0.0,
             "model.max_freq must be positive, got {}",
             self.max_freq
+        );
+        anyhow::ensure!(
+            self.min_freq.is_finite() && self.min_freq > 0.0 && self.time_scale.is_finite() && self.time_scale > 0.0,
+            "model.min_freq and model.time_scale must be positive, got {} and {}",
+            self.min_freq,
+            self.time_scale
         );
         anyhow::ensure!(
             (0.0..1.0).contains(&self.dropout),
@@ -126,7 +141,8 @@ impl Mlp {
         let h = cfg.hidden;
         let half = cfg.emb_dim / 2;
         let mut b = SpecBuilder::default();
-        let freq_vals = super::embed::frequencies(cfg.embedding, half, cfg.max_freq, seed);
+        let freq_vals =
+            super::embed::frequencies(cfg.embedding, half, cfg.min_freq, cfg.max_freq, cfg.time_scale, seed);
         let freqs = b.add("time_embed.freqs", vec![1, half], Init::Values(freq_vals), false);
         let temb = b.linear("time_embed.linear", cfg.emb_dim * n_times, cfg.emb_hidden, false);
         let input = b.linear("input", dim, h, false);
@@ -350,6 +366,7 @@ mod tests {
                                 double_norm,
                                 dropout,
                                 zero_out: false,
+                                ..Default::default()
                             };
                             v.push((
                                 format!("{embedding:?}/{modulation:?}/dn={double_norm}/p={dropout}/times={n_times}"),

@@ -19,6 +19,7 @@ pub mod embed;
 pub mod jvp;
 pub mod kernels;
 pub mod mlp;
+pub mod transfer;
 pub mod unet;
 
 use crate::rng::Rng;
@@ -208,6 +209,11 @@ pub trait Backbone: Send + Sync {
     /// only the time inputs).
     fn n_classes(&self) -> usize {
         0
+    }
+    /// The (C, H, W) of an image backbone's samples, channel-first (None: vector data). FACM's
+    /// cosine term is per pixel over channels on image backbones (AUDIT D1).
+    fn image_shape(&self) -> Option<(usize, usize, usize)> {
+        None
     }
     /// Dropout probability (0 = none).
     fn dropout(&self) -> f64;

@@ -62,6 +62,13 @@ pub struct UnetConfig {
     /// Highest embedding frequency ω (positional) or frequency std (Fourier), in radians per
     /// unit of the conditioning scalar c; default 16.
     pub max_freq: f64,
+    /// Lowest positional frequency (default 1; ADM: 10000^{−(half−1)/half}, AUDIT M5).
+    #[serde(default = "super::embed::one", skip_serializing_if = "super::embed::is_one")]
+    pub min_freq: f64,
+    /// Multiplier of the conditioning scalar c before the embedding (default 1; the PyTorch
+    /// CM/CTM codes embed 1000·c, the JAX CM code ln σ = 4·c: AUDIT M5).
+    #[serde(default = "super::embed::one", skip_serializing_if = "super::embed::is_one")]
+    pub time_scale: f64,
     /// Pixel-normalise the scale and shift of every block (sCM's adaptive double
     /// normalisation, Lu & Song 2024); default false.
     pub double_norm: bool,
@@ -106,6 +113,8 @@ impl Default for UnetConfig {
             embedding: Embedding::Positional,
             emb_dim: 32,
             max_freq: 16.0,
+            min_freq: 1.0,
+            time_scale: 1.0,
             double_norm: false,
             zero_out: true,
             classes: 0,
@@ -140,6 +149,12 @@ impl UnetConfig {
             self.max_freq.is_finite() && self.max_freq > 0.0,
             "model.max_freq must be positive, got {}",
             self.max_freq
+        );
+        anyhow::ensure!(
+            self.min_freq.is_finite() && self.min_freq > 0.0 && self.time_scale.is_finite() && self.time_scale > 0.0,
+            "model.min_freq and model.time_scale must be positive, got {} and {}",
+            self.min_freq,
+            self.time_scale
         );
         anyhow::ensure!(
             (0.0..1.0).contains(&self.dropout),
@@ -433,7 +448,8 @@ impl Unet {
         let attn_at = |side: usize| cfg.attn_resolutions.contains(&side);
         let mut b = SpecBuilder::default();
         let half = cfg.emb_dim / 2;
-        let freq_vals = super::embed::frequencies(cfg.embedding, half, cfg.max_freq, seed);
+        let freq_vals =
+            super::embed::frequencies(cfg.embedding, half, cfg.min_freq, cfg.max_freq, cfg.time_scale, seed);
         let freqs = b.add("time_embed.freqs", vec![1, half], Init::Values(freq_vals), false);
         let e = 4 * cfg.base;
         let temb1 = b.linear("time_embed.0", cfg.emb_dim * n_times, e, false);
@@ -716,6 +732,9 @@ impl Backbone for Unet {
     }
     fn n_classes(&self) -> usize {
         self.cfg.classes
+    }
+    fn image_shape(&self) -> Option<(usize, usize, usize)> {
+        Some(self.shape)
     }
     fn dropout(&self) -> f64 {
         self.cfg.dropout

@@ -2,26 +2,43 @@
 //!
 //! Pick n uniformly on the N-point Karras grid, x_{n+1} = x0 + σ_{n+1} z, take one teacher ODE
 //! step (Euler or Heun) to σ_n, and match f_θ(x_{n+1}, σ_{n+1}) to f_{θ⁻}(x̂_n, σ_n) with the
-//! same dropout mask on both passes. The teacher is any [`Denoiser`]: the exact Gaussian-mixture
-//! denoiser or a trained EDM checkpoint.
+//! same dropout mask on both passes (openai/consistency_models `cm/karras_diffusion.py:174-231`).
+//! The teacher is any [`Denoiser`]: the exact Gaussian-mixture denoiser or a trained EDM
+//! checkpoint; the student starts from the teacher's weights (`train.init_from`, which
+//! `cm demo` sets).
+//!
+//! **Defaults follow the CIFAR-10 CD config** (openai/consistency_models_cifar10
+//! `configs/cifar10_ve_cd.py:20-28`: N = 18, Heun, θ⁻ = sg θ, uniform weighting) with the `l2`
+//! distance where the official run uses LPIPS (`distance = "lpips"`, or `preset = "cifar10"`).
+//!
+//! Options (paper / code symbols): `n` (N, `num_scales`), `teacher`, `solver`, `distance` and
+//! `huber_c`, `target` (θ⁻: stop-grad or a fixed μ, `start_ema`), `weighting` (λ), `time`
+//! (ε, T, ρ, two-step σ).
 
 use super::*;
 use crate::samplers::ode::{ode_step, Solver};
 use crate::schedule::karras;
 
+/// The `[method]` table of `cd`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CdConfig {
-    /// Grid size N (18 on CIFAR-10).
+    /// Grid size N (`num_scales`; 18 on CIFAR-10, 40 on ImageNet-64). Default 18.
     pub n: usize,
-    /// `exact` (Gaussian-mixture data only) or the folder / checkpoint of a trained EDM teacher.
+    /// `exact` (Gaussian-mixture data only; default) or the folder / checkpoint of a trained
+    /// EDM teacher.
     pub teacher: Teacher,
     /// Teacher ODE step: `heun` (the paper's default) or `euler`.
     pub solver: Solver,
+    /// Distance d (default `l2`, the mean of squares; the official runs use `lpips`).
     pub distance: Distance,
-    /// Pseudo-Huber c (0 = 0.00054·√D).
+    /// Pseudo-Huber c (0 = 0.00054·√D); only used by `pseudo-huber`.
     pub huber_c: f64,
+    /// Target network θ⁻: `stop-grad` (default, μ = 0 on CIFAR-10) or a fixed `ema` μ (0.95 on
+    /// ImageNet-64).
     pub target: TargetPolicy,
+    /// λ(σ_{n+1}) (default `uniform`, as every official launch script).
+    pub weighting: CmWeighting,
     /// EDM-time settings, the `[method.time]` table (ε, T, ρ, two-step σ).
     pub time: EdmTime,
 }
@@ -35,6 +52,7 @@ impl Default for CdConfig {
             distance: Distance::L2,
             huber_c: 0.0,
             target: TargetPolicy::StopGrad,
+            weighting: CmWeighting::Uniform,
             time: EdmTime::default(),
         }
     }
@@ -53,6 +71,7 @@ impl CdConfig {
     }
 }
 
+/// The CD objective.
 pub struct Cd {
     cfg: CdConfig,
     grid: Vec<f64>,
@@ -60,6 +79,7 @@ pub struct Cd {
 }
 
 impl Cd {
+    /// The objective for `dim`-dimensional samples.
     pub fn new(cfg: CdConfig, dim: usize) -> anyhow::Result<Self> {
         cfg.validate()?;
         check_distance(cfg.distance, dim)?;
@@ -107,7 +127,14 @@ impl Objective for Cd {
         let x_lo = self.teacher_step(teacher, x_hi.clone(), &s_hi, &s_lo);
         let target = ctx.model.f(ctx.target.net, x_lo, &s_lo, masks.as_ref());
         let est = ctx.model.f(ctx.online.net, x_hi, &s_hi, masks.as_ref());
-        let loss = distance(self.cfg.distance, est, target, self.c).mean();
+        let dist = distance(self.cfg.distance, est, target, self.c);
+        let loss = if self.cfg.weighting == CmWeighting::Uniform {
+            dist.mean()
+        } else {
+            let sd = ctx.model.precond.sigma_d();
+            let w: Vec<f64> = s_hi.iter().map(|&s| self.cfg.weighting.weight(s, sd)).collect();
+            weighted_mean(dist, &w)
+        };
         LossOut { loss, terms: vec![] }
     }
     fn sampler(&self, _sigma_d: f64) -> Sampler {

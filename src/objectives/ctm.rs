@@ -1,5 +1,13 @@
 //! Consistency trajectory models, CTM (Kim et al. 2023; METHODS.md §4). EDM time σ ∈ [ε, T].
 //!
+//! **Defaults follow the official CIFAR-10 CTM + DSM run** (Kim-Dongjun/ctm-cifar10
+//! `cm/script_util.py` defaults: N = 18, Heun teacher, μ = 0.999, DSM with the half-lognormal
+//! (−1.2, 1.2) / half-Karras-ramp (m = 0.7) σ draw, adaptive λ, no GAN) with the `l2` distance
+//! where the official run uses LPIPS (`distance = "lpips"` or `preset = "cifar10"`). The
+//! official student starts from the EDM teacher; `cm demo` does that when it trains one
+//! (`train.init_from` zero-initialises the s-embedding, so D_θ equals the teacher at step 0).
+//! Options (paper / code symbols) are the fields of [`CtmConfig`].
+//!
 //! The backbone takes two times: g_θ(x_t, t, s) ([`Precond::Ctm`]), the jump is
 //! G_θ(x_t, t, s) = (s/t)·x_t + (1 − s/t)·g_θ ([`ctm_jump`]) and the denoiser D_θ(x, σ) = g_θ(x, σ, σ).
 //!
@@ -34,39 +42,55 @@ use crate::schedule::{karras, karras_ramp};
 use burn::tensor::activation;
 use std::sync::Mutex;
 
+/// The `[method]` table of `ctm`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CtmConfig {
-    /// Grid size N (18 on CIFAR-10).
+    /// Grid size N of the soft-matching grid (`start_scales`: 18 on CIFAR-10, 40 on
+    /// ImageNet-64). Default 18.
     pub n: usize,
-    /// `exact` (Gaussian-mixture data only) or the folder / checkpoint of a trained EDM teacher.
+    /// `exact` (Gaussian-mixture data only; default) or the folder / checkpoint of a trained
+    /// EDM teacher.
     pub teacher: Teacher,
+    /// The teacher's ODE step on the grid: `heun` (default, official) or `euler`.
     pub solver: Solver,
-    /// L2 or L1 (pseudo-Huber is also accepted).
+    /// Distance d of L_CTM: `l2` (default), `l1`, `l2-norm`, `pseudo-huber` (c = 0.00054·√D) or
+    /// `lpips` (official, `loss_norm = "lpips"`).
     pub distance: Distance,
-    /// EMA decay μ of the target network θ⁻.
+    /// EMA decay μ of the target network θ⁻ (`start_ema`). Default 0.999.
     pub target_mu: f64,
-    /// Add the DSM term on D_θ.
+    /// Add the DSM term on D_θ (`diffusion_training`). Default true.
     pub dsm: bool,
+    /// P_mean of the lognormal half of the DSM σ draw. Default −1.2.
     pub p_mean: f64,
+    /// P_std of the lognormal half. Default 1.2.
     pub p_std: f64,
-    /// Upper end of the Karras-ramp u for the other half of the DSM batch.
+    /// `diffusion_mult` m: the uniform half draws σ on the Karras ramp from T downwards,
+    /// u ∈ [0, m] (σ ∈ [0.318, 80] for m = 0.7; AUDIT B1). Default 0.7.
     pub dsm_ramp_max: f64,
-    /// Add the GAN term (two phases per step).
+    /// Add the GAN term (two phases per step once active; `gan_training`). Default false.
     pub gan: bool,
-    /// Steps before the GAN term (and discriminator updates) start.
+    /// Steps before the GAN term and discriminator updates start (`discriminator_start_itr`).
+    /// Default 0.
     pub gan_start: u64,
+    /// Hidden width of the MLP discriminator on samples (the official one is a projected
+    /// StyleGAN-XL discriminator on frozen features: AUDIT D10). Default 128.
     pub disc_hidden: usize,
+    /// Hidden layers of the discriminator. Default 2.
     pub disc_depth: usize,
-    /// Adaptive λ_DSM, λ_GAN; when false the fixed values below are used.
+    /// Adaptive λ_DSM, λ_GAN from gradient norms at the last layer (`apply_adaptive_weight`);
+    /// when false the fixed values below are used. Default true.
     pub adaptive: bool,
-    /// Recompute the adaptive weights every this many steps (1 = every step).
+    /// Recompute the adaptive weights every this many steps (1 = every step, official).
     pub adaptive_every: u64,
+    /// Fixed λ_DSM when `adaptive` is false (`denoising_weight`). Default 1.
     pub lambda_dsm: f64,
+    /// Fixed λ_GAN when `adaptive` is false (`discriminator_weight`). Default 1.
     pub lambda_gan: f64,
-    /// γ of the default sampler (0 = deterministic jumps, 1 = consistency multistep).
+    /// γ of the default sampler (0 = deterministic jumps, default; 1 = consistency multistep).
     pub gamma: f64,
-    #[serde(flatten)]
+    /// EDM-time settings, the `[method.time]` table (ε, T, ρ, two-step σ; also accepted at the
+    /// top level of `[method]`, where CTM configs gave them before).
     pub time: EdmTime,
 }
 
@@ -129,13 +153,19 @@ impl CtmConfig {
 /// One draw of the soft-matching times (per-sample t, u, s; k shared by the batch).
 #[derive(Clone, Debug)]
 pub struct Draw {
+    /// Teacher steps k (shared by the batch).
     pub k: usize,
+    /// Start index j of each sample on the descending grid.
     pub j: Vec<usize>,
+    /// t = desc[j].
     pub t: Vec<f64>,
+    /// u = desc[j + k].
     pub u: Vec<f64>,
+    /// s ∈ {u, …, ε}.
     pub s: Vec<f64>,
 }
 
+/// The CTM objective.
 pub struct Ctm {
     cfg: CtmConfig,
     /// Karras grid, descending: desc[0] = T, desc[N−1] = ε.
@@ -171,6 +201,7 @@ pub fn adaptive_weight(ref_norm: f64, term_norm: f64, lo: f64, hi: f64) -> f64 {
 }
 
 impl Ctm {
+    /// The objective for `dim`-dimensional samples.
     pub fn new(cfg: CtmConfig, dim: usize) -> anyhow::Result<Self> {
         cfg.validate()?;
         check_distance(cfg.distance, dim)?;
@@ -195,6 +226,7 @@ impl Ctm {
         })
     }
 
+    /// The Karras grid, descending (T first, ε last).
     pub fn grid_desc(&self) -> &[f64] {
         &self.desc
     }
@@ -207,6 +239,7 @@ impl Ctm {
         self.draw_with_k(rng, b, k)
     }
 
+    /// [`Ctm::draw`] with a given k.
     pub fn draw_with_k(&self, rng: &mut Rng, b: usize, k: usize) -> Draw {
         let n = self.desc.len();
         assert!(k >= 1 && k < n);
@@ -285,17 +318,27 @@ impl Ctm {
         weighted_mean((den - x0).square().mean_dim(1), &w)
     }
 
+    /// σ of the DSM draws: the first half ln σ ~ N(P_mean, P_std²), the second half
+    /// [`Ctm::dsm_ramp_sigma`] of u ~ U[0, 1).
     fn dsm_sigmas(&self, rng: &mut Rng, b: usize) -> Vec<f64> {
-        let t = &self.cfg.time;
         (0..b)
             .map(|i| {
                 if i < b / 2 {
                     (self.cfg.p_mean + self.cfg.p_std * rng.normal()).exp()
                 } else {
-                    karras_ramp(rng.uniform() * self.cfg.dsm_ramp_max, t.eps, t.t_max, t.rho)
+                    self.dsm_ramp_sigma(rng.uniform())
                 }
             })
             .collect()
+    }
+
+    /// The uniform half's σ for u ∈ [0, 1]: the Karras ramp read from the noise end,
+    /// σ = (T^{1/ρ} + u·m·(ε^{1/ρ} − T^{1/ρ}))^ρ with m = `dsm_ramp_max` (0.7), so u = 0 gives T
+    /// and σ ∈ [0.318, 80] by default (Kim-Dongjun/ctm-cifar10 `cm/resample.py:216-229`
+    /// `HalfLogNormalHalfUniformSampler.get_t`, `diffusion_mult`; AUDIT B1).
+    pub fn dsm_ramp_sigma(&self, u: f64) -> f64 {
+        let t = &self.cfg.time;
+        karras_ramp(1.0 - u * self.cfg.dsm_ramp_max, t.eps, t.t_max, t.rho)
     }
 
     fn gan_active(&self, step: u64) -> bool {
@@ -441,14 +484,15 @@ impl Objective for Ctm {
             .expect("the default CTM sampler (γ validated when built)")
     }
     /// γ-sampling with `gamma` (default: the configured γ) on the Karras grid, or, with `ode`,
-    /// the PF-ODE through the denoiser D_θ(x, σ) = g_θ(x, σ, σ) on the same grid.
+    /// EDM's ODE sampler through the denoiser D_θ(x, σ) = g_θ(x, σ, σ) (the Karras grid and a
+    /// final Euler step to σ = 0, [`super::dsm::edm_heun_sampler`]).
     fn sampler_with(&self, _sigma_d: f64, opts: &SamplerOptions) -> anyhow::Result<Sampler> {
         let t = self.cfg.time.clone();
         let times = move |n| crate::schedule::karras_desc(n, t.eps, t.t_max, t.rho);
         let ends = (self.cfg.time.t_max, self.cfg.time.eps);
         Ok(match (opts.gamma, opts.ode) {
             (Some(_), Some(_)) => anyhow::bail!("give --gamma or --ode, not both"),
-            (_, Some(solver)) => Sampler::new("ctm-ode", ends, times, crate::samplers::ode::edm_sampler(solver)),
+            (_, Some(solver)) => super::dsm::edm_heun_sampler(&self.cfg.time, solver, "ctm-ode"),
             (gamma, None) => {
                 let gamma = gamma.unwrap_or(self.cfg.gamma);
                 anyhow::ensure!((0.0..=1.0).contains(&gamma), "--gamma must be in [0, 1], got {gamma}");
@@ -598,5 +642,27 @@ mod tests {
         assert_eq!(adaptive_weight(g1 * 1e6, g2, 0.01, 10.0), 10.0);
         // The leaf pass does not touch a: its value is unchanged and no other leaf exists.
         assert_eq!(to_vec(p[0].clone()), vec![a]);
+    }
+
+    /// AUDIT B1: the uniform half of the DSM batch is u ~ U[0, 0.7] on the Karras ramp read from
+    /// the noise end (Kim-Dongjun/ctm-cifar10 `cm/resample.py` `HalfLogNormalHalfUniformSampler`:
+    /// σ = (T^{1/ρ} + u(ε^{1/ρ} − T^{1/ρ}))^ρ), so σ ∈ [0.31828, 80] and P(σ > 10) = 0.4706.
+    #[test]
+    fn audit_b1_dsm_uniform_half_starts_at_the_noise_end() {
+        let obj = Ctm::new(CtmConfig::default(), 2).unwrap();
+        let n = 100_000;
+        let s = obj.dsm_sigmas(&mut Rng::new(7), 2 * n);
+        let uni = &s[n..];
+        let lo = (80f64.powf(1.0 / 7.0) + 0.7 * (0.002f64.powf(1.0 / 7.0) - 80f64.powf(1.0 / 7.0))).powi(7);
+        assert!((lo - 0.318283).abs() < 1e-6);
+        let min = uni.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = uni.iter().copied().fold(0.0, f64::max);
+        assert!(min >= lo * (1.0 - 1e-12), "uniform-half minimum {min} < {lo}");
+        assert!(max <= 80.0 * (1.0 + 1e-12) && max > 79.0, "uniform-half maximum {max}");
+        let p10 = uni.iter().filter(|&&s| s > 10.0).count() as f64 / n as f64;
+        assert!((p10 - 0.4706).abs() < 0.005, "P(σ > 10) = {p10}");
+        // A stub draw u = 0 is the noise end T, u = 1 the ramp's lower end.
+        assert!((obj.dsm_ramp_sigma(0.0) - 80.0).abs() < 1e-12);
+        assert!((obj.dsm_ramp_sigma(1.0) - lo).abs() < 1e-12);
     }
 }

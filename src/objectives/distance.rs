@@ -8,16 +8,22 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Distance {
-    /// Mean of squares over the sample's dimensions.
+    /// Mean of squares over the sample's dimensions, mean((a − b)²) (CM's `l2`: `mean_flat`).
     L2,
-    /// Mean of absolute values.
+    /// Mean of absolute values, mean(|a − b|) (CM's `l1`).
     L1,
+    /// The plain Euclidean norm ‖a − b‖₂ = sqrt(Σ (a − b)²) of the whole sample: ECT's loss with
+    /// c = 0 (locuslab/ect `training/loss.py:82-89`, its CIFAR-10 setting; AUDIT D5).
+    L2Norm,
     /// sqrt(‖a − b‖² + c²) − c on the whole sample (iCT), c = 0.00054·√D unless given.
     PseudoHuber,
     /// LPIPS with the VGG16 trunk (METHODS.md §1) on square grey or RGB images in [-1, 1]
     /// (the shape is read from D: s² grey or 3·s² RGB). [`crate::lpips::Lpips`] maps the
     /// inputs as LPIPS expects (the shift/scale on [-1, 1] equals ImageNet normalisation of
-    /// (x + 1)/2 in [0, 1]); images smaller than 256 px are upsampled bilinearly to 224 px.
+    /// (x + 1)/2 in [0, 1]); images smaller than 256 px are upsampled bilinearly to 224 px with
+    /// half-pixel centres (AUDIT B3). The VGG trunk max-pools, as the JAX CM code's lpips_jax;
+    /// the PyTorch CM code uses `piq.LPIPS(replace_pooling=True)`, i.e. average pooling
+    /// (AUDIT D11): LPIPS numbers are comparable with the JAX code's.
     Lpips,
     /// LPIPS at the images' own size (no upsampling; much faster, needs at least 16 px).
     LpipsNative,
@@ -81,6 +87,7 @@ pub fn distance(kind: Distance, a: Tensor<2>, b: Tensor<2>, c: f64) -> Tensor<2>
     match kind {
         Distance::L2 => (a - b).square().mean_dim(1),
         Distance::L1 => (a - b).abs().mean_dim(1),
+        Distance::L2Norm => (a - b).square().sum_dim(1).sqrt(),
         Distance::PseudoHuber => (a - b).square().sum_dim(1).add_scalar(c * c).sqrt().sub_scalar(c),
         Distance::Lpips | Distance::LpipsNative => {
             let l = lpips_vgg().expect("LPIPS weights (checked when the objective was built)");
@@ -105,4 +112,23 @@ pub fn huber_c(dim: usize) -> f64 {
 /// Mean over the batch of w_i·d_i, weights in f64.
 pub fn weighted_mean(d: Tensor<2>, w: &[f64]) -> Tensor<1> {
     (d.clone() * col(w, &d)).mean()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// AUDIT D5: the plain L2 norm of ECT's CIFAR config: distance([3, 4], [0, 0]) = 5.
+    #[test]
+    fn audit_d5_l2_norm_distance() {
+        let dev = Device::flex();
+        let a = crate::tensor::tensor2(vec![3.0, 4.0], 1, 2, &dev);
+        let b = crate::tensor::tensor2(vec![0.0, 0.0], 1, 2, &dev);
+        let d = crate::tensor::to_vec64(distance(Distance::L2Norm, a.clone(), b.clone(), 0.0));
+        assert_eq!(d, vec![5.0]);
+        let h = crate::tensor::to_vec64(distance(Distance::PseudoHuber, a.clone(), b.clone(), 0.5));
+        assert!((h[0] - ((25.0f64 + 0.25).sqrt() - 0.5)).abs() < 1e-6);
+        let l2 = crate::tensor::to_vec64(distance(Distance::L2, a, b, 0.0));
+        assert_eq!(l2, vec![12.5]);
+    }
 }

@@ -3,21 +3,35 @@
 //! No EMA teacher (θ⁻ = sg θ), pseudo-Huber distance on the whole sample, doubling curriculum
 //! N(k), lognormal proposal over the grid intervals, weighting λ(σ_i) = 1/(σ_{i+1} − σ_i).
 //! Dropout masks (model.dropout; 0.3 in the paper) are shared by both passes.
+//!
+//! **Defaults follow the paper's CIFAR-10 setting** (Song & Dhariwal 2023, §3–§4 and App.; no
+//! official code was released: s0 = 10, s1 = 1280, P_mean −1.1, P_std 2.0, c = 0.00054·√D, the
+//! 1/Δσ weighting). The paper's training settings (RAdam, lr 1e-4, batch 1024, 400k steps,
+//! dropout 0.3, NCSN++ with Fourier scale 0.02, EMA 0.99993) live in `[train]` / `[model]`.
+//!
+//! Options (paper symbols): `s0`, `s1`, `p_mean`, `p_std` (P_mean, P_std), `distance` and
+//! `huber_c` (c), `weighting` (λ(σ_i) = 1/(σ_{i+1} − σ_i) or 1), `time` (ε, T, ρ, two-step σ).
 
 use super::*;
 use crate::schedule::{ict_n, ict_probs, karras};
 
+/// The `[method]` table of `ict`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IctConfig {
+    /// Initial discretisation s0 (grid points N(0) = s0 + 1). Default 10.
     pub s0: u64,
+    /// Final discretisation s1 (N = s1 + 1 in the last stage). Default 1280.
     pub s1: u64,
+    /// P_mean of the lognormal proposal over the grid intervals. Default −1.1.
     pub p_mean: f64,
+    /// P_std of the lognormal proposal. Default 2.0.
     pub p_std: f64,
+    /// Distance d (default `pseudo-huber` on the whole sample).
     pub distance: Distance,
-    /// Pseudo-Huber c (0 = 0.00054·√D).
+    /// Pseudo-Huber c (0 = 0.00054·√D, the paper's choice: 0.03 on CIFAR-10).
     pub huber_c: f64,
-    /// Weighting 1/(σ_{i+1} − σ_i) (true) or 1.
+    /// Weighting λ(σ_i) = 1/(σ_{i+1} − σ_i) (true, default) or 1.
     pub weighting: bool,
     /// EDM-time settings, the `[method.time]` table (ε, T, ρ, two-step σ).
     pub time: EdmTime,
@@ -54,12 +68,14 @@ impl IctConfig {
     }
 }
 
+/// The iCT objective.
 pub struct Ict {
     cfg: IctConfig,
     c: f64,
 }
 
 impl Ict {
+    /// The objective for `dim`-dimensional samples.
     pub fn new(cfg: IctConfig, dim: usize) -> anyhow::Result<Self> {
         cfg.validate()?;
         check_distance(cfg.distance, dim)?;

@@ -16,6 +16,7 @@ pub mod ect;
 pub mod facm;
 pub mod ict;
 pub mod meanflow;
+pub mod presets;
 pub mod registry;
 pub mod scm;
 
@@ -46,14 +47,19 @@ pub struct Ctx<'a> {
     pub online_sg: Params<'a>,
     /// Target weights θ⁻: the EMA copy, or sg(θ) when the method has no EMA target.
     pub target: Params<'a>,
+    /// The teacher denoiser of a distilling method (EDM coordinates).
     pub teacher: Option<&'a dyn Denoiser>,
+    /// The run's random stream (time draws, noise, dropout masks).
     pub rng: &'a mut Rng,
+    /// The device tensors are made on.
     pub device: &'a Device,
 }
 
 /// A scalar loss plus named terms for the log.
 pub struct LossOut {
+    /// The scalar loss (an autodiff graph over the online weights).
     pub loss: Tensor<1>,
+    /// Named values for the log.
     pub terms: Vec<(String, f64)>,
 }
 
@@ -64,14 +70,20 @@ pub struct LossOut {
 /// `sigma_data_end`.
 #[derive(Clone)]
 pub struct OneStepMap {
+    /// Lowest σ of the check.
     pub sigma_min: f64,
+    /// Highest σ of the check.
     pub sigma_max: f64,
+    /// ρ of the ramp the σ are drawn on.
     pub rho: f64,
+    /// Where the exact map integrates to (the method's data end in σ).
     pub sigma_data_end: f64,
+    /// (model, weights, x, σ) → the method's estimate of the trajectory's data end.
     #[allow(clippy::type_complexity)]
     pub map: std::sync::Arc<dyn Fn(&Model, &[Tensor<1>], Tensor<2>, &[f64]) -> Tensor<2> + Send + Sync>,
 }
 
+/// A training method (the DESIGN.md objective contract; see the module docs).
 pub trait Objective: Send + Sync {
     /// The registry name (`ict`, `cd`, …).
     fn name(&self) -> &'static str;
@@ -83,6 +95,7 @@ pub trait Objective: Send + Sync {
     }
     /// EMA decay of the target network after step `step`; None = no EMA target (θ⁻ = sg θ).
     fn target_decay(&self, step: u64, total: u64) -> Option<f64>;
+    /// Whether the method needs a teacher denoiser (`Ctx::teacher`).
     fn needs_teacher(&self) -> bool {
         false
     }
@@ -95,6 +108,7 @@ pub trait Objective: Send + Sync {
     fn phases(&self, _step: u64) -> usize {
         1
     }
+    /// The loss of `phase` on the standardised batch x0 `[B, D]`.
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, phase: usize) -> LossOut;
     /// How the trained model generates, with the method's own time schedule (σ_d is the data's).
     fn sampler(&self, sigma_d: f64) -> Sampler;
@@ -180,14 +194,20 @@ impl<'de> Deserialize<'de> for Teacher {
     }
 }
 
-/// EDM-time settings shared by the discrete-time methods.
+/// EDM-time settings shared by the discrete-time methods (the `[method.time]` table; CTM also
+/// accepts them at the top level of `[method]`, where its configs gave them before).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EdmTime {
+    /// ε = σ_min, the data end of the consistency function (f(x, ε) = x) and of the Karras
+    /// grid, in σ units (standardised data). Default 0.002 (EDM, CM).
     pub eps: f64,
+    /// T = σ_max, the noise end. Default 80.
     pub t_max: f64,
+    /// ρ of the Karras grid σ_i = (ε^{1/ρ} + (i−1)/(N−1)(T^{1/ρ} − ε^{1/ρ}))^ρ. Default 7.
     pub rho: f64,
-    /// Intermediate σ of two-step sampling.
+    /// Intermediate σ of two-step consistency sampling τ_1. Default 0.821 (ECT's CIFAR-10
+    /// `--mid_t`; CM's ImageNet-64 runs use grid indices instead, `--ts 0,22,39`).
     pub two_step_sigma: f64,
 }
 
@@ -243,14 +263,72 @@ impl EdmTime {
     }
 }
 
-/// Target-network policy for CD/CT-style methods.
+/// Target-network policy for CD/CT-style methods (the `[method.target]` table, `kind = …`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", deny_unknown_fields)]
 pub enum TargetPolicy {
-    /// θ⁻ = sg(θ) (μ = 0).
+    /// θ⁻ = sg(θ), i.e. μ = 0 (`kind = "stop-grad"`; CD on CIFAR-10, iCT).
     StopGrad,
-    /// θ⁻ ← μθ⁻ + (1 − μ)θ with fixed μ.
-    Ema { mu: f64 },
-    /// CT's μ(k) = exp(s0 ln μ0 / N'(k)) (METHODS.md §1).
-    Scheduled { mu0: f64 },
+    /// θ⁻ ← μθ⁻ + (1 − μ)θ after every step with a fixed μ (`kind = "ema"`, `mu`; CM's
+    /// `target_ema_mode = "fixed"`, `start_ema`: 0.95 for CD on ImageNet-64).
+    Ema {
+        /// The decay μ ∈ [0, 1).
+        mu: f64,
+    },
+    /// CT's adaptive μ(k) = exp(s0·ln μ0 / N'(k)) (`kind = "scheduled"`; METHODS.md §1; CM's
+    /// `target_ema_mode = "adaptive"`).
+    Scheduled {
+        /// μ0, the decay at the start (`start_ema`: 0.9 CIFAR-10, 0.95 ImageNet-64).
+        mu0: f64,
+        /// `code` (default): divide by N'(k) = N(k) − 1 as both official codes do; `paper`:
+        /// divide by N(k) as the CM paper's App. C writes (AUDIT D6).
+        #[serde(default)]
+        form: MuForm,
+    },
+}
+
+/// Which N the CT target decay μ(k) = exp(s0·ln μ0 / N) divides by (AUDIT D6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MuForm {
+    /// N'(k) = N(k) − 1 (openai/consistency_models `cm/script_util.py:186-197`, jcm
+    /// `losses.py:916-927`): μ(0) = μ0^{s0} = 0.81 on CIFAR-10.
+    #[default]
+    Code,
+    /// N(k) (Song et al. 2023, App. C): μ(0) = 0.9 on CIFAR-10.
+    Paper,
+}
+
+/// The loss weighting λ(σ) of CD and CT, evaluated at the higher noise level σ_{n+1}
+/// (openai/consistency_models `cm/karras_diffusion.py:18-31` `get_weightings`, with
+/// snr = σ^{−2}; AUDIT M4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CmWeighting {
+    /// λ = 1 (`uniform`, every official CD/CT launch script; default).
+    #[default]
+    Uniform,
+    /// λ = snr = 1/σ².
+    Snr,
+    /// λ = snr + 1.
+    #[serde(rename = "snr+1")]
+    SnrPlus1,
+    /// λ = snr + 1/σ_d² = (σ² + σ_d²)/(σ·σ_d)², EDM's λ (`karras`).
+    Karras,
+    /// λ = max(snr, 1).
+    TruncatedSnr,
+}
+
+impl CmWeighting {
+    /// λ(σ) for data std σ_d.
+    pub fn weight(&self, sigma: f64, sigma_d: f64) -> f64 {
+        let snr = 1.0 / (sigma * sigma);
+        match self {
+            CmWeighting::Uniform => 1.0,
+            CmWeighting::Snr => snr,
+            CmWeighting::SnrPlus1 => snr + 1.0,
+            CmWeighting::Karras => snr + 1.0 / (sigma_d * sigma_d),
+            CmWeighting::TruncatedSnr => snr.max(1.0),
+        }
+    }
 }

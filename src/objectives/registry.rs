@@ -3,15 +3,22 @@
 
 use super::*;
 
-/// The method section of a config: the registry of methods.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The method section of a config: the registry of methods. `name` selects the method; an
+/// optional `preset = "…"` starts from an official configuration ([`super::presets`]) that
+/// the table's own fields override (a subtable with `kind`, such as `[method.target]`,
+/// replaces the preset's whole). Serialised configs carry every field and no preset.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "name", rename_all = "kebab-case")]
 pub enum MethodConfig {
     /// EDM diffusion teacher by denoising score matching.
     Edm(dsm::DsmConfig),
+    /// Consistency distillation (Song et al. 2023).
     Cd(cd::CdConfig),
+    /// Consistency training (Song et al. 2023).
     Ct(ct::CtConfig),
+    /// Improved consistency training (Song & Dhariwal 2023).
     Ict(ict::IctConfig),
+    /// Easy consistency tuning (Geng et al. 2024).
     Ect(ect::EctConfig),
     /// Consistency trajectory models (METHODS.md §4).
     Ctm(ctm::CtmConfig),
@@ -25,7 +32,111 @@ pub enum MethodConfig {
     Facm(facm::FacmConfig),
     /// FACM with the auxiliary time condition.
     FacmAux(facm::FacmConfig),
+    /// MeanFlow (Geng et al. 2025).
     Meanflow(meanflow::MeanFlowConfig),
+}
+
+/// Keys of [`EdmTime`] that a CTM `[method]` table may give at its top level (CTM flattened
+/// them before they moved to `[method.time]`, as every other method has them).
+const CTM_TOP_LEVEL_TIME: [&str; 4] = ["eps", "t_max", "rho", "two_step_sigma"];
+
+/// Merges `over` into `base`: scalars and arrays replace, tables merge key by key, except a
+/// table with a `kind` key (a tagged enum), which replaces the base's whole.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) if !o.contains_key("kind") => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MethodConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let table = toml::Table::deserialize(d)?;
+        MethodConfig::from_table(table).map_err(|e| D::Error::custom(format!("{e:#}")))
+    }
+}
+
+impl MethodConfig {
+    /// Parses a `[method]` table: `name`, an optional `preset`, and the method's own fields.
+    pub fn from_table(mut table: toml::Table) -> anyhow::Result<Self> {
+        let name = match table.remove("name") {
+            Some(toml::Value::String(s)) => s,
+            Some(other) => anyhow::bail!("method.name must be a string, got {other}"),
+            None => anyhow::bail!("missing field `name` in [method] (one of {})", METHODS.join(", ")),
+        };
+        if !METHODS.contains(&name.as_str()) {
+            anyhow::bail!("unknown method '{name}': expected one of {}", METHODS.join(", "));
+        }
+        let mut fields = match table.remove("preset") {
+            Some(toml::Value::String(p)) => super::presets::table(super::presets::find(&name, &p)?),
+            Some(other) => anyhow::bail!("method.preset must be a string, got {other}"),
+            None => toml::Table::new(),
+        };
+        if name == "ctm" {
+            let mut time = toml::Table::new();
+            for k in CTM_TOP_LEVEL_TIME {
+                if let Some(v) = table.remove(k) {
+                    time.insert(k.to_string(), v);
+                }
+            }
+            if !time.is_empty() {
+                let mut t = toml::Table::new();
+                t.insert("time".into(), toml::Value::Table(time));
+                merge(&mut table, t);
+            }
+        }
+        merge(&mut fields, table);
+        let v = toml::Value::Table(fields);
+        fn parse<T: serde::de::DeserializeOwned>(v: toml::Value) -> anyhow::Result<T> {
+            T::deserialize(v).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim()))
+        }
+        Ok(match name.as_str() {
+            "edm" => MethodConfig::Edm(parse(v)?),
+            "cd" => MethodConfig::Cd(parse(v)?),
+            "ct" => MethodConfig::Ct(parse(v)?),
+            "ict" => MethodConfig::Ict(parse(v)?),
+            "ect" => MethodConfig::Ect(parse(v)?),
+            "ctm" => MethodConfig::Ctm(parse(v)?),
+            "trigflow" => MethodConfig::Trigflow(parse(v)?),
+            "sct" => MethodConfig::Sct(parse(v)?),
+            "scd" => MethodConfig::Scd(parse(v)?),
+            "facm" => MethodConfig::Facm(parse(v)?),
+            "facm-aux" => MethodConfig::FacmAux(parse(v)?),
+            "meanflow" => MethodConfig::Meanflow(parse(v)?),
+            other => unreachable!("{other} is in METHODS"),
+        })
+    }
+
+    /// The method `name` configured by its preset `preset` (`cm inspect config --preset`).
+    pub fn from_preset(name: &str, preset: &str) -> anyhow::Result<Self> {
+        let mut t = toml::Table::new();
+        t.insert("name".into(), toml::Value::String(name.into()));
+        t.insert("preset".into(), toml::Value::String(preset.into()));
+        Self::from_table(t)
+    }
+
+    /// The registry name of this method.
+    pub fn name(&self) -> &'static str {
+        match self {
+            MethodConfig::Edm(_) => "edm",
+            MethodConfig::Cd(_) => "cd",
+            MethodConfig::Ct(_) => "ct",
+            MethodConfig::Ict(_) => "ict",
+            MethodConfig::Ect(_) => "ect",
+            MethodConfig::Ctm(_) => "ctm",
+            MethodConfig::Trigflow(_) => "trigflow",
+            MethodConfig::Sct(_) => "sct",
+            MethodConfig::Scd(_) => "scd",
+            MethodConfig::Facm(_) => "facm",
+            MethodConfig::FacmAux(_) => "facm-aux",
+            MethodConfig::Meanflow(_) => "meanflow",
+        }
+    }
 }
 
 impl Default for MethodConfig {
@@ -59,6 +170,8 @@ impl MethodConfig {
         })
     }
 
+    /// The objective of this config for `dim`-dimensional samples (checks the data-dependent
+    /// settings, e.g. a distance's image shape).
     pub fn build(&self, dim: usize) -> anyhow::Result<Box<dyn Objective>> {
         Ok(match self {
             MethodConfig::Edm(c) => Box::new(dsm::Dsm::new(c.clone())?),
@@ -116,9 +229,40 @@ impl MethodConfig {
         }
     }
 
-    /// Whether the student starts from the teacher's weights (same backbone and time input).
+    /// A trained run of this method as a teacher denoiser in EDM coordinates (AUDIT B4),
+    /// given its model and (EMA) backbone weights: EDM, CTM (D_θ = g_θ(x, σ, σ)) and TrigFlow
+    /// runs through [`crate::model::NetDenoiser`]; `facm` / `facm-aux` through their
+    /// flow-matching branch ([`facm::FacmTeacher`]); `meanflow` through u(z, r = t, t)
+    /// ([`meanflow::MeanFlowTeacher`]). Consistency-model runs (CD, CT, iCT, ECT, sCT, sCD)
+    /// act through their consistency function, as before.
+    pub fn teacher_denoiser(&self, model: Model, params: Vec<Tensor<1>>) -> std::sync::Arc<dyn Denoiser> {
+        use std::sync::Arc;
+        match self {
+            MethodConfig::Facm(_) => Arc::new(facm::FacmTeacher {
+                model,
+                params,
+                aux: false,
+            }),
+            MethodConfig::FacmAux(_) => Arc::new(facm::FacmTeacher {
+                model,
+                params,
+                aux: true,
+            }),
+            MethodConfig::Meanflow(c) => Arc::new(meanflow::MeanFlowTeacher {
+                model,
+                params,
+                inputs: c.time_inputs,
+            }),
+            _ => Arc::new(crate::model::NetDenoiser { model, params }),
+        }
+    }
+
+    /// Whether the student starts from the teacher's weights when `cm demo` trains a teacher:
+    /// CD (Song et al. 2023) and CTM (Kim-Dongjun/ctm-cifar10 resumes from an EDM-initialised
+    /// checkpoint; its second time embedding starts at zero, so D_θ equals the teacher at step
+    /// 0: AUDIT M6). `train.init_from` copies the matching tensors ([`crate::nets::transfer`]).
     pub fn starts_from_teacher(&self) -> bool {
-        matches!(self, MethodConfig::Cd(_))
+        matches!(self, MethodConfig::Cd(_) | MethodConfig::Ctm(_))
     }
 
     /// Backbone settings the method's paper recommends, applied to a demo MLP config: sCM and

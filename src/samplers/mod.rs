@@ -63,6 +63,9 @@ impl Noise<'_> {
     }
 }
 
+/// times → network evaluations of a walk along them.
+type NfeFn = dyn Fn(&[f64]) -> usize + Send + Sync;
+
 /// The common shape of every sampler function: (model, weights, z, times, noise) → samples.
 pub type SampleFn = dyn Fn(&Model, &[Tensor<1>], Tensor<2>, &[f64], &mut Noise<'_>) -> Tensor<2> + Send + Sync;
 
@@ -77,6 +80,8 @@ pub struct Sampler {
     /// steps → the method's time list.
     times: Arc<dyn Fn(usize) -> Vec<f64> + Send + Sync>,
     run: Arc<SampleFn>,
+    /// times → network evaluations of a walk along them (default: one per step).
+    nfe: Arc<NfeFn>,
 }
 
 impl std::fmt::Debug for Sampler {
@@ -99,7 +104,21 @@ impl Sampler {
             ends,
             times: Arc::new(times),
             run: Arc::new(run),
+            nfe: Arc::new(|t: &[f64]| t.len().saturating_sub(1)),
         }
+    }
+
+    /// The same sampler with its own count of network evaluations (NFE) per walk (the default
+    /// is one per step; Heun ODE samplers take two per step but one on an Euler step to σ = 0,
+    /// [`ode::heun_nfe`]).
+    pub fn with_nfe(mut self, nfe: impl Fn(&[f64]) -> usize + Send + Sync + 'static) -> Self {
+        self.nfe = Arc::new(nfe);
+        self
+    }
+
+    /// Network evaluations of a walk along `times` (for `steps`: `nfe(&times(steps))`).
+    pub fn nfe(&self, times: &[f64]) -> usize {
+        (self.nfe)(times)
     }
 
     /// The method's time list for `steps` network steps (at least one).

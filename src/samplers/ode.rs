@@ -11,14 +11,25 @@ use crate::tensor::col;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// An ODE step rule.
+/// An ODE step rule (`solver` of CD and CTM, `--ode` of `cm sample`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Solver {
-    /// One denoiser evaluation per step.
+    /// Euler: x + (σ_to − σ_from)·(x − D(x, σ_from))/σ_from, one denoiser evaluation per step
+    /// (CM's `euler_solver`, the CT target with D := x0).
     Euler,
-    /// Heun's second-order correction (two evaluations; Euler when stepping to σ = 0).
+    /// Heun's second-order correction (Karras et al. 2022, Alg. 1; CM's `heun_solver`): two
+    /// evaluations per step, and a plain Euler step (one evaluation) when stepping to σ = 0.
     Heun,
+}
+
+/// Network evaluations of [`edm_ode`] along `sigmas` with `solver`: Heun costs two per step
+/// and one on a step to σ = 0 (so EDM's N-point grid + 0 costs 2N − 1; AUDIT D8), Euler one.
+pub fn heun_nfe(sigmas: &[f64], solver: Solver) -> usize {
+    sigmas
+        .windows(2)
+        .map(|w| if solver == Solver::Euler || w[1] <= 0.0 { 1 } else { 2 })
+        .sum()
 }
 
 /// One Euler or Heun step of the PF-ODE from σ_from to σ_to (per-sample times).
@@ -47,7 +58,8 @@ pub fn edm_ode(den: &dyn Denoiser, mut x: Tensor<2>, sigmas: &[f64], solver: Sol
 }
 
 /// The EDM ODE sampler of a model whose [`NetDenoiser`] is a denoiser (EDM teachers, CTM's
-/// D_θ): x_T = T·z, then [`edm_ode`] through `sigmas` (T first).
+/// D_θ): x_T = T·z, then [`edm_ode`] through `sigmas` (T first; EDM's list ends with 0, the
+/// last step Euler: [`crate::schedule::edm_times`]).
 pub fn edm_sample(model: &Model, p: &[Tensor<1>], z: Tensor<2>, sigmas: &[f64], solver: Solver) -> Tensor<2> {
     let den = NetDenoiser {
         model: model.clone(),
@@ -62,7 +74,8 @@ pub fn edm_sampler(solver: Solver) -> impl Fn(&Model, &[Tensor<1>], Tensor<2>, &
 }
 
 /// Heun on the TrigFlow PF-ODE of a velocity model (`model.f` = σ_d·F) from x_T = σ_d·z through
-/// the decreasing times `ts` (T first, 0 last).
+/// the decreasing times `ts` (T first, 0 last), two evaluations on every step (the TrigFlow
+/// velocity is finite at t = 0, so the last step is Heun too).
 pub fn trigflow_ode(model: &Model, p: &[Tensor<1>], z: Tensor<2>, ts: &[f64], _noise: &mut Noise<'_>) -> Tensor<2> {
     let b = z.dims()[0];
     let mut x = z.mul_scalar(model.precond.sigma_d());

@@ -162,3 +162,30 @@ fn user_times_are_completed_and_checked() {
     assert_eq!(up.complete(&[0.5]).unwrap(), vec![0.0, 0.5, 1.0]);
     assert!(up.complete(&[0.6, 0.5]).is_err());
 }
+
+/// AUDIT D8: counting the denoiser's calls, EDM's 18-step Heun sampler (18-point grid + 0)
+/// makes 35 and the old grid to ε 36; [`super::ode::heun_nfe`] agrees with both counts.
+#[test]
+fn audit_d8_edm_heun_counts_2n_minus_1_calls() {
+    use crate::process::Denoiser;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    struct Count(AtomicUsize);
+    impl Denoiser for Count {
+        fn denoise(&self, x: Tensor<2>, _: &[f64]) -> Tensor<2> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            x.mul_scalar(0.5)
+        }
+    }
+    let dev = Device::flex();
+    let z = Rng::new(1).normal_tensor([4, 2], &dev);
+    for (times, want) in [
+        (crate::schedule::edm_times(18, 0.002, 80.0, 7.0), 35),
+        (karras_desc(18, 0.002, 80.0, 7.0), 36),
+        (crate::schedule::edm_times(1, 0.002, 80.0, 7.0), 1),
+    ] {
+        let c = Count(AtomicUsize::new(0));
+        let _ = super::ode::edm_ode(&c, z.clone(), &times, super::ode::Solver::Heun);
+        assert_eq!(c.0.load(Ordering::SeqCst), want, "{} times", times.len());
+        assert_eq!(super::ode::heun_nfe(&times, super::ode::Solver::Heun), want);
+    }
+}

@@ -58,20 +58,17 @@ impl Trainer {
         if !setup.cfg.train.init_from.is_empty() {
             let (_, src, st) = load_run(Path::new(&setup.cfg.train.init_from), &setup.device)
                 .with_context(|| format!("train.init_from = {}", setup.cfg.train.init_from))?;
-            let src_specs = &src.specs[..src.n_net];
-            if src_specs.len() != setup.n_net
-                || src_specs
-                    .iter()
-                    .zip(&setup.specs)
-                    .any(|(a, b)| a.name != b.name || a.shape != b.shape)
-            {
-                bail!(
-                    "train.init_from: {} has a different backbone architecture",
-                    setup.cfg.train.init_from
-                );
-            }
-            for i in 0..setup.n_net {
-                online[i] = st.ema[i].clone();
+            // Matching tensors are copied; a source with fewer time inputs (CTM from its EDM
+            // teacher) gets the extra time-embedding rows zeroed (AUDIT M6).
+            let what = format!("train.init_from: {}", setup.cfg.train.init_from);
+            let w = crate::nets::transfer::transfer(
+                &src.specs[..src.n_net],
+                &st.ema[..src.n_net],
+                &setup.specs[..setup.n_net],
+                &what,
+            )?;
+            for (i, t) in w.into_iter().enumerate() {
+                online[i] = t;
             }
         }
         let state = State {

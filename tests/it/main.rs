@@ -4,6 +4,8 @@
 //! something new, find the concern below; a new method needs only its row in `conformance`
 //! (and, if it trains briefly to a measurable result, a short run in `methods`).
 
+/// The audit's regression tests (`cargo test --release audit_`): one per finding of ../shared/docs/AUDIT.md.
+mod audit;
 /// A wrong file, flag or config gives a clear error naming the problem (CLI and library).
 mod bad_input;
 /// Shared helpers: small configs, scratch folders, bit-exact state comparison, running `cm`.
