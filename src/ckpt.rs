@@ -18,6 +18,7 @@ use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+/// The format tag every checkpoint carries in its metadata.
 pub const FORMAT: &str = "cm-checkpoint-1";
 
 /// Everything a run needs to continue exactly.
@@ -43,6 +44,7 @@ pub struct State {
     pub adam_t: Vec<u64>,
     /// Steps skipped for a non-finite loss or gradient, in total and in a row.
     pub bad_steps: u64,
+    /// Consecutive skipped steps at the time of the checkpoint.
     pub bad_run: u64,
     /// The objective's own state ([`crate::objectives::Objective::state`]), if any.
     pub method_state: Option<String>,

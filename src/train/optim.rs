@@ -10,9 +10,13 @@ use burn::prelude::*;
 /// Adam / RAdam hyper-parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamConfig {
+    /// Adam or RAdam.
     pub kind: Optimizer,
+    /// First-moment decay β1.
     pub beta1: f64,
+    /// Second-moment decay β2.
     pub beta2: f64,
+    /// ε added to the denominator.
     pub eps: f64,
 }
 
