@@ -279,4 +279,16 @@ mod tests {
         assert_eq!(MeanFlowInputs::RT.tangent(), (0.0, 1.0));
         assert_eq!(MeanFlowConfig::default().time_inputs, MeanFlowInputs::TH);
     }
+
+    /// AUDIT D2: the defaults are one official configuration, py-meanflow's CIFAR-10 v0 (the
+    /// paper's): t, r ~ LN(−2.0, 2.0), v0, r ≠ t for 75 %, p = 0.75, c = 1e-3, (t, t − r).
+    #[test]
+    fn audit_d2_meanflow_defaults_are_cifar10_v0() {
+        let c = MeanFlowConfig::default();
+        assert_eq!((c.p_mean, c.p_std), (-2.0, 2.0));
+        assert_eq!((c.p_mean_r, c.p_std_r), (None, None)); // = t's distribution
+        assert_eq!(c.time_sampler, TimeSampler::V0);
+        assert_eq!((c.equal_frac, c.p, c.c), (0.25, 0.75, 1e-3));
+        assert_eq!(c.time_inputs, MeanFlowInputs::TH);
+    }
 }
