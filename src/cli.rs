@@ -71,10 +71,83 @@ pub struct DemoArgs {
     /// Print one JSON object as the last line.
     #[arg(long)]
     pub json: bool,
+    /// Compare methods at equal wall-clock training time instead (src/compare.rs): every
+    /// method of `--methods` on every data set of `--data` (comma-separated), over `--seeds`
+    /// seeds, `--budget` seconds each; writes compare.md, compare.json and compare-DATA.png
+    /// into --out (default runs/compare), and continues an interrupted comparison.
+    #[arg(long)]
+    pub compare: bool,
+    /// With --compare: comma-separated methods (default: every one-step method).
+    #[arg(long)]
+    pub methods: Option<String>,
+    /// With --compare: seeds per method and data set (0, 1, …; default 3).
+    #[arg(long, default_value_t = 3)]
+    pub seeds: u64,
+    /// With --compare: training seconds per run, teacher included (default 180).
+    #[arg(long, default_value_t = 180.0)]
+    pub budget: f64,
+    /// With --compare: evaluation points per run, at budget/2^k (default 5).
+    #[arg(long, default_value_t = 5)]
+    pub points: usize,
+}
+
+/// Runs `cm demo --compare`.
+fn compare(args: DemoArgs) -> Result<()> {
+    let dev = device("cpu")?;
+    let list = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect()
+    };
+    let methods = match &args.methods {
+        Some(m) => list(m),
+        None => crate::compare::DEFAULT_METHODS.iter().map(|s| s.to_string()).collect(),
+    };
+    for m in &methods {
+        crate::objectives::MethodConfig::by_name(m)?;
+    }
+    let data = list(&args.data);
+    for d in &data {
+        anyhow::ensure!(
+            !crate::data::is_image_name(d),
+            "--compare runs on point data, not on images ({d})"
+        );
+        crate::data::Dataset::from_name(d)?;
+    }
+    anyhow::ensure!(
+        args.budget > 0.0 && args.budget.is_finite(),
+        "--budget must be a positive number of seconds"
+    );
+    anyhow::ensure!(args.seeds >= 1, "--seeds must be at least 1");
+    let opts = crate::compare::CompareOptions {
+        methods,
+        data,
+        seeds: (0..args.seeds).collect(),
+        budget: args.budget,
+        n_eval: args.n_eval.unwrap_or(10_000),
+        points: args.points.max(1),
+        out: args.out.unwrap_or_else(|| PathBuf::from("runs/compare")),
+        progress: true,
+    };
+    let arms = crate::compare::run_compare(&opts, &dev)?;
+    let rows = crate::compare::rows(&arms);
+    println!("{}", crate::compare::markdown(&opts, &rows));
+    eprintln!(
+        "wrote {}/compare.md, compare.json and compare-DATA.png",
+        opts.out.display()
+    );
+    if args.json {
+        print_json(&serde_json::json!({"rows": rows}));
+    }
+    Ok(())
 }
 
 /// Runs `cm demo`.
 pub fn demo(args: DemoArgs) -> Result<()> {
+    if args.compare {
+        return compare(args);
+    }
     let DemoArgs {
         method,
         data,
@@ -85,6 +158,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         out,
         force,
         json,
+        ..
     } = args;
     let dev = device("cpu")?;
     let n_eval = n_eval.unwrap_or_else(|| crate::generate::default_n_eval(&data));
@@ -126,7 +200,14 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         }
         e
     })?;
-    let row = |name: &str, r: &crate::eval::Report| eprintln!("  {name:<18} {}", r.line());
+    // Image reports carry their own figures (FD, confidence); the SWD verdict is for points.
+    let points = !crate::data::is_image_name(&data);
+    let row = |name: &str, r: &crate::eval::Report| {
+        eprintln!("  {name:<18} {}", r.line());
+        if points && name != "fresh data" {
+            eprintln!("  {:<18}   -> {}", "", crate::eval::verdict(r.swd, s.data.swd));
+        }
+    };
     eprintln!(
         "trained {} steps in {:.1}s ({} skipped); {} samples each:",
         s.steps, s.train_seconds, s.skipped_steps, n_eval

@@ -86,6 +86,10 @@ pub struct DemoSummary {
     pub one_step: Report,
     /// The trained model, two steps.
     pub two_step: Report,
+    /// One line each on how close the 1- and 2-step samples are to the data
+    /// ([`crate::eval::verdict`]); point data only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdicts: Option<[String; 2]>,
     /// Four network steps with the method's own sampler (CTM: γ = 0 jumps).
     pub four_step: Report,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -193,13 +197,20 @@ pub fn summarize(
         .map(|g| consistency_error(setup, trainer.ema_net(), g, 512, 0xC0));
     let exact_ode = setup.gmm_std.as_ref().map(|g| exact_ode_report(setup, g, n_eval));
     let dim = setup.data.dim();
-    if dim == 2 {
-        let panels: Vec<(&str, &[f64])> = vec![
-            ("data", &sets[0]),
-            ("untrained 1-step", &sets[3]),
-            ("1-step", &sets[1]),
-            ("2-step", &sets[2]),
-        ];
+    if dim >= 2 && setup.data.image_shape().is_none() {
+        // Higher-dimensional points are shown by their first two coordinates.
+        let first2 = |xs: &[f64]| -> Vec<f64> { xs.chunks(dim).flat_map(|p| [p[0], p[1]]).collect() };
+        let proj: Vec<Vec<f64>> = [0, 3, 1, 2].iter().map(|&i| first2(&sets[i])).collect();
+        let names = if dim == 2 {
+            ["data", "untrained 1-step", "1-step", "2-step"].map(String::from)
+        } else {
+            ["data (x1, x2)", "untrained 1-step", "1-step", "2-step"].map(String::from)
+        };
+        let panels: Vec<(&str, &[f64])> = names
+            .iter()
+            .zip(&proj)
+            .map(|(n, p)| (n.as_str(), p.as_slice()))
+            .collect();
         let c = crate::io::plot::scatter_panels(&panels, None);
         crate::io::plot::write_png_atomic(&out.join("samples.png"), &c)?;
     }
@@ -213,6 +224,11 @@ pub fn summarize(
     }
     let npy = crate::data::files::npy_bytes(&sets[1].iter().map(|&v| v as f32).collect::<Vec<_>>(), &[n_eval, dim]);
     crate::io::write_atomic(&out.join("samples_1step.npy"), &npy)?;
+    let verdicts = setup
+        .data
+        .image_shape()
+        .is_none()
+        .then(|| [one_step.swd, two_step.swd].map(|v| crate::eval::verdict(v, data.swd)));
     let s = DemoSummary {
         method: setup.objective.name().into(),
         dataset: setup.data.name().into(),
@@ -221,6 +237,7 @@ pub fn summarize(
         skipped_steps: trainer.bad_total,
         data,
         untrained,
+        verdicts,
         one_step,
         two_step,
         four_step,
@@ -234,5 +251,10 @@ pub fn summarize(
 
 /// Default output folder of a demo.
 pub fn default_out(method: &str, data: &str) -> PathBuf {
-    PathBuf::from("runs").join(format!("demo-{method}-{}", data.replace(['/', '.', ':'], "_")))
+    PathBuf::from("runs").join(format!("demo-{method}-{}", file_stem(data)))
+}
+
+/// A data name as a file-name part (`/`, `.` and `:` replaced by `_`).
+pub fn file_stem(data: &str) -> String {
+    data.replace(['/', '.', ':'], "_")
 }

@@ -28,6 +28,7 @@
 pub mod bench;
 pub mod ckpt;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod demo;

@@ -171,6 +171,8 @@ pub const BUILTIN: &[&str] = &[
     "checkerboard",
     "rings",
     "pinwheel",
+    "gmm5d",
+    "gmm10d",
 ];
 
 impl Dataset {
@@ -237,6 +239,25 @@ impl Dataset {
                     vec![vec![0.09], vec![0.16]],
                 ),
             },
+            // Higher-dimensional mixtures for comparisons beyond the plane: 8 modes with unequal
+            // weights (1, 2, ..., 8) and isotropic std 0.3 at fixed well-separated means
+            // (spread ~2 per coordinate, drawn once from a seeded generator).
+            "gmm5d" | "gmm10d" => {
+                let dim = if name == "gmm5d" { 5 } else { 10 };
+                let mut rng = Rng::new(0x5EED_0000 + dim as u64);
+                let means: Vec<Vec<f64>> = (0..8).map(|_| (0..dim).map(|_| 2.0 * rng.normal()).collect()).collect();
+                let cov = |s: f64| {
+                    let mut c = vec![0.0; dim * dim];
+                    for i in 0..dim {
+                        c[i * dim + i] = s * s;
+                    }
+                    c
+                };
+                Dataset::Gmm {
+                    name: name.into(),
+                    gmm: Gmm::new((1..=8).map(|k| k as f64).collect(), means, vec![cov(0.3); 8]),
+                }
+            }
             "moons" => Dataset::Toy {
                 name: name.into(),
                 kind: Toy::Moons,

@@ -195,6 +195,28 @@ impl Report {
     }
 }
 
+/// A one-line verdict on how close samples are to the data, from their SWD as a multiple of
+/// the data floor (the SWD of two fresh draws of the same size): what `cm demo` prints beside
+/// each row. The bands: ≤ 1.2× the floor is within the sampling noise of a fresh draw (the
+/// demo's target), ≤ 2× has every mode in place with slightly wrong spread, ≤ 5× has the
+/// modes but visibly wrong shapes or missing mass, beyond that the samples are far off.
+pub fn verdict(swd: f64, floor: f64) -> String {
+    if !(swd.is_finite() && floor > 0.0) {
+        return "no verdict (non-finite samples)".into();
+    }
+    let r = swd / floor;
+    let what = if r <= 1.2 {
+        "as close to the data as a fresh draw"
+    } else if r <= 2.0 {
+        "close: modes in place, spread slightly off"
+    } else if r <= 5.0 {
+        "rough: modes found, shapes or weights visibly off"
+    } else {
+        "far from the data"
+    };
+    format!("{r:.1}x the data floor: {what}")
+}
+
 /// Computes [`Report`] of `samples` against `reference` (and the exact density when known).
 pub fn report(samples: &[f64], reference: &[f64], dim: usize, gmm: Option<&Gmm>, scale: f64) -> Report {
     Report {

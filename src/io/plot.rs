@@ -1297,3 +1297,154 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// One series of a [`band_plot`]: a line through `mid` and a shaded band from `lo` to `hi`
+/// (e.g. the median and the range over seeds), all at the same `x`.
+pub struct Band<'a> {
+    /// Legend label.
+    pub name: &'a str,
+    /// x values, increasing.
+    pub x: &'a [f64],
+    /// The line.
+    pub mid: &'a [f64],
+    /// Lower edge of the band.
+    pub lo: &'a [f64],
+    /// Upper edge of the band.
+    pub hi: &'a [f64],
+}
+
+/// Metric-against-budget plot: one coloured line per series over its shaded band, y on a log10
+/// axis when every value is positive, and an optional dashed reference line (e.g. the data
+/// floor) with its label. 800x450, like [`line_plot`].
+pub fn band_plot(title: &str, xlabel: &str, series: &[Band], reference: Option<(&str, f64)>) -> Canvas {
+    let mut cv = Canvas::new(LP_W, LP_H, WHITE);
+    let (x0, y0) = (LP_LEFT, LP_TOP);
+    let (x1, y1) = (LP_W as i64 - LP_RIGHT - 1, LP_H as i64 - LP_BOTTOM - 1);
+    let mut xs: Vec<f64> = Vec::new();
+    let mut ys: Vec<f64> = Vec::new();
+    for s in series {
+        for i in 0..s.x.len() {
+            for v in [s.mid[i], s.lo[i], s.hi[i]] {
+                if s.x[i].is_finite() && v.is_finite() {
+                    xs.push(s.x[i]);
+                    ys.push(v);
+                }
+            }
+        }
+    }
+    if let Some((_, r)) = reference {
+        ys.push(r);
+    }
+    let log = !ys.is_empty() && ys.iter().all(|&v| v > 0.0);
+    let ty = |v: f64| if log { v.log10() } else { v };
+    let (mut xmin, mut xmax) = xs.iter().fold((f64::MAX, f64::MIN), |a, &x| (a.0.min(x), a.1.max(x)));
+    let (mut ymin, mut ymax) = ys
+        .iter()
+        .fold((f64::MAX, f64::MIN), |a, &y| (a.0.min(ty(y)), a.1.max(ty(y))));
+    if xs.is_empty() {
+        (xmin, xmax, ymin, ymax) = (0.0, 1.0, 0.0, 1.0);
+    }
+    xmin = xmin.min(0.0);
+    if xmax <= xmin {
+        xmax = xmin + 1.0;
+    }
+    if ymax <= ymin {
+        (ymin, ymax) = (ymin - 0.5, ymax + 0.5);
+    }
+    let pad = (ymax - ymin) * 0.05;
+    (ymin, ymax) = (ymin - pad, ymax + pad);
+    let map = |x: f64, yt: f64| -> (f64, f64) {
+        (
+            x0 as f64 + (x - xmin) / (xmax - xmin) * (x1 - x0) as f64,
+            y1 as f64 - (yt - ymin) / (ymax - ymin) * (y1 - y0) as f64,
+        )
+    };
+    let (xt, xstep) = nice_ticks(xmin, xmax, 8);
+    for &t in &xt {
+        let px = map(t, ymin).0.round() as i64;
+        cv.line(px, y0, px, y1, GRID);
+        let label = fmt_tick(t, xstep);
+        cv.text(px - text_width(&label, 1) as i64 / 2, y1 + 6, &label, INK, 1);
+    }
+    for (pos, label) in y_ticks(ymin, ymax, log) {
+        let py = map(xmin, pos).1.round() as i64;
+        cv.line(x0, py, x1, py, GRID);
+        cv.text(x0 - 5 - text_width(&label, 1) as i64, py - 3, &label, INK, 1);
+    }
+    let note = if log {
+        format!("{xlabel}  (y: log scale)")
+    } else {
+        xlabel.to_string()
+    };
+    cv.text(x1 - text_width(&note, 1) as i64, LP_H as i64 - 11, &note, INK, 1);
+    // Bands: for every pixel column between two points, blend the span between the
+    // interpolated edges, so overlapping bands stay readable.
+    for (si, s) in series.iter().enumerate() {
+        let color = PALETTE[si % PALETTE.len()];
+        for i in 1..s.x.len() {
+            let ok = |j: usize| s.x[j].is_finite() && s.lo[j].is_finite() && s.hi[j].is_finite();
+            if !(ok(i - 1) && ok(i)) {
+                continue;
+            }
+            let (pa, qa) = (map(s.x[i - 1], ty(s.lo[i - 1])), map(s.x[i - 1], ty(s.hi[i - 1])));
+            let (pb, qb) = (map(s.x[i], ty(s.lo[i])), map(s.x[i], ty(s.hi[i])));
+            let (ca, cb) = (pa.0.round() as i64, pb.0.round() as i64);
+            for px in ca..=cb.max(ca) {
+                let f = if cb > ca {
+                    (px - ca) as f64 / (cb - ca) as f64
+                } else {
+                    0.0
+                };
+                let lo = pa.1 + f * (pb.1 - pa.1);
+                let hi = qa.1 + f * (qb.1 - qa.1);
+                let (top, bot) = (lo.min(hi).round() as i64, lo.max(hi).round() as i64);
+                for py in top.max(y0)..=bot.min(y1) {
+                    cv.blend(px, py, color, 0.18);
+                }
+            }
+        }
+    }
+    if let Some((label, r)) = reference {
+        let py = map(xmin, ty(r)).1.round() as i64;
+        let mut px = x0;
+        while px < x1 {
+            cv.line(px, py, (px + 5).min(x1), py, INK);
+            px += 10;
+        }
+        cv.text(x0 + 6, py - 10, label, INK, 1);
+    }
+    for (si, s) in series.iter().enumerate() {
+        let color = PALETTE[si % PALETTE.len()];
+        let mut prev: Option<(i64, i64)> = None;
+        for i in 0..s.x.len() {
+            if !(s.x[i].is_finite() && s.mid[i].is_finite()) {
+                prev = None;
+                continue;
+            }
+            let p = map(s.x[i], ty(s.mid[i]));
+            let p = (p.0.round() as i64, p.1.round() as i64);
+            if let Some(q) = prev {
+                cv.line(q.0, q.1, p.0, p.1, color);
+                cv.line(q.0, q.1 + 1, p.0, p.1 + 1, color);
+            }
+            cv.fill_rect(p.0 - 2, p.1 - 2, 5, 5, color);
+            prev = Some(p);
+        }
+    }
+    cv.stroke_rect(x0, y0, (x1 - x0 + 1) as usize, (y1 - y0 + 1) as usize, FRAME);
+    if !series.is_empty() {
+        let tw = series.iter().map(|s| text_width(s.name, 1)).max().unwrap_or(0);
+        let (bw, bh) = (tw + 34, series.len() * 12 + 6);
+        let (bx, by) = (x1 - 8 - bw as i64, y0 + 8);
+        cv.fill_rect(bx, by, bw, bh, WHITE);
+        cv.stroke_rect(bx, by, bw, bh, FRAME);
+        for (si, s) in series.iter().enumerate() {
+            let ly = by + 6 + si as i64 * 12;
+            cv.fill_rect(bx + 6, ly + 2, 18, 3, PALETTE[si % PALETTE.len()]);
+            cv.text(bx + 28, ly, s.name, INK, 1);
+        }
+    }
+    let tw = text_width(title, 2) as i64;
+    cv.text((LP_W as i64 - tw) / 2, 8, title, INK, 2);
+    cv
+}

@@ -74,6 +74,15 @@ pub fn is_tool_file(name: &str) -> bool {
     if is_checkpoint_name(name) || is_damaged_checkpoint_name(name) {
         return true;
     }
+    // `cm demo --compare`: compare.jsonl / .json / .md, compare-DATA.png, and the teachers'
+    // training times compare-teacher-DATA-sSEED.txt.
+    if let Some(rest) = name.strip_prefix("compare") {
+        if matches!(rest, ".jsonl" | ".json" | ".md")
+            || (rest.starts_with('-') && (rest.ends_with(".png") || rest.ends_with(".txt")))
+        {
+            return true;
+        }
+    }
     match name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-")) {
         Some((stem, pid)) => all_digits(pid) && !stem.starts_with('.') && is_tool_file(stem),
         None => false,
@@ -81,9 +90,10 @@ pub fn is_tool_file(name: &str) -> bool {
 }
 
 /// Sub-folders cm creates inside a run folder (each a marked run folder itself): the demo's
-/// `teacher`, and `restart-N`, where `--restart` moves a previous run.
+/// `teacher`, the comparison's `teacher-DATA-sSEED`, and `restart-N`, where `--restart` moves a
+/// previous run.
 pub fn is_tool_dir_name(name: &str) -> bool {
-    name == "teacher" || name.strip_prefix("restart-").is_some_and(all_digits)
+    name == "teacher" || name.strip_prefix("restart-").is_some_and(all_digits) || name.starts_with("teacher-")
 }
 
 /// The contents of `run.json`.

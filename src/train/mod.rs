@@ -233,7 +233,8 @@ impl Trainer {
             } else {
                 self.state.target = self.state.online.clone();
             }
-            self.state.ema = ema(&self.state.ema, &self.state.online, self.setup.cfg.train.eval_ema);
+            let mu = optim::eval_ema_decay(&self.setup.cfg.train, step + 1);
+            self.state.ema = ema(&self.state.ema, &self.state.online, mu);
         }
         self.state.step += 1;
         last

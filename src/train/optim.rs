@@ -77,6 +77,23 @@ pub fn adam_step(
     }
 }
 
+/// Decay of the evaluation EMA for the update after `k` steps (k ≥ 1): `eval_ema` when the
+/// ramp-up is off, else ½^(1/h) with half-life h = min(r·k, ln ½ / ln `eval_ema`) steps, EDM's
+/// `ema_beta = 0.5 ** (batch / min(halflife_nimg, cur_nimg · rampup_ratio))` counted in steps
+/// (Karras et al. 2022, training/training_loop.py).
+pub fn eval_ema_decay(t: &crate::config::TrainConfig, k: u64) -> f64 {
+    if t.ema_rampup <= 0.0 || t.eval_ema <= 0.0 {
+        return t.eval_ema;
+    }
+    let cap = 0.5f64.ln() / t.eval_ema.ln();
+    let h = (t.ema_rampup * k as f64).min(cap);
+    if h <= 0.0 {
+        0.0
+    } else {
+        0.5f64.powf(1.0 / h)
+    }
+}
+
 /// θ⁻ ← μ θ⁻ + (1 − μ) θ, without gradients.
 pub fn ema(avg: &[Tensor<1>], cur: &[Tensor<1>], mu: f64) -> Vec<Tensor<1>> {
     avg.iter()
@@ -88,6 +105,24 @@ pub fn ema(avg: &[Tensor<1>], cur: &[Tensor<1>], mu: f64) -> Vec<Tensor<1>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ramped decay: off gives `eval_ema`; on, the half-life grows as r·k until the cap,
+    /// where the decay is `eval_ema` again; applying it k times to a unit initial weight leaves
+    /// ½ after one half-life (checked in the capped regime).
+    #[test]
+    fn eval_ema_decay_ramps_to_the_cap() {
+        let mut t = crate::config::TrainConfig::default();
+        assert_eq!(eval_ema_decay(&t, 10), 0.999);
+        t.ema_rampup = 0.05;
+        // k = 100: half-life 5 steps.
+        assert!((eval_ema_decay(&t, 100) - 0.5f64.powf(1.0 / 5.0)).abs() < 1e-15);
+        // Past the cap (693.1 steps = 0.05 · 13 863) the decay is eval_ema itself.
+        assert!((eval_ema_decay(&t, 20_000) - 0.999).abs() < 1e-12);
+        assert!(eval_ema_decay(&t, 100) < eval_ema_decay(&t, 1000));
+        let h = 0.5f64.ln() / 0.999f64.ln();
+        let left = 0.999f64.powf(h);
+        assert!((left - 0.5).abs() < 1e-12, "{left}");
+    }
 
     /// Golden values from PyTorch 2.15 (`torch.optim.Adam` / `torch.optim.RAdam`, lr 0.01,
     /// betas (0.9, 0.999), eps 1e-8), 8 steps on two tensors with fixed gradients; RAdam

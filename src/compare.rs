@@ -1,0 +1,508 @@
+//! `cm demo --compare`: every method at equal wall-clock training time, so that "which method
+//! gives the best one-step samples for a given budget" has a measured answer.
+//!
+//! Protocol (stated once; README "Which method"). For each data set, method and seed:
+//! 1. The config is the demo's own ([`crate::demo::demo_config`]) with the seed set.
+//! 2. A distilling method on data without an exact denoiser first trains an EDM teacher for a
+//!    third of the budget (shared by the methods of that data set and seed, its time charged
+//!    to each of them), as `cm demo --teacher train` does.
+//! 3. The method's steps/s is measured in this process (a few warm-up steps, then a timed
+//!    stretch), and the run gets `steps = rate × remaining budget`, so its curricula end at
+//!    the budget as they would in a demo of that length. A machine shared with other work
+//!    gives fewer steps for everyone: a figure from a loaded machine is conservative.
+//! 4. At geometrically spaced points (budget/2^k) training pauses (the pause is not charged)
+//!    and the evaluation-EMA weights draw `n_eval` samples in 1 and 2 steps; SWD, MMD², energy
+//!    distance and the exact mean log-likelihood (mixtures) are measured against a fixed
+//!    reference draw, and the same metrics of a second fresh draw are the data floor.
+//!
+//! Every finished run is one line of `compare.jsonl` in the output folder, so an interrupted
+//! comparison continues where it stopped; `compare.md` (tables), `compare.json` and one
+//! `compare-DATA.png` per data set (1-step SWD against training seconds, median over seeds
+//! with the min–max band, the floor dashed) are rewritten from it at the end.
+
+use crate::config::Config;
+use crate::demo::demo_config;
+use crate::eval::{self, Report};
+use crate::generate::sample_steps;
+use crate::io::plot::{band_plot, write_png_atomic, Band};
+use crate::io::runfolder::RunFolder;
+use crate::io::write_atomic;
+use crate::objectives::{MethodConfig, Teacher};
+use crate::rng::Rng;
+use crate::run::Setup;
+use crate::train::{self, RunOptions, Trainer};
+use anyhow::{Context, Result};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The one-step methods compared by default (the diffusion teachers are not one-step models).
+pub const DEFAULT_METHODS: &[&str] = &[
+    "ict", "ect", "ct", "cd", "sct", "scd", "ctm", "facm", "facm-aux", "meanflow",
+];
+
+/// Seed of the reference draw and of the floor's second draw.
+const REFERENCE_SEED: u64 = 0xC0_4E;
+/// Seed of the evaluation noise (k-step sampling uses seed + k).
+const NOISE_SEED: u64 = 0xC0_5A;
+
+/// What to compare.
+#[derive(Clone, Debug)]
+pub struct CompareOptions {
+    /// Methods, by registry name.
+    pub methods: Vec<String>,
+    /// Data sets (built-in names or point files).
+    pub data: Vec<String>,
+    /// Training seeds of every (data, method) pair.
+    pub seeds: Vec<u64>,
+    /// Training time of each run in seconds, teacher included.
+    pub budget: f64,
+    /// Samples per evaluation (and in the reference and floor draws).
+    pub n_eval: usize,
+    /// Evaluation points per run: budget/2^(points−1), …, budget/2, budget.
+    pub points: usize,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Progress lines on stderr.
+    pub progress: bool,
+}
+
+/// The metrics at one point of a run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Point {
+    /// Training seconds so far (teacher included, evaluation pauses excluded).
+    pub seconds: f64,
+    /// Optimizer steps so far.
+    pub steps: u64,
+    /// One-step samples.
+    pub one: Metrics,
+    /// Two-step samples.
+    pub two: Metrics,
+}
+
+/// The sample metrics the comparison keeps (see [`Report`]); before a run's last point only
+/// the SWD is measured (the others are NaN / None there).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Metrics {
+    /// Sliced Wasserstein-2 distance, data units.
+    pub swd: f64,
+    /// Squared MMD.
+    pub mmd: f64,
+    /// Energy distance.
+    pub energy: f64,
+    /// Mean exact log-likelihood (mixtures only).
+    pub loglik: Option<f64>,
+}
+
+impl From<&Report> for Metrics {
+    fn from(r: &Report) -> Self {
+        Metrics {
+            swd: r.swd,
+            mmd: r.mmd,
+            energy: r.energy,
+            loglik: r.loglik,
+        }
+    }
+}
+
+/// One finished run of the comparison.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Arm {
+    /// Data set.
+    pub data: String,
+    /// Method.
+    pub method: String,
+    /// Training seed.
+    pub seed: u64,
+    /// Measured steps/s of the method on this machine (step 3 of the protocol).
+    pub rate: f64,
+    /// Steps the run was given.
+    pub steps: u64,
+    /// Seconds charged for a teacher trained for this run (0 without one).
+    pub teacher_seconds: f64,
+    /// Steps skipped for a non-finite loss or gradient.
+    pub skipped: u64,
+    /// Two fresh draws of the data against each other.
+    pub floor: Metrics,
+    /// The evaluation points, in order.
+    pub points: Vec<Point>,
+}
+
+impl Arm {
+    fn key(&self) -> (String, String, u64) {
+        (self.data.clone(), self.method.clone(), self.seed)
+    }
+}
+
+/// Runs (or continues) a comparison and writes its tables and plots; returns every arm.
+pub fn run_compare(opts: &CompareOptions, device: &Device) -> Result<Vec<Arm>> {
+    let folder = RunFolder::open(&opts.out, "compare", false)?;
+    let log = opts.out.join("compare.jsonl");
+    let mut arms: Vec<Arm> = match std::fs::read_to_string(&log) {
+        Ok(text) => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(serde_json::from_str)
+            .collect::<std::result::Result<_, _>>()
+            .with_context(|| format!("cannot read {}", log.display()))?,
+        Err(_) => Vec::new(),
+    };
+    let total = opts.data.len() * opts.methods.len() * opts.seeds.len();
+    let mut done = 0;
+    for data in &opts.data {
+        for &seed in &opts.seeds {
+            for method in &opts.methods {
+                done += 1;
+                let key = (data.clone(), method.clone(), seed);
+                if arms.iter().any(|a| a.key() == key) {
+                    continue;
+                }
+                if opts.progress {
+                    eprintln!("[{done}/{total}] {method} on {data}, seed {seed}, {:.0} s", opts.budget);
+                }
+                let arm = run_arm(opts, data, method, seed, device)?;
+                if opts.progress {
+                    let last = arm.points.last().expect("at least one point");
+                    eprintln!(
+                        "    {} steps ({:.1}/s): 1-step SWD {:.4}, 2-step {:.4} (floor {:.4})",
+                        arm.steps, arm.rate, last.one.swd, last.two.swd, arm.floor.swd
+                    );
+                }
+                arms.push(arm);
+                let text: String = arms
+                    .iter()
+                    .map(|a| serde_json::to_string(a).expect("json") + "\n")
+                    .collect();
+                write_atomic(&log, text.as_bytes())?;
+            }
+        }
+    }
+    write_outputs(opts, &arms)?;
+    drop(folder);
+    Ok(arms)
+}
+
+/// Trains the EDM teacher of a (data, seed) pair once, for a third of the budget.
+fn teacher_for(opts: &CompareOptions, cfg: &Config, device: &Device) -> Result<(PathBuf, f64)> {
+    let dir = opts.out.join(format!(
+        "teacher-{}-s{}",
+        crate::demo::file_stem(&cfg.data.name),
+        cfg.train.seed
+    ));
+    let stamp = opts.out.join(format!(
+        "compare-teacher-{}-s{}.txt",
+        crate::demo::file_stem(&cfg.data.name),
+        cfg.train.seed
+    ));
+    if let Ok(s) = std::fs::read_to_string(&stamp) {
+        if let Ok(v) = s.trim().parse::<f64>() {
+            return Ok((dir, v));
+        }
+    }
+    let mut tcfg = cfg.clone();
+    tcfg.method = MethodConfig::by_name("edm")?;
+    let seconds = opts.budget / 3.0;
+    tcfg.train.steps = steps_for(&tcfg, seconds, device)?;
+    let start = Instant::now();
+    train::run(&tcfg, &RunOptions::new(dir.clone()), device)?;
+    let spent = start.elapsed().as_secs_f64();
+    write_atomic(&stamp, format!("{spent}\n").as_bytes())?;
+    Ok((dir, spent))
+}
+
+/// Steps this machine trains `cfg` in `seconds` (step 3 of the protocol).
+fn steps_for(cfg: &Config, seconds: f64, device: &Device) -> Result<u64> {
+    Ok((rate_of(cfg, device)? * seconds).round().max(10.0) as u64)
+}
+
+/// Measured steps/s of a config: 3 warm-up steps, then steps until 1.5 s or 40 steps.
+fn rate_of(cfg: &Config, device: &Device) -> Result<f64> {
+    let mut t = Trainer::new(Setup::new(cfg, device)?)?;
+    for _ in 0..3 {
+        t.step();
+    }
+    let start = Instant::now();
+    let mut n = 0u32;
+    while n < 40 && (n < 3 || start.elapsed().as_secs_f64() < 1.5) {
+        t.step();
+        n += 1;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+fn run_arm(opts: &CompareOptions, data: &str, method: &str, seed: u64, device: &Device) -> Result<Arm> {
+    let mut cfg = demo_config(method, data)?;
+    cfg.train.seed = seed;
+    let has_exact = crate::data::Dataset::from_name(data)?.gmm().is_some();
+    let mut teacher_seconds = 0.0;
+    if matches!(cfg.method.teacher(), Some(Teacher::Exact)) && !has_exact {
+        let (dir, spent) = teacher_for(opts, &cfg, device)?;
+        teacher_seconds = spent;
+        cfg.method.set_teacher(Teacher::Run(dir.clone()));
+        if cfg.method.starts_from_teacher() {
+            cfg.train.init_from = dir.display().to_string();
+        }
+    }
+    let rate = rate_of(&cfg, device)?;
+    cfg.train.steps = ((opts.budget - teacher_seconds).max(1.0) * rate).round().max(10.0) as u64;
+    let setup = Setup::new(&cfg, device)?;
+    let dim = setup.data.dim();
+    let mut rng = Rng::new(REFERENCE_SEED);
+    let reference = setup.data.sample(&mut rng, opts.n_eval);
+    let fresh = setup.data.sample(&mut rng, opts.n_eval);
+    let scale = setup.standardizer.std.iter().sum::<f64>() / dim as f64;
+    let gmm = setup.data.gmm().cloned();
+    let measure = |xs: &[f64]| Metrics::from(&eval::report(xs, &reference, dim, gmm.as_ref(), scale));
+    // Before the last point only the SWD (O(n log n)); MMD and energy are O(n²) and would cost
+    // more than a short run's training.
+    let swd_only = |xs: &[f64]| Metrics {
+        swd: eval::swd(xs, &reference, dim),
+        mmd: f64::NAN,
+        energy: f64::NAN,
+        loglik: None,
+    };
+    let floor = measure(&fresh);
+    let total = cfg.train.steps;
+    let marks: Vec<u64> = (0..opts.points.max(1))
+        .rev()
+        .map(|k| ((total as f64) / 2f64.powi(k as i32)).round().max(1.0) as u64)
+        .collect();
+    let mut trainer = Trainer::new(setup)?;
+    let mut points = Vec::new();
+    let mut clock = 0.0;
+    let mut since = Instant::now();
+    while trainer.state.step < total {
+        trainer.step();
+        if marks.contains(&trainer.state.step) {
+            clock += since.elapsed().as_secs_f64();
+            let last = trainer.state.step == total;
+            let draw = |k: usize| {
+                let xs = sample_steps(
+                    &trainer.setup,
+                    trainer.ema_net(),
+                    opts.n_eval,
+                    k,
+                    &mut Rng::new(NOISE_SEED + k as u64),
+                );
+                if last {
+                    measure(&xs)
+                } else {
+                    swd_only(&xs)
+                }
+            };
+            points.push(Point {
+                seconds: clock + teacher_seconds,
+                steps: trainer.state.step,
+                one: draw(1),
+                two: draw(2),
+            });
+            since = Instant::now();
+        }
+    }
+    Ok(Arm {
+        data: data.into(),
+        method: method.into(),
+        seed,
+        rate,
+        steps: total,
+        teacher_seconds,
+        skipped: trainer.bad_total,
+        floor,
+        points,
+    })
+}
+
+/// Median, minimum and maximum.
+fn summary(v: &[f64]) -> (f64, f64, f64) {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    s.sort_by(|a, b| a.total_cmp(b));
+    let m = if s.len() % 2 == 1 {
+        s[s.len() / 2]
+    } else {
+        0.5 * (s[s.len() / 2 - 1] + s[s.len() / 2])
+    };
+    (m, s[0], s[s.len() - 1])
+}
+
+/// One row of the comparison table: a method on a data set over its seeds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// Data set.
+    pub data: String,
+    /// Method.
+    pub method: String,
+    /// Seeds in the row.
+    pub seeds: usize,
+    /// Median steps per run.
+    pub steps: f64,
+    /// Median steps/s.
+    pub rate: f64,
+    /// Median data floor (SWD).
+    pub floor: f64,
+    /// 1-step SWD at the budget: median, min, max over seeds.
+    pub one_swd: (f64, f64, f64),
+    /// 2-step SWD at the budget.
+    pub two_swd: (f64, f64, f64),
+    /// 1-step MMD² median.
+    pub one_mmd: f64,
+    /// 1-step mean exact log-likelihood median (mixtures).
+    pub one_loglik: Option<f64>,
+    /// Data floor of the log-likelihood (fresh data).
+    pub floor_loglik: Option<f64>,
+}
+
+/// The table rows, best 1-step SWD first within each data set.
+pub fn rows(arms: &[Arm]) -> Vec<Row> {
+    let mut groups: BTreeMap<(String, String), Vec<&Arm>> = BTreeMap::new();
+    for a in arms {
+        groups.entry((a.data.clone(), a.method.clone())).or_default().push(a);
+    }
+    let mut out: Vec<Row> = groups
+        .into_iter()
+        .map(|((data, method), v)| {
+            let last = |f: &dyn Fn(&Point) -> f64| -> Vec<f64> {
+                v.iter().map(|a| a.points.last().map_or(f64::NAN, f)).collect()
+            };
+            let col = |f: &dyn Fn(&Arm) -> f64| -> Vec<f64> { v.iter().map(|a| f(a)).collect() };
+            let ll = last(&|p| p.one.loglik.unwrap_or(f64::NAN));
+            let fl = col(&|a| a.floor.loglik.unwrap_or(f64::NAN));
+            Row {
+                seeds: v.len(),
+                steps: summary(&col(&|a| a.steps as f64)).0,
+                rate: summary(&col(&|a| a.rate)).0,
+                floor: summary(&col(&|a| a.floor.swd)).0,
+                one_swd: summary(&last(&|p| p.one.swd)),
+                two_swd: summary(&last(&|p| p.two.swd)),
+                one_mmd: summary(&last(&|p| p.one.mmd)).0,
+                one_loglik: Some(summary(&ll).0).filter(|x| x.is_finite()),
+                floor_loglik: Some(summary(&fl).0).filter(|x| x.is_finite()),
+                data,
+                method,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.data.cmp(&b.data).then(a.one_swd.0.total_cmp(&b.one_swd.0)));
+    out
+}
+
+/// The markdown tables of a comparison (one per data set).
+pub fn markdown(opts: &CompareOptions, rows: &[Row]) -> String {
+    let mut s = format!(
+        "Equal wall-clock comparison: {:.0} s of training per run (teacher included), {} evaluation samples, median [min–max] over seeds, evaluation EMA weights. `x floor` = SWD / SWD of two fresh draws of the data.\n",
+        opts.budget, opts.n_eval
+    );
+    let mut current = String::new();
+    for r in rows {
+        if r.data != current {
+            current = r.data.clone();
+            s += &format!(
+                "\n**{}** (floor SWD {:.4}{})\n\n| method | seeds | steps | steps/s | 1-step SWD | x floor | 2-step SWD | x floor | 1-step MMD² | 1-step loglik |\n|---|---|---|---|---|---|---|---|---|---|\n",
+                r.data,
+                r.floor,
+                r.floor_loglik.map_or(String::new(), |l| format!(", floor loglik {l:.2}"))
+            );
+        }
+        s += &format!(
+            "| {} | {} | {:.0} | {:.1} | {:.4} [{:.4}–{:.4}] | {:.2} | {:.4} [{:.4}–{:.4}] | {:.2} | {:.4} | {} |\n",
+            r.method,
+            r.seeds,
+            r.steps,
+            r.rate,
+            r.one_swd.0,
+            r.one_swd.1,
+            r.one_swd.2,
+            r.one_swd.0 / r.floor,
+            r.two_swd.0,
+            r.two_swd.1,
+            r.two_swd.2,
+            r.two_swd.0 / r.floor,
+            r.one_mmd,
+            r.one_loglik.map_or("–".into(), |l| format!("{l:.2}"))
+        );
+    }
+    s
+}
+
+fn write_outputs(opts: &CompareOptions, arms: &[Arm]) -> Result<()> {
+    let rows = rows(arms);
+    write_atomic(&opts.out.join("compare.md"), markdown(opts, &rows).as_bytes())?;
+    write_atomic(
+        &opts.out.join("compare.json"),
+        serde_json::to_string_pretty(
+            &serde_json::json!({"budget_seconds": opts.budget, "n_eval": opts.n_eval, "rows": rows}),
+        )?
+        .as_bytes(),
+    )?;
+    for data in &opts.data {
+        write_png_atomic(
+            &opts.out.join(format!("compare-{}.png", crate::demo::file_stem(data))),
+            &curve_plot(data, arms),
+        )?;
+    }
+    Ok(())
+}
+
+/// 1-step SWD against training seconds for every method on one data set.
+pub fn curve_plot(data: &str, arms: &[Arm]) -> crate::io::plot::Canvas {
+    let mut by_method: BTreeMap<&str, Vec<&Arm>> = BTreeMap::new();
+    for a in arms.iter().filter(|a| a.data == data) {
+        by_method.entry(&a.method).or_default().push(a);
+    }
+    let floor = summary(
+        &arms
+            .iter()
+            .filter(|a| a.data == data)
+            .map(|a| a.floor.swd)
+            .collect::<Vec<_>>(),
+    )
+    .0;
+    // (x, mid, lo, hi) per method: point i over the seeds (the runs share their step marks
+    // only approximately, so x is the median time of point i).
+    let series: Vec<(String, [Vec<f64>; 4])> = by_method
+        .iter()
+        .map(|(m, v)| {
+            let n = v.iter().map(|a| a.points.len()).min().unwrap_or(0);
+            let mut cols: [Vec<f64>; 4] = Default::default();
+            for i in 0..n {
+                let (x, _, _) = summary(&v.iter().map(|a| a.points[i].seconds).collect::<Vec<_>>());
+                let (mid, lo, hi) = summary(&v.iter().map(|a| a.points[i].one.swd).collect::<Vec<_>>());
+                for (c, val) in cols.iter_mut().zip([x, mid, lo, hi]) {
+                    c.push(val);
+                }
+            }
+            (m.to_string(), cols)
+        })
+        .collect();
+    let bands: Vec<Band> = series
+        .iter()
+        .map(|(name, c)| Band {
+            name,
+            x: &c[0],
+            mid: &c[1],
+            lo: &c[2],
+            hi: &c[3],
+        })
+        .collect();
+    let floor_label = format!("data floor {floor:.3}");
+    band_plot(
+        &format!("1-step SWD on {data}"),
+        "training seconds",
+        &bands,
+        floor.is_finite().then_some((floor_label.as_str(), floor)),
+    )
+}
+
+/// Reads the arms of a comparison folder (`compare.jsonl`).
+pub fn read_arms(dir: &Path) -> Result<Vec<Arm>> {
+    let text = std::fs::read_to_string(dir.join("compare.jsonl"))
+        .with_context(|| format!("no comparison in {}", dir.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).context("bad line in compare.jsonl"))
+        .collect()
+}
