@@ -501,7 +501,9 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         (setup.data.clone(), xs, n)
     };
     let dim = ds.dim();
-    let reference = ds.sample(&mut crate::rng::Rng::new(0xE7A1), n);
+    let reference = ds
+        .reference_pair(&mut crate::rng::Rng::new(crate::eval::REFERENCE_SEED), n)
+        .0;
     let st = ds.standardizer();
     let scale = st.std.iter().sum::<f64>() / dim as f64;
     let mut r = crate::eval::report(&xs, &reference, dim, ds.gmm(), scale);

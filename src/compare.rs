@@ -250,8 +250,7 @@ fn run_arm(opts: &CompareOptions, data: &str, method: &str, seed: u64, device: &
     let setup = Setup::new(&cfg, device)?;
     let dim = setup.data.dim();
     let mut rng = Rng::new(REFERENCE_SEED);
-    let reference = setup.data.sample(&mut rng, opts.n_eval);
-    let fresh = setup.data.sample(&mut rng, opts.n_eval);
+    let (reference, fresh) = setup.data.reference_pair(&mut rng, opts.n_eval);
     let scale = setup.standardizer.std.iter().sum::<f64>() / dim as f64;
     let gmm = setup.data.gmm().cloned();
     let measure = |xs: &[f64]| Metrics::from(&eval::report(xs, &reference, dim, gmm.as_ref(), scale));

@@ -374,6 +374,38 @@ impl Dataset {
         }
     }
 
+    /// Two draws of `n` points for evaluation: the reference the samples are measured against,
+    /// and a second draw whose distance to it is the data floor. For a point file the two are
+    /// disjoint subsets drawn without replacement (resampling a finite file would repeat
+    /// points in both and make the floor look better than a fresh draw is): `n` each when the
+    /// file has at least 2n points, else its two halves.
+    pub fn reference_pair(&self, rng: &mut Rng, n: usize) -> (Vec<f64>, Vec<f64>) {
+        match self {
+            Dataset::Points { dim, xs, .. } => {
+                let m = xs.len() / dim;
+                let k = n.min(m / 2).max(1);
+                // A partial Fisher–Yates shuffle of the indices: the first 2k are a uniform
+                // sample without replacement.
+                let mut idx: Vec<usize> = (0..m).collect();
+                for i in 0..(2 * k).min(m) {
+                    let j = i + rng.below(m - i);
+                    idx.swap(i, j);
+                }
+                let pick = |ids: &[usize]| -> Vec<f64> {
+                    ids.iter()
+                        .flat_map(|&i| xs[i * dim..(i + 1) * dim].iter().copied())
+                        .collect()
+                };
+                let second = if m >= 2 { pick(&idx[k..2 * k]) } else { pick(&idx[..k]) };
+                (pick(&idx[..k]), second)
+            }
+            _ => {
+                let a = self.sample(rng, n);
+                (a, self.sample(rng, n))
+            }
+        }
+    }
+
     /// Standardisation statistics: exact for mixtures, from all points for files, from a fixed
     /// 100k-point draw for the other built-ins.
     pub fn standardizer(&self) -> Standardizer {
@@ -447,6 +479,27 @@ mod tests {
             let z = st.forward(&xs);
             let back = st.inverse(&z);
             assert!(xs.iter().zip(&back).all(|(a, b)| (a - b).abs() < 1e-9));
+        }
+    }
+
+    /// A point file's reference and floor draws share no point, and are capped at half the
+    /// file.
+    #[test]
+    fn reference_pair_of_a_file_is_disjoint() {
+        let xs: Vec<f64> = (0..100).flat_map(|i| [i as f64, -(i as f64)]).collect();
+        let d = Dataset::Points {
+            name: "f.csv".into(),
+            dim: 2,
+            xs,
+        };
+        for n in [10, 50, 80] {
+            let (a, b) = d.reference_pair(&mut Rng::new(n as u64), n);
+            let k = n.min(50);
+            assert_eq!((a.len(), b.len()), (2 * k, 2 * k));
+            let ia: std::collections::BTreeSet<i64> = a.chunks(2).map(|p| p[0] as i64).collect();
+            let ib: std::collections::BTreeSet<i64> = b.chunks(2).map(|p| p[0] as i64).collect();
+            assert_eq!(ia.len(), k, "no repeats within a draw");
+            assert!(ia.is_disjoint(&ib), "n = {n}");
         }
     }
 

@@ -262,8 +262,7 @@ pub fn evaluate(
 ) -> (Report, Report, Report, Report, Vec<Vec<f64>>) {
     let dim = setup.data.dim();
     let mut rng = crate::rng::Rng::new(seed);
-    let reference = setup.data.sample(&mut rng, n);
-    let fresh = setup.data.sample(&mut rng, n);
+    let (reference, fresh) = setup.data.reference_pair(&mut rng, n);
     let gmm = setup.data.gmm();
     let scale = setup.standardizer.std.iter().sum::<f64>() / dim as f64;
     let mut init_rng = crate::rng::Rng::new(setup.cfg.train.seed);
@@ -291,6 +290,15 @@ mod tests {
         (0..n)
             .flat_map(|_| mean.iter().map(|m| m + sd * rng.normal()).collect::<Vec<_>>())
             .collect()
+    }
+
+    #[test]
+    fn verdict_bands_follow_the_floor_ratio() {
+        assert!(verdict(0.06, 0.05).starts_with("1.2x the data floor: as close"));
+        assert!(verdict(0.09, 0.05).contains("close: modes in place"));
+        assert!(verdict(0.2, 0.05).contains("rough"));
+        assert!(verdict(1.0, 0.05).contains("far"));
+        assert!(verdict(f64::NAN, 0.05).contains("no verdict"));
     }
 
     #[test]

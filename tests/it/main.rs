@@ -10,6 +10,8 @@ mod audit;
 mod bad_input;
 /// Shared helpers: small configs, scratch folders, bit-exact state comparison, running `cm`.
 mod common;
+/// `cm demo --compare`: equal-time comparison runs, outputs, continuing.
+mod compare;
 /// Class-conditional networks: labels in training, sampling and the tangent pass.
 mod conditional;
 /// The shipped configs parse, stay in step with their tiny copies, and train.

@@ -1,0 +1,62 @@
+//! `cm demo --compare`: equal-time runs, evaluation points, outputs, continuing a comparison.
+
+use crate::common::{dev, scratch};
+use cm::compare::{read_arms, run_compare, CompareOptions};
+
+fn opts(out: &std::path::Path, methods: &[&str], data: &[&str]) -> CompareOptions {
+    CompareOptions {
+        methods: methods.iter().map(|s| s.to_string()).collect(),
+        data: data.iter().map(|s| s.to_string()).collect(),
+        seeds: vec![0],
+        budget: 0.6,
+        n_eval: 400,
+        points: 2,
+        out: out.to_path_buf(),
+        progress: false,
+    }
+}
+
+/// Each arm gets steps from its measured rate, evaluates at budget/2 and the budget (SWD only
+/// before the last point), writes the table, JSON and plot; running again with one more
+/// method trains only that one and keeps the finished arms as they were.
+#[test]
+fn compare_runs_every_arm_once_and_continues() {
+    let out = scratch("compare");
+    let first = run_compare(&opts(&out, &["ict", "meanflow"], &["ring8"]), &dev()).unwrap();
+    assert_eq!(first.len(), 2);
+    for a in &first {
+        assert!(a.rate > 0.0 && a.steps >= 10, "{a:?}");
+        assert_eq!(a.points.len(), 2);
+        assert_eq!(a.points[1].steps, a.steps);
+        assert!(a.points[0].steps < a.points[1].steps);
+        assert!(a.points[0].one.mmd.is_nan() && a.points[1].one.mmd.is_finite());
+        assert!(a.points[1].one.loglik.is_some(), "ring8 is a mixture: exact loglik");
+        assert!(a.floor.swd > 0.0 && a.floor.swd < 0.5, "{:?}", a.floor);
+        assert!(a.points.iter().all(|p| p.one.swd.is_finite() && p.two.swd.is_finite()));
+    }
+    let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    assert!(md.contains("| ict |") && md.contains("| meanflow |"), "{md}");
+    let png = std::fs::read(out.join("compare-ring8.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("compare.json")).unwrap()).unwrap();
+    assert_eq!(json["rows"].as_array().unwrap().len(), 2);
+
+    let second = run_compare(&opts(&out, &["ict", "meanflow", "ect"], &["ring8"]), &dev()).unwrap();
+    assert_eq!(second.len(), 3);
+    let again = read_arms(&out).unwrap();
+    for (a, b) in first.iter().zip(&again) {
+        assert_eq!(serde_json::to_string(a).unwrap(), serde_json::to_string(b).unwrap());
+    }
+    assert_eq!(again[2].method, "ect");
+}
+
+/// A distilling method on data without an exact denoiser trains an EDM teacher for a third of
+/// the budget and is charged its time.
+#[test]
+fn compare_charges_a_trained_teacher_to_the_distilled_method() {
+    let out = scratch("compare-teacher");
+    let arms = run_compare(&opts(&out, &["cd"], &["moons"]), &dev()).unwrap();
+    assert!(out.join("teacher-moons-s0").join("config.toml").exists());
+    assert!(arms[0].teacher_seconds > 0.0);
+    assert!(arms[0].points[0].seconds >= arms[0].teacher_seconds);
+}
