@@ -83,15 +83,15 @@ pub struct Point {
 }
 
 /// The sample metrics the comparison keeps (see [`Report`]); before a run's last point only
-/// the SWD is measured (the others are NaN / None there).
+/// the SWD is measured (the others are None there).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Metrics {
     /// Sliced Wasserstein-2 distance, data units.
     pub swd: f64,
-    /// Squared MMD.
-    pub mmd: f64,
-    /// Energy distance.
-    pub energy: f64,
+    /// Squared MMD (the last point only).
+    pub mmd: Option<f64>,
+    /// Energy distance (the last point only).
+    pub energy: Option<f64>,
     /// Mean exact log-likelihood (mixtures only).
     pub loglik: Option<f64>,
 }
@@ -100,8 +100,8 @@ impl From<&Report> for Metrics {
     fn from(r: &Report) -> Self {
         Metrics {
             swd: r.swd,
-            mmd: r.mmd,
-            energy: r.energy,
+            mmd: Some(r.mmd),
+            energy: Some(r.energy),
             loglik: r.loglik,
         }
     }
@@ -258,8 +258,8 @@ fn run_arm(opts: &CompareOptions, data: &str, method: &str, seed: u64, device: &
     // more than a short run's training.
     let swd_only = |xs: &[f64]| Metrics {
         swd: eval::swd(xs, &reference, dim),
-        mmd: f64::NAN,
-        energy: f64::NAN,
+        mmd: None,
+        energy: None,
         loglik: None,
     };
     let floor = measure(&fresh);
@@ -377,7 +377,7 @@ pub fn rows(arms: &[Arm]) -> Vec<Row> {
                 floor: summary(&col(&|a| a.floor.swd)).0,
                 one_swd: summary(&last(&|p| p.one.swd)),
                 two_swd: summary(&last(&|p| p.two.swd)),
-                one_mmd: summary(&last(&|p| p.one.mmd)).0,
+                one_mmd: summary(&last(&|p| p.one.mmd.unwrap_or(f64::NAN))).0,
                 one_loglik: Some(summary(&ll).0).filter(|x| x.is_finite()),
                 floor_loglik: Some(summary(&fl).0).filter(|x| x.is_finite()),
                 data,
