@@ -89,6 +89,10 @@ pub struct DemoArgs {
     /// With --compare: evaluation points per run, at budget/2^k (default 5).
     #[arg(long, default_value_t = 5)]
     pub points: usize,
+    /// With --compare: a JSON file of steps/s per method measured on an idle machine
+    /// (e.g. docs/compare/rates.json); runs then get rate × budget steps whatever the load.
+    #[arg(long)]
+    pub rates: Option<PathBuf>,
 }
 
 /// Runs `cm demo --compare`.
@@ -129,6 +133,18 @@ fn compare(args: DemoArgs) -> Result<()> {
         points: args.points.max(1),
         out: args.out.unwrap_or_else(|| PathBuf::from("runs/compare")),
         progress: true,
+        rates: match &args.rates {
+            Some(p) => serde_json::from_str(
+                &std::fs::read_to_string(p).with_context(|| format!("cannot read --rates {}", p.display()))?,
+            )
+            .with_context(|| {
+                format!(
+                    "--rates {}: expected a JSON object of method name -> steps/s",
+                    p.display()
+                )
+            })?,
+            None => Default::default(),
+        },
     };
     let arms = crate::compare::run_compare(&opts, &dev)?;
     let rows = crate::compare::rows(&arms);

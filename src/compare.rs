@@ -67,6 +67,11 @@ pub struct CompareOptions {
     pub out: PathBuf,
     /// Progress lines on stderr.
     pub progress: bool,
+    /// Steps/s per method (and `edm` for teachers) measured beforehand on an idle machine
+    /// (`--rates FILE`): when a method has one, its runs get `rate × budget` steps whatever the
+    /// machine's load now, and their times are those idle-machine seconds (steps / rate).
+    /// Without it, rates are measured in the process (step 3 of the protocol).
+    pub rates: BTreeMap<String, f64>,
 }
 
 /// The metrics at one point of a run.
@@ -116,8 +121,12 @@ pub struct Arm {
     pub method: String,
     /// Training seed.
     pub seed: u64,
-    /// Measured steps/s of the method on this machine (step 3 of the protocol).
+    /// Steps/s of the method: measured in the process (step 3 of the protocol), or given
+    /// (`CompareOptions::rates`).
     pub rate: f64,
+    /// Whether `rate` was given rather than measured (then times are steps / rate).
+    #[serde(default)]
+    pub given_rate: bool,
     /// Steps the run was given.
     pub steps: u64,
     /// Seconds charged for a teacher trained for this run (0 without one).
@@ -204,10 +213,17 @@ fn teacher_for(opts: &CompareOptions, cfg: &Config, device: &Device) -> Result<(
     let mut tcfg = cfg.clone();
     tcfg.method = MethodConfig::by_name("edm")?;
     let seconds = opts.budget / 3.0;
-    tcfg.train.steps = steps_for(&tcfg, seconds, device)?;
+    let fixed = opts.rates.get("edm").copied();
+    tcfg.train.steps = match fixed {
+        Some(r) => (r * seconds).round().max(10.0) as u64,
+        None => steps_for(&tcfg, seconds, device)?,
+    };
     let start = Instant::now();
     train::run(&tcfg, &RunOptions::new(dir.clone()), device)?;
-    let spent = start.elapsed().as_secs_f64();
+    let spent = match fixed {
+        Some(r) => tcfg.train.steps as f64 / r,
+        None => start.elapsed().as_secs_f64(),
+    };
     write_atomic(&stamp, format!("{spent}\n").as_bytes())?;
     Ok((dir, spent))
 }
@@ -245,7 +261,11 @@ fn run_arm(opts: &CompareOptions, data: &str, method: &str, seed: u64, device: &
             cfg.train.init_from = dir.display().to_string();
         }
     }
-    let rate = rate_of(&cfg, device)?;
+    let fixed = opts.rates.get(method).copied();
+    let rate = match fixed {
+        Some(r) => r,
+        None => rate_of(&cfg, device)?,
+    };
     cfg.train.steps = ((opts.budget - teacher_seconds).max(1.0) * rate).round().max(10.0) as u64;
     let setup = Setup::new(&cfg, device)?;
     let dim = setup.data.dim();
@@ -275,7 +295,10 @@ fn run_arm(opts: &CompareOptions, data: &str, method: &str, seed: u64, device: &
     while trainer.state.step < total {
         trainer.step();
         if marks.contains(&trainer.state.step) {
-            clock += since.elapsed().as_secs_f64();
+            clock = match fixed {
+                Some(r) => trainer.state.step as f64 / r,
+                None => clock + since.elapsed().as_secs_f64(),
+            };
             let last = trainer.state.step == total;
             let draw = |k: usize| {
                 let xs = sample_steps(
@@ -305,6 +328,7 @@ fn run_arm(opts: &CompareOptions, data: &str, method: &str, seed: u64, device: &
         method: method.into(),
         seed,
         rate,
+        given_rate: fixed.is_some(),
         steps: total,
         teacher_seconds,
         skipped: trainer.bad_total,

@@ -506,6 +506,11 @@ pub struct ImageReport {
     pub fd: f64,
     /// Mean max softmax probability of the classifier on the samples.
     pub confidence: f64,
+    /// Unbiased KID on the same features and its standard error over subsets
+    /// ([`crate::eval::features::kid`]; subsets of min(1000, N/2) rows, so that they differ).
+    pub kid: (f64, f64),
+    /// Precision and recall (Kynkäänniemi et al. 2019, k = 3) on the same features.
+    pub precision_recall: (f64, f64),
 }
 
 /// Reference statistics for repeated evaluations against the same reference set.
@@ -518,6 +523,7 @@ pub struct ImageEvaluator {
     pub shape: (usize, usize, usize),
     ref_mu: Vec<f64>,
     ref_cov: Vec<f64>,
+    ref_feats: Vec<f64>,
     device: Device,
 }
 
@@ -534,6 +540,7 @@ impl ImageEvaluator {
             shape,
             ref_mu,
             ref_cov,
+            ref_feats: f,
             device: device.clone(),
         })
     }
@@ -542,10 +549,31 @@ impl ImageEvaluator {
     pub fn report(&self, samples: &[f64]) -> ImageReport {
         let (f, p) = self.clf.features(samples, self.shape, &self.device);
         let (mu, cov) = mean_cov(&f, FEAT);
+        use crate::eval::features as ft;
+        let n = (f.len() / FEAT).min(self.ref_feats.len() / FEAT);
+        let kid = if n >= 4 {
+            ft::kid(
+                &f,
+                &self.ref_feats,
+                FEAT,
+                ft::KID_SUBSETS,
+                ft::KID_SUBSET_SIZE.min(n / 2),
+                0x41D,
+            )
+        } else {
+            (f64::NAN, f64::NAN)
+        };
+        let pr = if n > ft::PR_K {
+            ft::precision_recall(&self.ref_feats, &f, FEAT, ft::PR_K)
+        } else {
+            (f64::NAN, f64::NAN)
+        };
         ImageReport {
             fd_net: self.net.fd_name().into(),
             fd: frechet_from_stats(&mu, &cov, &self.ref_mu, &self.ref_cov, FEAT),
             confidence: confidence(&p),
+            kid,
+            precision_recall: pr,
         }
     }
 }

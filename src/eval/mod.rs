@@ -167,6 +167,18 @@ pub struct Report {
     /// Images: mean max softmax probability of the classifier.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f64>,
+    /// Images: unbiased KID on the same classifier features ([`features::kid`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kid: Option<f64>,
+    /// Images: standard error of `kid` over its subsets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kid_se: Option<f64>,
+    /// Images: precision (Kynkäänniemi et al. 2019, k = 3) on the same features.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precision: Option<f64>,
+    /// Images: recall (Kynkäänniemi et al. 2019, k = 3) on the same features.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recall: Option<f64>,
     /// Network evaluations per sample of the sampler that made the samples (`cm eval` of a
     /// run: 2N − 1 for N EDM Heun steps, N for N consistency steps).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -179,6 +191,10 @@ impl Report {
         self.fd_net = Some(r.fd_net);
         self.fd = Some(r.fd);
         self.confidence = Some(r.confidence);
+        self.kid = Some(r.kid.0);
+        self.kid_se = Some(r.kid.1);
+        self.precision = Some(r.precision_recall.0);
+        self.recall = Some(r.precision_recall.1);
         self
     }
 
@@ -190,6 +206,12 @@ impl Report {
         }
         if let (Some(n), Some(fd), Some(c)) = (&self.fd_net, self.fd, self.confidence) {
             s += &format!("  {n} {fd:.3}  confidence {c:.3}");
+            if let (Some(k), Some(se)) = (self.kid, self.kid_se) {
+                s += &format!("  KID {k:.4}±{se:.4}");
+            }
+            if let (Some(p), Some(r)) = (self.precision, self.recall) {
+                s += &format!("  precision {p:.3}  recall {r:.3}");
+            }
         }
         s
     }
@@ -227,6 +249,10 @@ pub fn report(samples: &[f64], reference: &[f64], dim: usize, gmm: Option<&Gmm>,
         fd_net: None,
         fd: None,
         confidence: None,
+        kid: None,
+        kid_se: None,
+        precision: None,
+        recall: None,
         nfe: None,
     }
 }

@@ -13,6 +13,7 @@ fn opts(out: &std::path::Path, methods: &[&str], data: &[&str]) -> CompareOption
         points: 2,
         out: out.to_path_buf(),
         progress: false,
+        rates: Default::default(),
     }
 }
 

@@ -79,8 +79,8 @@ fn tiny_configs_train_two_steps_and_write_a_grid() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `cm demo` on image data reports FD and confidence next to SWD for every sample set, and
-/// `cm eval` on the run does too.
+/// `cm demo` on image data reports FD, confidence, KID and precision/recall next to SWD for
+/// every sample set, and `cm eval` on the run does too.
 #[test]
 fn image_demo_json_has_fd_and_confidence() {
     let dir = scratch("img-demo");
@@ -106,9 +106,20 @@ fn image_demo_json_has_fd_and_confidence() {
         let c = r["confidence"].as_f64().unwrap();
         assert!((0.1..=1.0).contains(&c), "{k}: {r}");
         assert!(r["swd"].as_f64().unwrap().is_finite());
+        // The protocol's KID (with its standard error) and precision/recall on the same
+        // features ride along.
+        assert!(
+            r["kid"].as_f64().unwrap().is_finite() && r["kid_se"].as_f64().unwrap() >= 0.0,
+            "{k}: {r}"
+        );
+        for m in ["precision", "recall"] {
+            assert!((0.0..=1.0).contains(&r[m].as_f64().unwrap()), "{k}: {r}");
+        }
     }
-    // Real digits score better than an untrained network's output.
+    // Real digits score better than an untrained network's output, on every feature metric.
     assert!(v["data"]["fd"].as_f64().unwrap() < v["untrained"]["fd"].as_f64().unwrap());
+    assert!(v["data"]["kid"].as_f64().unwrap() < v["untrained"]["kid"].as_f64().unwrap());
+    assert!(v["data"]["precision"].as_f64().unwrap() > v["untrained"]["precision"].as_f64().unwrap());
     let o = std::process::Command::new(crate::common::cm_bin())
         .args(["eval", "--n", "64", "--json"])
         .arg(&out)
