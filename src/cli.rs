@@ -42,8 +42,9 @@ pub fn print_json(v: &serde_json::Value) {
 /// Train a method briefly on a built-in data set and show what it makes (the main job).
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
-    /// Method: ict (default), ct, cd, ect, edm, ...
-    #[arg(long, default_value = "ict")]
+    /// Method: facm (default: the most consistent 1-step method of `cm demo --compare` on
+    /// every built-in data set, README "Which method"), ict, ect, sct, scd, cd, ctm, meanflow, ...
+    #[arg(long, default_value = "facm")]
     pub method: String,
     /// Data set: a built-in name or a .csv/.npy file.
     #[arg(long, default_value = "ring8")]
