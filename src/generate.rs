@@ -161,7 +161,9 @@ pub struct Request {
 /// sample i depends only on the run, the seed, the walk and i. Returns the samples in data
 /// coordinates (N×D row-major) and the number of steps walked.
 pub fn sample_request(setup: &Setup, params: &[Tensor<1>], n: usize, req: &Request) -> Result<(Vec<f64>, usize)> {
-    let sampler = setup.objective.sampler_with(setup.model.precond.sigma_d(), &req.sampler)?;
+    let sampler = setup
+        .objective
+        .sampler_with(setup.model.precond.sigma_d(), &req.sampler)?;
     anyhow::ensure!(req.batch >= 1, "--batch must be at least 1");
     anyhow::ensure!(req.steps >= 1, "--steps must be at least 1");
     let times = match &req.times {

@@ -81,7 +81,8 @@ def lpips(
     Images are (N, C, H, W) in [-1, 1] with 1 or 3 channels. ``net`` is ``"alex"`` or
     ``"vgg"``; the ImageNet weights come from ``cm data fetch lpips``, ``$CM_LPIPS_DIR`` or
     ``weights=PATH`` (a missing file is a :class:`~consistency_models.CmError` saying where it
-    looked). ``resize=True`` upsamples to 224 px first, as the CM training distance does.
+    looked). ``resize=True`` upsamples to 224 px first, as the CM training distance does; the
+    AlexNet trunk needs at least 32×32 px without it.
     """
     for v, nm in ((a, "a"), (b, "b")):
         if np.ndim(v) != 4:
@@ -90,6 +91,10 @@ def lpips(
         raise ValueError(f"a and b must have the same shape, got {np.shape(a)} and {np.shape(b)}")
     x, y = _pair(a, b)
     shape = tuple(int(s) for s in np.shape(a)[1:])
+    if net == "alex" and min(shape[1:]) < 32 and not resize:
+        # AlexNet's stride-4 stem and pools leave no pixels for its deeper taps below ~31 px
+        # (the distance would be NaN).
+        raise ValueError(f"LPIPS with net='alex' needs images of at least 32×32 px, got {shape[1]}×{shape[2]}; pass resize=True or net='vgg'")
     w = None if weights is None else os.fspath(weights)
     return _native.lpips(x, y, shape, net, w, bool(resize))
 

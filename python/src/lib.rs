@@ -21,8 +21,10 @@ use cm::rng::Rng;
 use cm::run::Setup;
 use cm::samplers::ode::Solver;
 use cm::samplers::SamplerOptions;
-use cm::train::{self, stop, RunOptions, Trainer};
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use cm::train::{stop, RunOptions, Trainer};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -173,7 +175,11 @@ impl Model {
             None => None,
             Some("heun") => Some(Solver::Heun),
             Some("euler") => Some(Solver::Euler),
-            Some(o) => return Err(PyValueError::new_err(format!("ode must be 'heun' or 'euler', got '{o}'"))),
+            Some(o) => {
+                return Err(PyValueError::new_err(format!(
+                    "ode must be 'heun' or 'euler', got '{o}'"
+                )))
+            }
         };
         let req = Request {
             steps,
@@ -215,7 +221,10 @@ impl Model {
             )));
         }
         if let Some(i) = sig.iter().position(|&v| v <= 0.0) {
-            return Err(PyValueError::new_err(format!("sigma[{i}] must be positive, got {}", sig[i])));
+            return Err(PyValueError::new_err(format!(
+                "sigma[{i}] must be positive, got {}",
+                sig[i]
+            )));
         }
         let p = self.params(ema).to_vec();
         let out = py.detach(|| {
@@ -248,7 +257,13 @@ impl Model {
         self.setup.specs[..self.setup.n_net]
             .iter()
             .zip(self.params(ema))
-            .map(|(s, t)| (s.name.clone(), s.shape.clone(), cm::tensor::to_vec(t.clone()).into_pyarray(py)))
+            .map(|(s, t)| {
+                (
+                    s.name.clone(),
+                    s.shape.clone(),
+                    cm::tensor::to_vec(t.clone()).into_pyarray(py),
+                )
+            })
             .collect()
     }
 }
@@ -300,7 +315,8 @@ fn config_default(method: &str, preset: Option<&str>) -> PyResult<String> {
 /// TOML text → JSON text (for `dict`s on the Python side).
 #[pyfunction]
 fn toml_to_json(text: &str) -> PyResult<String> {
-    let v: toml::Value = toml::from_str(text).map_err(|e| ConfigError::new_err(format!("invalid config: {}", e.to_string().trim())))?;
+    let v: toml::Value =
+        toml::from_str(text).map_err(|e| ConfigError::new_err(format!("invalid config: {}", e.to_string().trim())))?;
     Ok(serde_json::to_string(&v).expect("TOML values are JSON values"))
 }
 
@@ -314,15 +330,27 @@ fn json_to_toml(text: &str) -> PyResult<String> {
                 "invalid config: {path} is None (leave a field out to get its default)"
             ))),
             serde_json::Value::Object(m) => m.iter().try_for_each(|(k, v)| {
-                check(v, &if path.is_empty() { k.clone() } else { format!("{path}.{k}") })
+                check(
+                    v,
+                    &if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    },
+                )
             }),
-            serde_json::Value::Array(a) => a.iter().enumerate().try_for_each(|(i, v)| check(v, &format!("{path}[{i}]"))),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, v)| check(v, &format!("{path}[{i}]"))),
             _ => Ok(()),
         }
     }
     check(&v, "")?;
     if !v.is_object() {
-        return Err(ConfigError::new_err("invalid config: a config dict must be a mapping of tables"));
+        return Err(ConfigError::new_err(
+            "invalid config: a config dict must be a mapping of tables",
+        ));
     }
     let t = toml::Value::try_from(v).map_err(|e| ConfigError::new_err(format!("invalid config: {e}")))?;
     toml::to_string(&t).map_err(|e| ConfigError::new_err(format!("invalid config: {e}")))
@@ -378,7 +406,7 @@ fn train(
     let result = py.detach(|| {
         let mut acc = (0.0f64, 0u64);
         let mut first: Option<(u64, std::time::Instant)> = None;
-        let r = train::run_with(&cfg, &opts, &device(), |t: &mut Trainer| {
+        let r = cm::train::run_with(&cfg, &opts, &device(), |t: &mut Trainer| {
             let r = t.step();
             let Some(cb) = &callback else { return r };
             let (s0, start) = *first.get_or_insert((r.step, std::time::Instant::now()));
@@ -404,7 +432,7 @@ fn train(
         });
         stop::clear();
         r.and_then(|(trainer, history)| {
-            train::write_loss_plot(&opts.out, &history)?;
+            cm::train::write_loss_plot(&opts.out, &history)?;
             Ok((trainer, history))
         })
     });
@@ -435,29 +463,38 @@ fn train(
     })
     .to_string();
     let snap = trainer.state;
-    let model = Model::new(trainer.setup, &snap.online, &snap.ema, snap.step, out.display().to_string());
+    let model = Model::new(
+        trainer.setup,
+        &snap.online,
+        &snap.ema,
+        snap.step,
+        out.display().to_string(),
+    );
     Ok((model, summary))
 }
 
 /// Writes a user's points (`.npy` bytes) into the run folder as `data.npy` (checked by the
 /// CLI's own loader, written atomically, recorded in the folder's ledger) and returns its
 /// absolute path for `data.name`. An identical file already there is kept, so training
-/// the same array into the same folder again continues the run.
+/// the same array into the same folder again continues the run; a different one is an error.
 fn install_data(out: &std::path::Path, bytes: &[u8], force: bool) -> PyResult<String> {
     cm::data::files::parse_npy(bytes).map_err(|e| PyValueError::new_err(format!("data: {e:#}")))?;
     // Claims (marks, locks) the folder by the same rules as training; released at the end.
     let folder = cm::io::runfolder::RunFolder::open(out, "train", force).map_err(cm_err)?;
     let path = folder.dir.join("data.npy");
-    let same = std::fs::read(&path).is_ok_and(|b| b == bytes);
-    if !same {
-        (|| -> anyhow::Result<()> {
-            cm::io::runfolder::claim_outputs(&[&path], false).map_err(|e| {
-                anyhow::anyhow!("{e:#} (this run folder was trained on other data: use another folder or restart=True)")
-            })?;
+    match std::fs::read(&path) {
+        Ok(b) if b == bytes => {}
+        // Never replaced: the run in this folder (and any restart-N/ beside it) reads it.
+        Ok(_) => return Err(CmError::new_err(format!(
+            "{} holds other data, which the run in this folder was trained on: train on this array in another folder",
+            path.display()
+        ))),
+        Err(_) => (|| -> anyhow::Result<()> {
+            cm::io::runfolder::claim_outputs(&[&path], false)?;
             cm::io::write_atomic(&path, bytes)?;
             cm::io::runfolder::record_outputs(&[&path])
         })()
-        .map_err(cm_err)?;
+        .map_err(cm_err)?,
     }
     let abs = std::path::absolute(&path).map_err(|e| CmError::new_err(e.to_string()))?;
     Ok(abs.display().to_string())
@@ -496,7 +533,9 @@ fn data_load<'py>(
             let ds = dataset(&name, image_size, grey, test_split)?;
             let (xs, labels) = match (n, ds.points()) {
                 (None, Some(all)) => (all, ds.labels().map(|l| l.iter().map(|&v| v as i64).collect())),
-                (None, None) => anyhow::bail!("data set {name} is a distribution: give n, the number of points to draw"),
+                (None, None) => {
+                    anyhow::bail!("data set {name} is a distribution: give n, the number of points to draw")
+                }
                 (Some(n), _) => {
                     let (xs, l) = ds.sample_labeled(&mut Rng::new(seed), n);
                     (xs, l.map(|l| l.into_iter().map(|v| v as i64).collect::<Vec<_>>()))
@@ -610,7 +649,9 @@ fn lpips<'py>(
         )));
     }
     if xa.len() != xb.len() {
-        return Err(PyValueError::new_err("LPIPS compares a[i] with b[i]: a and b need the same number of images"));
+        return Err(PyValueError::new_err(
+            "LPIPS compares a[i] with b[i]: a and b need the same number of images",
+        ));
     }
     let which = match net {
         "alex" => cm::lpips::LpipsNet::Alex,
@@ -706,15 +747,27 @@ impl GaussianMixture {
         (self.gmm.weights.clone(), self.gmm.means.clone(), self.gmm.covs.clone())
     }
 
-    fn log_density<'py>(&self, py: Python<'py>, x: PyReadonlyArray2<'py, f64>, sigma: f64) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    fn log_density<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, f64>,
+        sigma: f64,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         let (xs, _, _) = self.check(&x)?;
         Ok(py.detach(|| self.gmm.log_density(xs, sigma)).into_pyarray(py))
     }
 
-    fn score<'py>(&self, py: Python<'py>, x: PyReadonlyArray2<'py, f64>, sigma: f64) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    fn score<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, f64>,
+        sigma: f64,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let (xs, n, d) = self.check(&x)?;
         if sigma <= 0.0 {
-            return Err(PyValueError::new_err(format!("sigma must be positive for the score, got {sigma}")));
+            return Err(PyValueError::new_err(format!(
+                "sigma must be positive for the score, got {sigma}"
+            )));
         }
         array2(py, py.detach(|| self.gmm.score_rows(xs, sigma)), n, d)
     }
@@ -774,7 +827,10 @@ impl GaussianMixture {
     fn sigmas<'a>(&self, s: &'a PyReadonlyArray1<'_, f64>, n: usize) -> PyResult<&'a [f64]> {
         let v = vec1(s, "sigma")?;
         if v.len() != n {
-            return Err(PyValueError::new_err(format!("sigma has {} values for {n} rows", v.len())));
+            return Err(PyValueError::new_err(format!(
+                "sigma has {} values for {n} rows",
+                v.len()
+            )));
         }
         if let Some(i) = v.iter().position(|&x| x < 0.0) {
             return Err(PyValueError::new_err(format!("sigma[{i}] is negative ({})", v[i])));

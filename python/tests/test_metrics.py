@@ -98,12 +98,16 @@ def test_report_matches_the_component_functions(trained):
 
 def test_lpips_needs_its_weights(monkeypatch, tmp_path):
     monkeypatch.setenv("CM_LPIPS_DIR", str(tmp_path))
-    imgs = np.random.default_rng(0).uniform(-1, 1, (2, 3, 16, 16)).astype(np.float32)
+    imgs = np.random.default_rng(0).uniform(-1, 1, (2, 3, 32, 32)).astype(np.float32)
+    with pytest.raises(ValueError, match="32"):
+        cm.metrics.lpips(imgs[:, :, :16, :16], imgs[:, :, :16, :16])
     try:
         d = cm.metrics.lpips(imgs, imgs)
     except cm.CmError as e:
         assert "cm data fetch lpips" in str(e)
     else:  # weights found beside the checkout (../shared): a distance to itself is 0
         assert d.shape == (2,) and np.allclose(d, 0, atol=1e-6)
+        other = cm.metrics.lpips(imgs, imgs[::-1])
+        assert (other > 0.01).all()
     with pytest.raises(cm.CmError, match="cannot read"):
         cm.metrics.lpips(imgs, imgs, weights=tmp_path / "missing.safetensors")

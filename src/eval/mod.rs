@@ -234,12 +234,7 @@ pub fn with_image_metrics(r: Report, ev: Option<&images::ImageEvaluator>, xs: &[
 /// `cm eval` of a sample set: [`report`] of `xs` (raw coordinates, N×D row-major) against
 /// `n` fresh points of `data` drawn with [`REFERENCE_SEED`], plus FD and classifier
 /// confidence for image data (an error when its classifier cannot be loaded).
-pub fn samples_report(
-    data: &crate::data::Dataset,
-    xs: &[f64],
-    n: usize,
-    device: &Device,
-) -> anyhow::Result<Report> {
+pub fn samples_report(data: &crate::data::Dataset, xs: &[f64], n: usize, device: &Device) -> anyhow::Result<Report> {
     let dim = data.dim();
     anyhow::ensure!(
         !xs.is_empty() && xs.len() % dim == 0,
