@@ -485,10 +485,12 @@ fn install_data(out: &std::path::Path, bytes: &[u8], force: bool) -> PyResult<St
     match std::fs::read(&path) {
         Ok(b) if b == bytes => {}
         // Never replaced: the run in this folder (and any restart-N/ beside it) reads it.
-        Ok(_) => return Err(CmError::new_err(format!(
+        Ok(_) => {
+            return Err(CmError::new_err(format!(
             "{} holds other data, which the run in this folder was trained on: train on this array in another folder",
             path.display()
-        ))),
+        )))
+        }
         Err(_) => (|| -> anyhow::Result<()> {
             cm::io::runfolder::claim_outputs(&[&path], false)?;
             cm::io::write_atomic(&path, bytes)?;
