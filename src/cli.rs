@@ -318,10 +318,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         },
         &dev,
     )?;
-    if !history.is_empty() {
-        let c = crate::io::plot::line_plot("training loss", &[("loss", &history)]);
-        crate::io::plot::write_png_atomic(&out.join("loss.png"), &c)?;
-    }
+    train::write_loss_plot(&out, &history)?;
     let secs = t0.elapsed().as_secs_f64();
     eprintln!(
         "done: {} steps ({} skipped) in {secs:.1}s -> {}",
@@ -413,31 +410,15 @@ pub fn sample(args: SampleArgs) -> Result<()> {
     } else {
         &state.ema[..setup.n_net]
     };
-    let opts = crate::samplers::SamplerOptions { gamma, ode };
-    let sampler = setup.objective.sampler_with(setup.model.precond.sigma_d(), &opts)?;
-    if batch == 0 {
-        bail!("--batch must be at least 1");
-    }
-    if steps == 0 {
-        bail!("--steps must be at least 1");
-    }
-    let times = match &times {
-        Some(t) => sampler.complete(t)?,
-        None => sampler.times(steps),
+    let req = crate::generate::Request {
+        steps,
+        times,
+        seed,
+        classes,
+        batch,
+        sampler: crate::samplers::SamplerOptions { gamma, ode },
     };
-    let steps = times.len() - 1;
-    let xs = crate::generate::sample(
-        &setup,
-        p,
-        n,
-        crate::generate::SampleOptions {
-            sampler,
-            times,
-            classes,
-            noise: crate::generate::NoiseSource::PerSample(seed),
-            chunk: batch,
-        },
-    );
+    let (xs, steps) = crate::generate::sample_request(&setup, p, n, &req)?;
     let dim = setup.data.dim();
     let npy = crate::data::files::npy_bytes(&xs.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[n, dim]);
     crate::io::write_atomic(&out, &npy)?;
@@ -489,9 +470,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     } = args;
     let dev = device("cpu")?;
     let is_file = input.extension().is_some_and(|e| e == "npy" || e == "csv");
-    // Network evaluations per sample (a run's sampler; unknown for a sample file).
-    let mut nfe = None;
-    let (ds, xs, n) = if is_file {
+    let r = if is_file {
         let name = data.context("evaluating a sample file needs --data NAME (the reference data set)")?;
         let ds = crate::data::Dataset::from_name(&name)?;
         let (xs, d) = crate::data::files::load_points(&input)?;
@@ -504,32 +483,13 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             );
         }
         let n = n.unwrap_or_else(|| crate::generate::default_n_eval(&name));
-        (ds, xs, n)
+        crate::eval::samples_report(&ds, &xs, n, &dev)?
     } else {
         let (_, setup, state) = crate::run::load_run(&input, &dev)?;
         let n = n.unwrap_or_else(|| crate::generate::default_n_eval(setup.data.name()));
-        if steps == 0 {
-            bail!("--steps must be at least 1");
-        }
         let p = if online { &state.online } else { &state.ema };
-        let xs = crate::generate::sample_steps(&setup, &p[..setup.n_net], n, steps, &mut crate::rng::Rng::new(1));
-        let sampler = setup.sampler();
-        nfe = Some(sampler.nfe(&sampler.times(steps)));
-        (setup.data.clone(), xs, n)
+        crate::eval::run_report(&setup, &p[..setup.n_net], n, steps)?
     };
-    let dim = ds.dim();
-    let reference = ds
-        .reference_pair(&mut crate::rng::Rng::new(crate::eval::REFERENCE_SEED), n)
-        .0;
-    let st = ds.standardizer();
-    let scale = st.std.iter().sum::<f64>() / dim as f64;
-    let mut r = crate::eval::report(&xs, &reference, dim, ds.gmm(), scale);
-    r.nfe = nfe;
-    if let Some(shape) = ds.image_shape() {
-        let net = crate::eval::images::Net::for_data(ds.name());
-        let ev = crate::eval::images::ImageEvaluator::new(net, &reference, shape, &dev)?;
-        r = r.with_image(ev.report(&xs));
-    }
     eprintln!("{}", r.line());
     if json {
         print_json(&serde_json::to_value(&r)?);

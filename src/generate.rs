@@ -6,7 +6,7 @@
 
 use crate::rng::Rng;
 use crate::run::Setup;
-use crate::samplers::{Noise, Sampler};
+use crate::samplers::{Noise, Sampler, SamplerOptions};
 use crate::tensor::to_vec;
 use anyhow::Result;
 use burn::prelude::*;
@@ -136,6 +136,54 @@ pub fn sample(setup: &Setup, params: &[Tensor<1>], n: usize, opts: SampleOptions
         first += m;
     }
     setup.standardizer.inverse(&out)
+}
+
+/// What `cm sample` (and the Python package's `Model.sample`) asks of a run.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// Network steps along the method's own schedule (ignored when `times` is given).
+    pub steps: usize,
+    /// Explicit times, noise end first, in the method's convention; completed with the noise
+    /// and data ends by [`Sampler::complete`].
+    pub times: Option<Vec<f64>>,
+    /// Seed of the per-sample noise streams ([`NoiseSource::PerSample`]).
+    pub seed: u64,
+    /// Class labels of a class-conditional network.
+    pub classes: Classes,
+    /// Samples per network batch (the samples do not depend on it).
+    pub batch: usize,
+    /// Sampler options (CTM's γ and ODE solver); methods without options reject any.
+    pub sampler: SamplerOptions,
+}
+
+/// Samples a run as `cm sample` does: the method's sampler with the request's options, the
+/// walk of `steps` steps (or the completed `times`), per-sample noise under `seed`, so that
+/// sample i depends only on the run, the seed, the walk and i. Returns the samples in data
+/// coordinates (N×D row-major) and the number of steps walked.
+pub fn sample_request(setup: &Setup, params: &[Tensor<1>], n: usize, req: &Request) -> Result<(Vec<f64>, usize)> {
+    let sampler = setup
+        .objective
+        .sampler_with(setup.model.precond.sigma_d(), &req.sampler)?;
+    anyhow::ensure!(req.batch >= 1, "--batch must be at least 1");
+    anyhow::ensure!(req.steps >= 1, "--steps must be at least 1");
+    let times = match &req.times {
+        Some(t) => sampler.complete(t)?,
+        None => sampler.times(req.steps),
+    };
+    let steps = times.len() - 1;
+    let xs = sample(
+        setup,
+        params,
+        n,
+        SampleOptions {
+            sampler,
+            times,
+            classes: req.classes,
+            noise: NoiseSource::PerSample(req.seed),
+            chunk: req.batch,
+        },
+    );
+    Ok((xs, steps))
 }
 
 /// `n` samples with the run's own sampler and `steps` steps, all noise from one stream `rng`

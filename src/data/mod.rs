@@ -406,6 +406,23 @@ impl Dataset {
         }
     }
 
+    /// Every point of a finite data set in raw coordinates (N×D row-major: a file's points, or
+    /// the images in [-1, 1], unflipped, C·H·W each); None for the built-in distributions,
+    /// which have exact samplers instead.
+    pub fn points(&self) -> Option<Vec<f64>> {
+        match self {
+            Dataset::Gmm { .. } | Dataset::Toy { .. } => None,
+            Dataset::Points { xs, .. } => Some(xs.clone()),
+            Dataset::Images { images, .. } => {
+                let mut out = Vec::with_capacity(images.n * images.dim());
+                for i in 0..images.n {
+                    images.get(i, false, &mut out);
+                }
+                Some(out)
+            }
+        }
+    }
+
     /// Standardisation statistics: exact for mixtures, from all points for files, from a fixed
     /// 100k-point draw for the other built-ins.
     pub fn standardizer(&self) -> Standardizer {

@@ -279,6 +279,41 @@ pub fn with_image_metrics(r: Report, ev: Option<&images::ImageEvaluator>, xs: &[
     }
 }
 
+/// `cm eval` of a sample set: [`report`] of `xs` (raw coordinates, N×D row-major) against
+/// `n` fresh points of `data` drawn with [`REFERENCE_SEED`] ([`crate::data::Dataset::reference_pair`]: disjoint from
+/// the floor draw for a file), plus FD, KID, precision/recall and classifier
+/// confidence for image data (an error when its classifier cannot be loaded).
+pub fn samples_report(data: &crate::data::Dataset, xs: &[f64], n: usize, device: &Device) -> anyhow::Result<Report> {
+    let dim = data.dim();
+    anyhow::ensure!(
+        !xs.is_empty() && xs.len() % dim == 0,
+        "the samples must be a non-empty N×{dim} set for data set {}",
+        data.name()
+    );
+    let reference = data.reference_pair(&mut Rng::new(REFERENCE_SEED), n).0;
+    let st = data.standardizer();
+    let scale = st.std.iter().sum::<f64>() / dim as f64;
+    let mut r = report(xs, &reference, dim, data.gmm(), scale);
+    if let Some(shape) = data.image_shape() {
+        let net = images::Net::for_data(data.name());
+        let ev = images::ImageEvaluator::new(net, &reference, shape, device)?;
+        r = r.with_image(ev.report(xs));
+    }
+    Ok(r)
+}
+
+/// `cm eval` of a run: `n` samples from the backbone weights `params` with the run's own
+/// sampler and `steps` steps (all noise from one stream, seed 1), measured by
+/// [`samples_report`], with the sampler's network evaluations per sample.
+pub fn run_report(setup: &crate::run::Setup, params: &[Tensor<1>], n: usize, steps: usize) -> anyhow::Result<Report> {
+    anyhow::ensure!(steps >= 1, "--steps must be at least 1");
+    let xs = crate::generate::sample_steps(setup, params, n, steps, &mut Rng::new(1));
+    let sampler = setup.sampler();
+    let mut r = samples_report(&setup.data, &xs, n, &setup.device)?;
+    r.nfe = Some(sampler.nfe(&sampler.times(steps)));
+    Ok(r)
+}
+
 /// Evaluates a trained setup with its EMA weights against fresh data.
 pub fn evaluate(
     setup: &crate::run::Setup,

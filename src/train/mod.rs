@@ -683,6 +683,16 @@ pub fn run_with(
     Ok((trainer, history))
 }
 
+/// Writes the loss curve of a finished (or stopped) run to `out/loss.png`, as `cm train` does;
+/// nothing when the history is empty.
+pub fn write_loss_plot(out: &Path, history: &History) -> Result<()> {
+    if !history.is_empty() {
+        let c = crate::io::plot::line_plot("training loss", &[("loss", history)]);
+        crate::io::plot::write_png_atomic(&out.join("loss.png"), &c)?;
+    }
+    Ok(())
+}
+
 /// Keeps freed tensor buffers in the process heap instead of returning them to the OS.
 ///
 /// A training step allocates and frees the same few-megabyte activation buffers every step;

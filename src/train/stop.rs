@@ -32,6 +32,20 @@ pub fn requested() -> Option<i32> {
     }
 }
 
+/// Asks the training loop to stop as if `sig` had arrived (unless a signal already did): it
+/// finishes the step, writes a checkpoint and returns [`Interrupted`]. For library callers
+/// that stop a run from inside it, e.g. the Python package when a progress callback raises.
+/// Works with or without [`Handlers`]; call [`clear`] once the run has returned.
+pub fn request(sig: i32) {
+    let _ = SIGNAL.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+}
+
+/// Forgets a stop request, so that the next run in this process does not stop at once (the
+/// Python package calls it after every training call; [`Handlers`] clear it themselves).
+pub fn clear() {
+    SIGNAL.store(0, Ordering::SeqCst);
+}
+
 /// "SIGINT", "SIGTERM" or "signal N".
 pub fn signal_name(sig: i32) -> String {
     match sig {
@@ -78,6 +92,9 @@ impl Drop for Handlers {
                 libc::sigaction(*sig, prev, std::ptr::null_mut());
             }
         }
+        // The run that asked for the handlers has returned (its `Interrupted` already carries
+        // the signal): a library caller's next run in this process must not see it.
+        clear();
     }
 }
 

@@ -1,0 +1,44 @@
+"""Images: the 256-image MNIST fixture the Rust tests use and the tiny U-Net config."""
+
+import numpy as np
+import pytest
+
+import consistency_models as cm
+from conftest import FIXTURE, ROOT
+
+
+def test_load_image_data():
+    x, labels = cm.data.load(f"idx:{FIXTURE}", labels=True)
+    assert x.shape == (256, 1, 28, 28) and x.dtype == np.float32
+    assert x.min() == -1.0 and x.max() == 1.0
+    assert labels.shape == (256,) and labels.dtype == np.int64 and set(labels) <= set(range(10))
+    y = cm.data.load(f"idx:{FIXTURE}", n=10, seed=1)
+    assert y.shape == (10, 1, 28, 28)
+    u = cm.to_uint8(x[:3])
+    assert u.shape == (3, 28, 28) and u.dtype == np.uint8 and u.max() == 255
+    assert cm.to_uint8(np.zeros((3, 5, 5))).shape == (5, 5, 3)
+
+
+def test_data_errors(tmp_path):
+    with pytest.raises(cm.CmError, match="unknown data set"):
+        cm.data.load("no-such-data")
+    with pytest.raises(cm.CmError):
+        cm.data.load(f"idx:{tmp_path / 'missing'}")
+    p = tmp_path / "pts.csv"
+    p.write_text("x,y\n1,2\n3,4\n5,6\n")
+    np.testing.assert_array_equal(cm.data.load(str(p)), [[1, 2], [3, 4], [5, 6]])
+    assert set(cm.data.builtins()) >= {"ring8", "moons", "gmm1d"}
+
+
+def test_train_and_sample_the_tiny_unet(tmp_path):
+    cfg = cm.config.from_toml((ROOT / "configs" / "tiny" / "mnist-ict.toml").read_text())
+    cfg["data"]["name"] = f"idx:{FIXTURE}"
+    run = cm.train(cfg, tmp_path / "tiny", steps=2, progress=False)
+    assert run.image_shape == (1, 28, 28) and run.dim == 784
+    x = run.sample(5, steps=2, seed=1)
+    assert x.shape == (5, 1, 28, 28) and x.dtype == np.float32 and np.isfinite(x).all()
+    np.testing.assert_array_equal(x[:2], cm.load(run.path).sample(2, steps=2, seed=1))
+    d = run.denoise(x, 0.5)
+    assert d.shape == x.shape
+    m = run.metrics(n=64)
+    assert m["fd_net"] == "FD-mnistnet" and m["fd"] > 0 and 0 < m["confidence"] <= 1
