@@ -194,3 +194,40 @@ impl Objective for Ict {
         Some(self.cfg.time.consistency_map())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ablation switches: defaults are iCT's; each alternative is CT's choice (CT's N(k)
+    /// over the same s0, s1; a uniform interval; an EMA teacher).
+    #[test]
+    fn ablation_switches() {
+        let ict = Ict::new(IctConfig::default(), 2).unwrap();
+        assert_eq!(ict.target_decay(0, 100), None);
+        assert_eq!(ict.n(0, 800), 11);
+        let ct = Ict::new(
+            IctConfig {
+                curriculum: IctCurriculum::Ct,
+                noise: IctNoise::Uniform,
+                target_mu: 0.9,
+                ..Default::default()
+            },
+            2,
+        )
+        .unwrap();
+        for k in [0, 100, 400, 800] {
+            assert_eq!(ct.n(k, 800), ct_n(k, 800, 10.0, 1280.0));
+        }
+        let (g, p) = ct.grid(400, 800);
+        assert_eq!(p.len(), g.len() - 1);
+        assert!(p.iter().all(|&x| (x - p[0]).abs() < 1e-15));
+        assert_eq!(ct.target_decay(5, 800), Some(0.9));
+        assert!(IctConfig {
+            target_mu: 1.0,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+    }
+}
