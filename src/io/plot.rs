@@ -712,7 +712,8 @@ pub struct Band<'a> {
 /// between its low and high edges (e.g. the spread over seeds) shaded in the line's colour at
 /// 18 % opacity; each point marked. A log10 y axis when every finite value is positive and the
 /// values span more than a factor of 5 (else linear). `xlabel` is written under the axis,
-/// `note` (e.g. "band: min-max over 3 seeds") in the top-left corner. 800x450.
+/// `note` (e.g. "band: min-max over 3 seeds") in the top-left corner; a series with a single
+/// point gets its band as an error bar. 800x450.
 pub fn band_plot(title: &str, xlabel: &str, note: &str, series: &[Band<'_>]) -> Canvas {
     let mut cv = Canvas::new(LP_W, LP_H, WHITE);
     let (x0, y0) = (LP_LEFT, LP_TOP);
@@ -853,14 +854,32 @@ pub fn band_plot(title: &str, xlabel: &str, note: &str, series: &[Band<'_>]) -> 
                 }
                 seg += 1;
             }
-            if !s.dashed {
+            // A lone point is drawn below, as an error bar.
+            let lone = s.points.iter().filter(|q| q.0.is_finite() && q.1.is_finite()).count() == 1;
+            if !s.dashed && !lone {
                 cv.fill_rect(p.0 - 2, p.1 - 2, 5, 5, color);
             }
             prev = Some(p);
         }
         if seg == 0 {
             if let Some(p) = prev {
-                cv.fill_rect(p.0 - 2, p.1 - 2, 5, 5, color);
+                // A lone point (one x value): its band as an error bar with caps, set off
+                // sideways by the series' index so bars at the same x do not hide each other.
+                let dx = (si as i64 * 2 - series.len() as i64 + 1) * 6;
+                let &(x, _, lo, hi) = s
+                    .points
+                    .iter()
+                    .rev()
+                    .find(|q| q.0.is_finite() && q.1.is_finite())
+                    .unwrap();
+                if lo.is_finite() && hi.is_finite() {
+                    let (ylo, yhi) = (map(x, ty(lo)).1.round() as i64, map(x, ty(hi)).1.round() as i64);
+                    cv.line(p.0 + dx, ylo, p.0 + dx, yhi, color);
+                    cv.line(p.0 + dx + 1, ylo, p.0 + dx + 1, yhi, color);
+                    cv.line(p.0 + dx - 4, ylo, p.0 + dx + 5, ylo, color);
+                    cv.line(p.0 + dx - 4, yhi, p.0 + dx + 5, yhi, color);
+                }
+                cv.fill_rect(p.0 + dx - 2, p.1 - 2, 6, 5, color);
             }
         }
     }
