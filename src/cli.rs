@@ -763,3 +763,68 @@ pub fn data(cmd: DataCmd) -> Result<()> {
     eprintln!("fetched {what} into {}, checksums verified{hint}", out.display());
     Ok(())
 }
+
+/// The papers' claims as experiments over seeds, with intervals and verdicts.
+#[derive(clap::Args, Debug)]
+pub struct ReproArgs {
+    /// Claims to run (ids as `cm repro --list` prints them), or `all` (default).
+    pub claims: Vec<String>,
+    /// Seeds per claim (default: 3, or 5 for the stability claims; 1 with --quick).
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// One seed and tiny runs of the 2-D claims (the test suite's check that the code runs;
+    /// its verdicts are inconclusive by construction).
+    #[arg(long)]
+    pub quick: bool,
+    /// Print one JSON object (the ledger) as the last line.
+    #[arg(long)]
+    pub json: bool,
+    /// Output folder (default runs/repro); finished runs in it are reused.
+    #[arg(long, default_value = "runs/repro")]
+    pub out: PathBuf,
+    /// MNIST IDX folder for the image claim (default: data/mnist or ../shared/data/mnist).
+    #[arg(long)]
+    pub mnist: Option<PathBuf>,
+    /// Use a non-empty --out that is not a cm folder anyway (nothing in it is touched).
+    #[arg(long)]
+    pub force: bool,
+    /// List the claims and exit.
+    #[arg(long)]
+    pub list: bool,
+}
+
+/// Runs `cm repro`.
+pub fn repro(args: ReproArgs) -> Result<()> {
+    let budget = if args.quick {
+        crate::repro::claims::Budget::quick()
+    } else {
+        crate::repro::claims::Budget::full()
+    };
+    if args.list {
+        for c in crate::repro::claims::all(&budget) {
+            println!("{:<16} [{}] {}", c.id, c.section, c.statement);
+        }
+        return Ok(());
+    }
+    let dev = device("cpu")?;
+    let opts = crate::repro::ReproOptions {
+        claims: args.claims,
+        seeds: args.seeds,
+        quick: args.quick,
+        out: args.out,
+        force: args.force,
+        mnist: args.mnist,
+        progress: true,
+    };
+    let ledger = crate::repro::run(&opts, &dev)?;
+    eprintln!();
+    print!("{}", crate::repro::table(&ledger));
+    eprintln!(
+        "ledger: {0}/table.md, {0}/ledger.json, one PNG per claim",
+        opts.out.display()
+    );
+    if args.json {
+        print_json(&serde_json::to_value(&ledger)?);
+    }
+    Ok(())
+}

@@ -35,6 +35,8 @@ enum Cmd {
     },
     /// Training steps/s and sampling latency of the standard 2-D config.
     Bench(cli::BenchArgs),
+    /// The papers' claims as experiments over seeds, with intervals and verdicts.
+    Repro(cli::ReproArgs),
 }
 
 fn main() {
@@ -48,6 +50,7 @@ fn main() {
         Cmd::Data { cmd } => cli::data(cmd),
         Cmd::Classifier { cmd } => cli::classifier(cmd),
         Cmd::Bench(a) => cli::bench(a),
+        Cmd::Repro(a) => cli::repro(a),
     };
     if let Err(e) = result {
         // A graceful stop (SIGINT / SIGTERM) is not an error: its checkpoint is written.

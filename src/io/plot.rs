@@ -698,6 +698,223 @@ pub fn line_plot(title: &str, series: &[(&str, &[(f64, f64)])]) -> Canvas {
     cv
 }
 
+/// One line of a [`band_plot`]: its name and points (x, centre, low, high).
+pub struct Band<'a> {
+    /// Legend label.
+    pub name: &'a str,
+    /// (x, centre line, lower edge, upper edge) per point, in x order.
+    pub points: &'a [(f64, f64, f64, f64)],
+    /// A dashed line (reference lines such as an exact sampler or a teacher).
+    pub dashed: bool,
+}
+
+/// Lines with shaded bands: x against a centre value (e.g. the mean over seeds), the band
+/// between its low and high edges (e.g. the spread over seeds) shaded in the line's colour at
+/// 18 % opacity; each point marked. A log10 y axis when every finite value is positive and the
+/// values span more than a factor of 5 (else linear). `xlabel` is written under the axis,
+/// `note` (e.g. "band: min-max over 3 seeds") in the top-left corner; a series with a single
+/// point gets its band as an error bar. 800x450.
+pub fn band_plot(title: &str, xlabel: &str, note: &str, series: &[Band<'_>]) -> Canvas {
+    let mut cv = Canvas::new(LP_W, LP_H, WHITE);
+    let (x0, y0) = (LP_LEFT, LP_TOP);
+    let (x1, y1) = (LP_W as i64 - LP_RIGHT - 1, LP_H as i64 - LP_BOTTOM - 1);
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for s in series {
+        for &(x, m, lo, hi) in s.points {
+            if !x.is_finite() {
+                continue;
+            }
+            for v in [m, lo, hi] {
+                if v.is_finite() {
+                    xs.push(x);
+                    ys.push(v);
+                }
+            }
+        }
+    }
+    let (ylo, yhi) = ys.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let log = !ys.is_empty() && ylo > 0.0 && yhi / ylo > 5.0;
+    let ty = |v: f64| if log { v.log10() } else { v };
+    let (mut xmin, mut xmax) = xs.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let (mut ymin, mut ymax) = if ys.is_empty() { (0.0, 1.0) } else { (ty(ylo), ty(yhi)) };
+    if xs.is_empty() {
+        (xmin, xmax) = (0.0, 1.0);
+    }
+    if xmax <= xmin {
+        (xmin, xmax) = (xmin - 0.5, xmax + 0.5);
+    }
+    if ymax <= ymin {
+        let d = if ymin == 0.0 { 0.5 } else { ymin.abs() * 0.1 };
+        (ymin, ymax) = (ymin - d, ymax + d);
+    }
+    let pad = (ymax - ymin) * 0.06;
+    (ymin, ymax) = (ymin - pad, ymax + pad);
+    let xpad = (xmax - xmin) * 0.02;
+    (xmin, xmax) = (xmin - xpad, xmax + xpad);
+    let map = |x: f64, yt: f64| -> (f64, f64) {
+        (
+            x0 as f64 + (x - xmin) / (xmax - xmin) * (x1 - x0) as f64,
+            y1 as f64 - (yt - ymin) / (ymax - ymin) * (y1 - y0) as f64,
+        )
+    };
+    let (xt, xstep) = nice_ticks(xmin, xmax, 8);
+    for &t in &xt {
+        let px = map(t, ymin).0.round() as i64;
+        cv.line(px, y0, px, y1, GRID);
+        let label = fmt_tick(t, xstep);
+        cv.text(px - text_width(&label, 1) as i64 / 2, y1 + 6, &label, INK, 1);
+    }
+    for (pos, label) in y_ticks(ymin, ymax, log) {
+        let py = map(xmin, pos).1.round() as i64;
+        cv.line(x0, py, x1, py, GRID);
+        cv.text(x0 - 5 - text_width(&label, 1) as i64, py - 3, &label, INK, 1);
+    }
+    let axis_note = if log {
+        format!("{xlabel}  (y: log scale)")
+    } else {
+        xlabel.to_string()
+    };
+    cv.text(
+        x1 - text_width(&axis_note, 1) as i64,
+        LP_H as i64 - 11,
+        &axis_note,
+        INK,
+        1,
+    );
+    // Bands first (all of them), then the lines on top, so no band hides a line. Each pixel
+    // column of a band is blended once (the union of the segments that cover it), so joints
+    // between segments are not darker.
+    for (si, s) in series.iter().enumerate() {
+        let color = PALETTE[si % PALETTE.len()];
+        let mut cols: Vec<Option<(i64, i64)>> = vec![None; LP_W];
+        for w in s.points.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            if ![a.0, a.2, a.3, b.0, b.2, b.3].iter().all(|v| v.is_finite()) {
+                continue;
+            }
+            let (pa, pb) = (map(a.0, ty(a.2)), map(b.0, ty(b.2)));
+            let (qa, qb) = (map(a.0, ty(a.3)), map(b.0, ty(b.3)));
+            let (ca, cb) = (pa.0.round() as i64, pb.0.round() as i64);
+            for px in ca.max(x0)..=cb.min(x1) {
+                let f = if cb > ca {
+                    (px - ca) as f64 / (cb - ca) as f64
+                } else {
+                    0.0
+                };
+                let lo = pa.1 + f * (pb.1 - pa.1);
+                let hi = qa.1 + f * (qb.1 - qa.1);
+                let (top, bot) = (hi.min(lo).round() as i64, hi.max(lo).round() as i64);
+                let c = &mut cols[px as usize];
+                *c = Some(match *c {
+                    Some((t, b)) => (t.min(top), b.max(bot)),
+                    None => (top, bot),
+                });
+            }
+        }
+        for (px, c) in cols.iter().enumerate() {
+            if let Some((top, bot)) = *c {
+                for py in top.max(y0)..=bot.min(y1) {
+                    cv.blend(px as i64, py, color, 0.18);
+                }
+            }
+        }
+    }
+    for (si, s) in series.iter().enumerate() {
+        let color = PALETTE[si % PALETTE.len()];
+        let mut prev: Option<(i64, i64)> = None;
+        let mut seg = 0usize;
+        for &(x, m, _, _) in s.points {
+            if !(x.is_finite() && m.is_finite()) {
+                prev = None;
+                continue;
+            }
+            let (fx, fy) = map(x, ty(m));
+            let p = (fx.round() as i64, fy.round() as i64);
+            if let Some(q) = prev {
+                if s.dashed {
+                    // 8 px on, 6 px off along the segment.
+                    let len = (((p.0 - q.0).pow(2) + (p.1 - q.1).pow(2)) as f64).sqrt().max(1.0);
+                    let n = (len / 14.0).ceil() as usize;
+                    for k in 0..n {
+                        let (t0, t1) = (k as f64 * 14.0 / len, ((k as f64 * 14.0 + 8.0) / len).min(1.0));
+                        let at = |t: f64| {
+                            (
+                                (q.0 as f64 + t * (p.0 - q.0) as f64).round() as i64,
+                                (q.1 as f64 + t * (p.1 - q.1) as f64).round() as i64,
+                            )
+                        };
+                        let (a, b) = (at(t0), at(t1));
+                        cv.line(a.0, a.1, b.0, b.1, color);
+                        cv.line(a.0, a.1 + 1, b.0, b.1 + 1, color);
+                    }
+                } else {
+                    cv.line(q.0, q.1, p.0, p.1, color);
+                    cv.line(q.0, q.1 + 1, p.0, p.1 + 1, color);
+                }
+                seg += 1;
+            }
+            // A lone point is drawn below, as an error bar.
+            let lone = s.points.iter().filter(|q| q.0.is_finite() && q.1.is_finite()).count() == 1;
+            if !s.dashed && !lone {
+                cv.fill_rect(p.0 - 2, p.1 - 2, 5, 5, color);
+            }
+            prev = Some(p);
+        }
+        if seg == 0 {
+            if let Some(p) = prev {
+                // A lone point (one x value): its band as an error bar with caps, set off
+                // sideways by the series' index so bars at the same x do not hide each other.
+                let dx = (si as i64 * 2 - series.len() as i64 + 1) * 6;
+                let &(x, _, lo, hi) = s
+                    .points
+                    .iter()
+                    .rev()
+                    .find(|q| q.0.is_finite() && q.1.is_finite())
+                    .unwrap();
+                if lo.is_finite() && hi.is_finite() {
+                    let (ylo, yhi) = (map(x, ty(lo)).1.round() as i64, map(x, ty(hi)).1.round() as i64);
+                    cv.line(p.0 + dx, ylo, p.0 + dx, yhi, color);
+                    cv.line(p.0 + dx + 1, ylo, p.0 + dx + 1, yhi, color);
+                    cv.line(p.0 + dx - 4, ylo, p.0 + dx + 5, ylo, color);
+                    cv.line(p.0 + dx - 4, yhi, p.0 + dx + 5, yhi, color);
+                }
+                cv.fill_rect(p.0 + dx - 2, p.1 - 2, 6, 5, color);
+            }
+        }
+    }
+    cv.stroke_rect(x0, y0, (x1 - x0 + 1) as usize, (y1 - y0 + 1) as usize, FRAME);
+    if ys.is_empty() {
+        let msg = "no data";
+        let (cx, cy) = ((x0 + x1) / 2, (y0 + y1) / 2);
+        cv.text(cx - text_width(msg, 2) as i64 / 2, cy - 7, msg, INK, 2);
+    }
+    if !note.is_empty() {
+        cv.text(x0 + 6, y0 + 6, note, INK, 1);
+    }
+    if !series.is_empty() {
+        let tw = series.iter().map(|s| text_width(s.name, 1)).max().unwrap_or(0);
+        let (bw, bh) = (tw + 34, series.len() * 12 + 6);
+        let (bx, by) = (x1 - 8 - bw as i64, y0 + 8);
+        cv.fill_rect(bx, by, bw, bh, WHITE);
+        cv.stroke_rect(bx, by, bw, bh, FRAME);
+        for (si, s) in series.iter().enumerate() {
+            let color = PALETTE[si % PALETTE.len()];
+            let ly = by + 6 + si as i64 * 12;
+            if s.dashed {
+                cv.fill_rect(bx + 6, ly + 2, 7, 3, color);
+                cv.fill_rect(bx + 17, ly + 2, 7, 3, color);
+            } else {
+                cv.fill_rect(bx + 6, ly + 2, 18, 3, color);
+            }
+            cv.text(bx + 28, ly, s.name, INK, 1);
+        }
+    }
+    let tw = text_width(title, 2) as i64;
+    cv.text((LP_W as i64 - tw) / 2, 8, title, INK, 2);
+    cv
+}
+
 /// Y tick positions (in axis units: log10(value) on a log axis) and their labels.
 ///
 /// Log axes get ticks at 1, 2, 5 × 10^k (only decades if that is too many, thinned further

@@ -19,7 +19,9 @@
 //! run distils its stage-1 flow model with CFG 1.75, which this toolkit cannot express: no
 //! guidance). Options (paper symbols): `p_mean`, `p_std` (P_mean, P_std of the t proposal),
 //! `alpha_p` (p in α = 1 − t^p), `c` (the adaptive-L2 constant), `teacher`, `cos_axis`
-//! (the FM cosine's axis), `jvp`.
+//! (the FM cosine's axis), `jvp`, and `fm_weight` (the anchor's weight: 1 as in the paper, 0
+//! removes it, leaving the bare continuous-time CM objective the paper calls unstable, §1.8.1;
+//! `cm repro facm-anchor` compares the two).
 
 use super::*;
 use crate::nets::jvp::JvpMode;
@@ -60,6 +62,9 @@ pub struct FacmConfig {
     pub cos_axis: CosAxis,
     /// `exact` (the backbone's tangent pass, default) or `finite-difference`.
     pub jvp: JvpMode,
+    /// Weight of the flow-matching anchor L_FM in L = L_CM + w·L_FM. Default 1 (the paper);
+    /// 0 trains the consistency accelerator alone (the ablation of §1.8.1).
+    pub fm_weight: f64,
 }
 
 impl Default for FacmConfig {
@@ -72,6 +77,7 @@ impl Default for FacmConfig {
             teacher: Teacher::None,
             cos_axis: CosAxis::Auto,
             jvp: JvpMode::Exact,
+            fm_weight: 1.0,
         }
     }
 }
@@ -87,6 +93,11 @@ impl FacmConfig {
             self.alpha_p
         );
         anyhow::ensure!(self.c > 0.0, "method.c must be positive, got {}", self.c);
+        anyhow::ensure!(
+            self.fm_weight >= 0.0 && self.fm_weight.is_finite(),
+            "method.fm_weight must be finite and ≥ 0, got {}",
+            self.fm_weight
+        );
         Ok(())
     }
 }
@@ -281,8 +292,14 @@ impl Objective for Facm {
         let l_cm = (e * col(&w, &x_t)).mean();
         let lfm = crate::tensor::to_vec64(l_fm.clone())[0];
         let lcm = crate::tensor::to_vec64(l_cm.clone())[0];
+        // fm_weight = 0 keeps the anchor's value in the log but takes it out of the gradient.
+        let loss = if self.cfg.fm_weight == 1.0 {
+            l_cm + l_fm
+        } else {
+            l_cm + l_fm.mul_scalar(self.cfg.fm_weight)
+        };
         LossOut {
-            loss: l_cm + l_fm,
+            loss,
             terms: vec![("l_fm".into(), lfm), ("l_cm".into(), lcm)],
         }
     }

@@ -12,8 +12,38 @@
 //! Options (paper symbols): `s0`, `s1`, `p_mean`, `p_std` (P_mean, P_std), `distance` and
 //! `huber_c` (c), `weighting` (λ(σ_i) = 1/(σ_{i+1} − σ_i) or 1), `time` (ε, T, ρ, two-step σ).
 
+//!
+//! Ablation switches (each default is iCT's choice; the other value is what CT did before it,
+//! so that `cm repro ict-ablation` can remove one improvement at a time, Song & Dhariwal 2023
+//! §3.1–§3.5): `target_mu` (0 = no EMA teacher, θ⁻ = sg θ; > 0 = an EMA teacher with that
+//! decay), `curriculum` (`doubling`, eq. (9), or CT's square-root `ct` curriculum over the same
+//! s0, s1) and `noise` (`lognormal` over the grid intervals, eq. (10), or CT's `uniform` index).
+
 use super::*;
-use crate::schedule::{ict_n, ict_probs, karras};
+use crate::schedule::{ct_n, ict_n, ict_probs, karras};
+
+/// How N(k) grows over training (iCT's `curriculum` switch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IctCurriculum {
+    /// iCT's exponential curriculum: N doubles from s0 to s1 at fixed intervals (eq. (9)).
+    #[default]
+    Doubling,
+    /// CT's curriculum N(k) = ceil(sqrt(k/K·((s1+1)² − s0²) + s0²) − 1) + 1 (Song et al. 2023)
+    /// over the same s0, s1.
+    Ct,
+}
+
+/// Which grid interval a training pair is drawn from (iCT's `noise` switch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IctNoise {
+    /// iCT's lognormal proposal over the intervals (P_mean, P_std; eq. (10)).
+    #[default]
+    Lognormal,
+    /// CT's uniform choice of the interval index.
+    Uniform,
+}
 
 /// The `[method]` table of `ict`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,6 +65,13 @@ pub struct IctConfig {
     pub weighting: bool,
     /// EDM-time settings, the `[method.time]` table (ε, T, ρ, two-step σ).
     pub time: EdmTime,
+    /// EMA decay of the teacher θ⁻ ← μθ⁻ + (1 − μ)θ: 0 (default) is iCT's θ⁻ = sg θ; > 0
+    /// restores an EMA teacher (CT used μ(k) ≥ 0.9), for ablations.
+    pub target_mu: f64,
+    /// `doubling` (default, iCT) or `ct` (CT's square-root curriculum), for ablations.
+    pub curriculum: IctCurriculum,
+    /// `lognormal` (default, iCT) or `uniform` (CT's interval choice), for ablations.
+    pub noise: IctNoise,
 }
 
 impl Default for IctConfig {
@@ -48,6 +85,9 @@ impl Default for IctConfig {
             huber_c: 0.0,
             weighting: true,
             time: EdmTime::default(),
+            target_mu: 0.0,
+            curriculum: IctCurriculum::Doubling,
+            noise: IctNoise::Lognormal,
         }
     }
 }
@@ -63,6 +103,11 @@ impl IctConfig {
             self.s1
         );
         anyhow::ensure!(self.p_std > 0.0, "method.p_std must be positive, got {}", self.p_std);
+        anyhow::ensure!(
+            (0.0..1.0).contains(&self.target_mu),
+            "method.target_mu must lie in [0, 1), got {}",
+            self.target_mu
+        );
         self.time.validate()?;
         Ok(())
     }
@@ -85,10 +130,21 @@ impl Ict {
 
     /// The grid and interval probabilities at step k.
     pub fn grid(&self, step: u64, total: u64) -> (Vec<f64>, Vec<f64>) {
-        let n = ict_n(step, total, self.cfg.s0, self.cfg.s1);
+        let n = self.n(step, total);
         let g = karras(n, self.cfg.time.eps, self.cfg.time.t_max, self.cfg.time.rho);
-        let p = ict_probs(&g, self.cfg.p_mean, self.cfg.p_std);
+        let p = match self.cfg.noise {
+            IctNoise::Lognormal => ict_probs(&g, self.cfg.p_mean, self.cfg.p_std),
+            IctNoise::Uniform => vec![1.0 / (n - 1) as f64; n - 1],
+        };
         (g, p)
+    }
+
+    /// Grid points N at step k of `total` under the configured curriculum.
+    pub fn n(&self, step: u64, total: u64) -> usize {
+        match self.cfg.curriculum {
+            IctCurriculum::Doubling => ict_n(step, total, self.cfg.s0, self.cfg.s1),
+            IctCurriculum::Ct => ct_n(step, total, self.cfg.s0 as f64, self.cfg.s1 as f64),
+        }
     }
 }
 
@@ -103,7 +159,7 @@ impl Objective for Ict {
         }
     }
     fn target_decay(&self, _step: u64, _total: u64) -> Option<f64> {
-        None
+        (self.cfg.target_mu > 0.0).then_some(self.cfg.target_mu)
     }
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, _phase: usize) -> LossOut {
         let [b, d] = x0.dims();
@@ -132,9 +188,46 @@ impl Objective for Ict {
         self.cfg.time.consistency_sampler()
     }
     fn curriculum(&self, step: u64, total: u64) -> Option<(usize, f64)> {
-        Some((ict_n(step, total, self.cfg.s0, self.cfg.s1), 0.0))
+        Some((self.n(step, total), self.cfg.target_mu))
     }
     fn one_step_map(&self, _sigma_d: f64) -> Option<OneStepMap> {
         Some(self.cfg.time.consistency_map())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ablation switches: defaults are iCT's; each alternative is CT's choice (CT's N(k)
+    /// over the same s0, s1; a uniform interval; an EMA teacher).
+    #[test]
+    fn ablation_switches() {
+        let ict = Ict::new(IctConfig::default(), 2).unwrap();
+        assert_eq!(ict.target_decay(0, 100), None);
+        assert_eq!(ict.n(0, 800), 11);
+        let ct = Ict::new(
+            IctConfig {
+                curriculum: IctCurriculum::Ct,
+                noise: IctNoise::Uniform,
+                target_mu: 0.9,
+                ..Default::default()
+            },
+            2,
+        )
+        .unwrap();
+        for k in [0, 100, 400, 800] {
+            assert_eq!(ct.n(k, 800), ct_n(k, 800, 10.0, 1280.0));
+        }
+        let (g, p) = ct.grid(400, 800);
+        assert_eq!(p.len(), g.len() - 1);
+        assert!(p.iter().all(|&x| (x - p[0]).abs() < 1e-15));
+        assert_eq!(ct.target_decay(5, 800), Some(0.9));
+        assert!(IctConfig {
+            target_mu: 1.0,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
     }
 }

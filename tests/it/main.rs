@@ -36,6 +36,8 @@ mod nonfinite;
 mod props;
 /// One test per fixed bug that is not covered elsewhere. Try not to add more.
 mod regressions;
+/// `cm repro --quick`: every 2-D claim end to end, its outputs, resumption and statistics.
+mod repro;
 /// Stop and resume at the library level, seed determinism.
 mod resume;
 /// Run folders never destroy data: ownership, protected paths, the demo's replace, locking.
