@@ -484,39 +484,46 @@ pub fn curve_plot(data: &str, arms: &[Arm]) -> crate::io::plot::Canvas {
             .collect::<Vec<_>>(),
     )
     .0;
-    // (x, mid, lo, hi) per method: point i over the seeds (the runs share their step marks
-    // only approximately, so x is the median time of point i).
-    let series: Vec<(String, [Vec<f64>; 4])> = by_method
+    // (x, median, min, max) per method: point i over the seeds (the runs share their step
+    // marks only approximately, so x is the median time of point i).
+    let series: Vec<(String, Vec<(f64, f64, f64, f64)>)> = by_method
         .iter()
         .map(|(m, v)| {
             let n = v.iter().map(|a| a.points.len()).min().unwrap_or(0);
-            let mut cols: [Vec<f64>; 4] = Default::default();
-            for i in 0..n {
-                let (x, _, _) = summary(&v.iter().map(|a| a.points[i].seconds).collect::<Vec<_>>());
-                let (mid, lo, hi) = summary(&v.iter().map(|a| a.points[i].one.swd).collect::<Vec<_>>());
-                for (c, val) in cols.iter_mut().zip([x, mid, lo, hi]) {
-                    c.push(val);
-                }
-            }
-            (m.to_string(), cols)
+            let pts = (0..n)
+                .map(|i| {
+                    let (x, _, _) = summary(&v.iter().map(|a| a.points[i].seconds).collect::<Vec<_>>());
+                    let (mid, lo, hi) = summary(&v.iter().map(|a| a.points[i].one.swd).collect::<Vec<_>>());
+                    (x, mid, lo, hi)
+                })
+                .collect();
+            (m.to_string(), pts)
         })
         .collect();
-    let bands: Vec<Band> = series
-        .iter()
-        .map(|(name, c)| Band {
-            name,
-            x: &c[0],
-            mid: &c[1],
-            lo: &c[2],
-            hi: &c[3],
-        })
-        .collect();
+    let xmax = series.iter().flat_map(|s| s.1.iter().map(|p| p.0)).fold(0.0, f64::max);
     let floor_label = format!("data floor {floor:.3}");
+    let floor_pts = [(0.0, floor, floor, floor), (xmax, floor, floor, floor)];
+    let mut bands: Vec<Band> = series
+        .iter()
+        .map(|(name, pts)| Band {
+            name,
+            points: pts,
+            dashed: false,
+        })
+        .collect();
+    if floor.is_finite() {
+        bands.push(Band {
+            name: &floor_label,
+            points: &floor_pts,
+            dashed: true,
+        });
+    }
+    let seeds = by_method.values().map(|v| v.len()).max().unwrap_or(0);
     band_plot(
         &format!("1-step SWD on {data}"),
         "training seconds",
+        &format!("line: median, band: min-max over {seeds} seed(s)"),
         &bands,
-        floor.is_finite().then_some((floor_label.as_str(), floor)),
     )
 }
 
