@@ -33,13 +33,13 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 create_exception!(
-    _native,
+    consistency_models,
     CmError,
     PyRuntimeError,
     "An error of the cm library (run folders, checkpoints, data files, training), with the message the cm command prints."
 );
 create_exception!(
-    _native,
+    consistency_models,
     ConfigError,
     PyValueError,
     "An invalid config: the message is the one `cm train` prints, naming the field."

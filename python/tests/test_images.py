@@ -42,3 +42,18 @@ def test_train_and_sample_the_tiny_unet(tmp_path):
     assert d.shape == x.shape
     m = run.metrics(n=64)
     assert m["fd_net"] == "FD-mnistnet" and m["fd"] > 0 and 0 < m["confidence"] <= 1
+
+
+def test_class_conditional_sampling(tmp_path):
+    cfg = cm.config.from_toml((ROOT / "configs" / "tiny" / "mnist-ict-cond.toml").read_text())
+    cfg["data"]["name"] = f"idx:{FIXTURE}"
+    run = cm.train(cfg, tmp_path / "cond", steps=2, progress=False)
+    assert run.num_classes == 10
+    balanced = run.sample(12, seed=2)
+    fixed = run.sample(12, seed=2, classes=3)
+    free = run.sample(12, seed=2, classes="none")
+    assert balanced.shape == fixed.shape == free.shape == (12, 1, 28, 28)
+    # Sample 3 has class 3 either way (balanced: i mod 10), so it is the same image.
+    np.testing.assert_array_equal(balanced[3], fixed[3])
+    with pytest.raises(ValueError, match="10 classes"):
+        run.sample(2, classes=10)
