@@ -109,14 +109,16 @@ def test_the_gil_is_released_while_training(tmp_path):
         time.sleep(0.05)
         before = ticks[0]
         t0 = time.monotonic()
-        cm.train(small_config(steps=150), tmp_path / "gil", progress=False)
+        cm.train(small_config(steps=1500), tmp_path / "gil", progress=False)
         during = ticks[0] - before
         secs = time.monotonic() - t0
     finally:
         stop.set()
         th.join()
-    # A thread that never got the GIL back would tick a handful of times at most.
-    assert secs > 0.2 and during > 10_000, (during, secs)
+    # A thread that never got the GIL back would tick a handful of times at most (one switch
+    # interval, 5 ms, at the start); a free one ticks millions of times per second. No bound
+    # on the training time itself: it depends on the machine.
+    assert during > 10_000, (during, secs)
 
 
 CTRL_C = textwrap.dedent(
