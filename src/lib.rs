@@ -5,7 +5,8 @@
 //!
 //! Concept map, top to bottom (a module imports only what stands below it; the README's
 //! "Where things go" says where each new piece belongs and what it must never touch):
-//! - [`cli`] (command bodies) and [`demo`] (the main job), [`bench`], [`repro`] (the papers'
+//! - [`cli`] (command bodies) and [`demo`] (the main job), [`compare`] (methods at equal
+//!   training time), [`bench`], [`repro`] (the papers'
 //!   claims as seeded experiments with verdicts).
 //! - [`eval`]: sample-set metrics, image metrics, the exact-oracle references.
 //! - [`generate`]: sampling a run in data coordinates; [`train`]: the method-agnostic loop,
