@@ -125,6 +125,10 @@ CTRL_C = textwrap.dedent(
     """
     import os, signal, sys, threading
     import consistency_models as cm
+    # Python's own handler, as in any interactive session: a process started from a
+    # background job (`cmd &` in a script, as CI runners may do) inherits SIGINT ignored, and
+    # then Python installs no handler of its own.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path.insert(0, sys.argv[2])
     from conftest import small_config
     go = threading.Event()
