@@ -214,10 +214,13 @@ fn teacher_for(opts: &CompareOptions, cfg: &Config, device: &Device) -> Result<(
     tcfg.method = MethodConfig::by_name("edm")?;
     let seconds = opts.budget / 3.0;
     let fixed = opts.rates.get("edm").copied();
-    tcfg.train.steps = match fixed {
-        Some(r) => (r * seconds).round().max(10.0) as u64,
-        None => steps_for(&tcfg, seconds, device)?,
-    };
+    tcfg.train.steps = steps_at(
+        match fixed {
+            Some(r) => r,
+            None => rate_of(&tcfg, device)?,
+        },
+        seconds,
+    );
     let start = Instant::now();
     train::run(&tcfg, &RunOptions::new(dir.clone()), device)?;
     let spent = match fixed {
@@ -228,9 +231,9 @@ fn teacher_for(opts: &CompareOptions, cfg: &Config, device: &Device) -> Result<(
     Ok((dir, spent))
 }
 
-/// Steps this machine trains `cfg` in `seconds` (step 3 of the protocol).
-fn steps_for(cfg: &Config, seconds: f64, device: &Device) -> Result<u64> {
-    Ok((rate_of(cfg, device)? * seconds).round().max(10.0) as u64)
+/// Steps a run of `rate` steps/s trains in `seconds` (step 3 of the protocol; at least 10).
+fn steps_at(rate: f64, seconds: f64) -> u64 {
+    (rate * seconds).round().max(10.0) as u64
 }
 
 /// Measured steps/s of a config: 3 warm-up steps, then steps until 1.5 s or 40 steps.
@@ -266,7 +269,7 @@ fn run_arm(opts: &CompareOptions, data: &str, method: &str, seed: u64, device: &
         Some(r) => r,
         None => rate_of(&cfg, device)?,
     };
-    cfg.train.steps = ((opts.budget - teacher_seconds).max(1.0) * rate).round().max(10.0) as u64;
+    cfg.train.steps = steps_at(rate, (opts.budget - teacher_seconds).max(1.0));
     let setup = Setup::new(&cfg, device)?;
     let dim = setup.data.dim();
     let mut rng = Rng::new(REFERENCE_SEED);

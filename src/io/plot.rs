@@ -678,20 +678,8 @@ pub fn line_plot(title: &str, series: &[(&str, &[(f64, f64)])]) -> Canvas {
         cv.text(cx - text_width(msg, 2) as i64 / 2, cy - 7, msg, INK, 2);
     }
 
-    // Legend (top-right inside the plot area).
-    if !series.is_empty() {
-        let tw = series.iter().map(|s| text_width(s.0, 1)).max().unwrap_or(0);
-        let (bw, bh) = (tw + 34, series.len() * 12 + 6);
-        let (bx, by) = (x1 - 8 - bw as i64, y0 + 8);
-        cv.fill_rect(bx, by, bw, bh, WHITE);
-        cv.stroke_rect(bx, by, bw, bh, FRAME);
-        for (si, (name, _)) in series.iter().enumerate() {
-            let color = PALETTE[si % PALETTE.len()];
-            let ly = by + 6 + si as i64 * 12;
-            cv.fill_rect(bx + 6, ly + 2, 18, 3, color);
-            cv.text(bx + 28, ly, name, INK, 1);
-        }
-    }
+    let entries: Vec<(&str, bool)> = series.iter().map(|s| (s.0, false)).collect();
+    legend(&mut cv, &entries, x1, y0);
 
     let tw = text_width(title, 2) as i64;
     cv.text((LP_W as i64 - tw) / 2, 8, title, INK, 2);
@@ -892,27 +880,35 @@ pub fn band_plot(title: &str, xlabel: &str, note: &str, series: &[Band<'_>]) -> 
     if !note.is_empty() {
         cv.text(x0 + 6, y0 + 6, note, INK, 1);
     }
-    if !series.is_empty() {
-        let tw = series.iter().map(|s| text_width(s.name, 1)).max().unwrap_or(0);
-        let (bw, bh) = (tw + 34, series.len() * 12 + 6);
-        let (bx, by) = (x1 - 8 - bw as i64, y0 + 8);
-        cv.fill_rect(bx, by, bw, bh, WHITE);
-        cv.stroke_rect(bx, by, bw, bh, FRAME);
-        for (si, s) in series.iter().enumerate() {
-            let color = PALETTE[si % PALETTE.len()];
-            let ly = by + 6 + si as i64 * 12;
-            if s.dashed {
-                cv.fill_rect(bx + 6, ly + 2, 7, 3, color);
-                cv.fill_rect(bx + 17, ly + 2, 7, 3, color);
-            } else {
-                cv.fill_rect(bx + 6, ly + 2, 18, 3, color);
-            }
-            cv.text(bx + 28, ly, s.name, INK, 1);
-        }
-    }
+    let entries: Vec<(&str, bool)> = series.iter().map(|s| (s.name, s.dashed)).collect();
+    legend(&mut cv, &entries, x1, y0);
     let tw = text_width(title, 2) as i64;
     cv.text((LP_W as i64 - tw) / 2, 8, title, INK, 2);
     cv
+}
+
+/// The legend of [`line_plot`] and [`band_plot`]: a framed box in the top-right corner of the
+/// plot area (right edge `x1`, top `y0`), one row per (name, dashed) entry in palette order.
+fn legend(cv: &mut Canvas, entries: &[(&str, bool)], x1: i64, y0: i64) {
+    if entries.is_empty() {
+        return;
+    }
+    let tw = entries.iter().map(|e| text_width(e.0, 1)).max().unwrap_or(0);
+    let (bw, bh) = (tw + 34, entries.len() * 12 + 6);
+    let (bx, by) = (x1 - 8 - bw as i64, y0 + 8);
+    cv.fill_rect(bx, by, bw, bh, WHITE);
+    cv.stroke_rect(bx, by, bw, bh, FRAME);
+    for (si, &(name, dashed)) in entries.iter().enumerate() {
+        let color = PALETTE[si % PALETTE.len()];
+        let ly = by + 6 + si as i64 * 12;
+        if dashed {
+            cv.fill_rect(bx + 6, ly + 2, 7, 3, color);
+            cv.fill_rect(bx + 17, ly + 2, 7, 3, color);
+        } else {
+            cv.fill_rect(bx + 6, ly + 2, 18, 3, color);
+        }
+        cv.text(bx + 28, ly, name, INK, 1);
+    }
 }
 
 /// Y tick positions (in axis units: log10(value) on a log axis) and their labels.
