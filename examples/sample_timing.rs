@@ -17,6 +17,7 @@ fn main() -> anyhow::Result<()> {
         classes: Classes::Balanced,
         batch: 256,
         sampler: Default::default(),
+        guidance: 1.0,
     };
     let p = &state.ema[..setup.n_net];
     let mut t = Vec::new();

@@ -375,6 +375,10 @@ pub struct SampleArgs {
     /// or `none` for unconditional samples (default: balanced, sample i gets class i mod K).
     #[arg(long)]
     pub class: Option<String>,
+    /// Classifier-free guidance scale w for class-conditional networks (EDM2's convention:
+    /// 1 = the conditional model, 0 = unconditional, > 1 sharper classes); default 1.
+    #[arg(long, default_value_t = 1.0)]
+    pub guidance: f64,
     /// Replace an --out file that cm did not write (it is moved aside to NAME.old-N).
     #[arg(long)]
     pub force: bool,
@@ -394,6 +398,7 @@ pub fn sample(args: SampleArgs) -> Result<()> {
         ode,
         batch,
         class,
+        guidance,
         force,
     } = args;
     let dev = device("cpu")?;
@@ -417,6 +422,7 @@ pub fn sample(args: SampleArgs) -> Result<()> {
         classes,
         batch,
         sampler: crate::samplers::SamplerOptions { gamma, ode },
+        guidance,
     };
     let (xs, steps) = crate::generate::sample_request(&setup, p, n, &req)?;
     let dim = setup.data.dim();
@@ -444,9 +450,17 @@ pub struct EvalArgs {
     /// Data set: a built-in name, a file, or an image source (`mnist:DIR`, …).
     #[arg(long)]
     pub data: Option<String>,
-    /// Samples (default 1000 for images, 10 000 otherwise; a sample file is used whole).
+    /// Samples (default 10 000; a sample file is used whole). For images this is also the
+    /// size of the reference and floor draws of the image protocol (README "Evaluation
+    /// protocol").
     #[arg(long)]
     pub n: Option<usize>,
+    /// Classifier-free guidance scale of a class-conditional run (1 = none).
+    #[arg(long, default_value_t = 1.0)]
+    pub guidance: f64,
+    /// Images: skip the memorisation check (nearest training images; the slowest part).
+    #[arg(long)]
+    pub no_memorisation: bool,
     /// Network steps when evaluating a run (1 = one-step; ODE steps for a diffusion teacher).
     #[arg(long, default_value_t = 1)]
     pub steps: usize,
@@ -467,9 +481,56 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         steps,
         online,
         json,
+        guidance,
+        no_memorisation,
     } = args;
     let dev = device("cpu")?;
     let is_file = input.extension().is_some_and(|e| e == "npy" || e == "csv");
+    // Images: the image protocol (src/eval/protocol.rs), every figure beside its data floor.
+    let image_report = |r: crate::eval::protocol::ProtocolReport| -> Result<()> {
+        eprintln!("{}", r.protocol);
+        for l in r.lines() {
+            eprintln!("  {l}");
+        }
+        if json {
+            print_json(&serde_json::to_value(&r)?);
+        }
+        Ok(())
+    };
+    if is_file {
+        if let Some(name) = data.as_deref().filter(|d| crate::data::is_image_name(d)) {
+            let ds = crate::data::Dataset::from_name(name)?;
+            let (xs, d) = crate::data::files::load_points(&input)?;
+            if d != ds.dim() {
+                bail!("{} has {d} columns but data set {name} is {}-dimensional", input.display(), ds.dim());
+            }
+            let m = xs.len() / d;
+            let proto = crate::eval::protocol::ImageProtocol::new(
+                &ds,
+                n.unwrap_or(crate::eval::protocol::PROTOCOL_N),
+                !no_memorisation,
+                &dev,
+            )?;
+            eprintln!("{m} samples from {}", input.display());
+            return image_report(proto.measure(&xs, None));
+        }
+    } else {
+        let (_, setup, state) = crate::run::load_run(&input, &dev)?;
+        if setup.data.image_shape().is_some() {
+            let p = if online { &state.online } else { &state.ema };
+            let r = crate::eval::protocol::measure_run(
+                &setup,
+                &p[..setup.n_net],
+                n.unwrap_or(crate::eval::protocol::PROTOCOL_N),
+                steps,
+                guidance,
+                !no_memorisation,
+                true,
+            )?;
+            return image_report(r);
+        }
+    }
+    anyhow::ensure!(guidance == 1.0, "--guidance applies to class-conditional image runs");
     let r = if is_file {
         let name = data.context("evaluating a sample file needs --data NAME (the reference data set)")?;
         let ds = crate::data::Dataset::from_name(&name)?;

@@ -78,6 +78,11 @@ pub struct SampleOptions<'a> {
     pub noise: NoiseSource<'a>,
     /// Samples per network batch (memory stays flat for large n); default 2048.
     pub chunk: usize,
+    /// Classifier-free guidance scale w of a class-conditional network ([`Model::guidance`]:
+    /// 1 = none, the default).
+    ///
+    /// [`Model::guidance`]: crate::model::Model::guidance
+    pub guidance: f64,
 }
 
 impl<'a> SampleOptions<'a> {
@@ -90,6 +95,7 @@ impl<'a> SampleOptions<'a> {
             classes: Classes::Balanced,
             noise,
             chunk: 2048,
+            guidance: 1.0,
         }
     }
 
@@ -111,6 +117,7 @@ pub fn sample(setup: &Setup, params: &[Tensor<1>], n: usize, opts: SampleOptions
         classes,
         mut noise,
         chunk,
+        guidance,
     } = opts;
     let k = setup.model.net.n_classes();
     if let Classes::Fixed(c) = classes {
@@ -125,7 +132,10 @@ pub fn sample(setup: &Setup, params: &[Tensor<1>], n: usize, opts: SampleOptions
             setup.model.clone()
         } else {
             let labels: Vec<Option<usize>> = (first..first + m).map(|i| classes.of(i, k)).collect();
-            setup.model.with_class_labels(&labels, &setup.device)
+            setup
+                .model
+                .with_class_labels(&labels, &setup.device)
+                .with_guidance(guidance)
         };
         let mut chunk_noise = match &mut noise {
             NoiseSource::Stream(rng) => Noise::Stream(rng),
@@ -154,6 +164,8 @@ pub struct Request {
     pub batch: usize,
     /// Sampler options (CTM's γ and ODE solver); methods without options reject any.
     pub sampler: SamplerOptions,
+    /// Classifier-free guidance scale w (1 = none); needs a class-conditional network.
+    pub guidance: f64,
 }
 
 /// Samples a run as `cm sample` does: the method's sampler with the request's options, the
@@ -166,6 +178,16 @@ pub fn sample_request(setup: &Setup, params: &[Tensor<1>], n: usize, req: &Reque
         .sampler_with(setup.model.precond.sigma_d(), &req.sampler)?;
     anyhow::ensure!(req.batch >= 1, "--batch must be at least 1");
     anyhow::ensure!(req.steps >= 1, "--steps must be at least 1");
+    anyhow::ensure!(
+        req.guidance.is_finite() && req.guidance >= 0.0,
+        "--guidance must be a finite scale >= 0 (1 = no guidance), got {}",
+        req.guidance
+    );
+    anyhow::ensure!(
+        req.guidance == 1.0 || setup.model.net.n_classes() > 0,
+        "--guidance {} needs a class-conditional run (model.classes > 0); this run is unconditional",
+        req.guidance
+    );
     let times = match &req.times {
         Some(t) => sampler.complete(t)?,
         None => sampler.times(req.steps),
@@ -181,6 +203,7 @@ pub fn sample_request(setup: &Setup, params: &[Tensor<1>], n: usize, req: &Reque
             classes: req.classes,
             noise: NoiseSource::PerSample(req.seed),
             chunk: req.batch,
+            guidance: req.guidance,
         },
     );
     Ok((xs, steps))

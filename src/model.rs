@@ -26,6 +26,12 @@ pub struct Model {
     /// labels). Ignored by unconditional backbones. The training loop sets them per step
     /// ([`Model::with_labels`]), so objectives never see them.
     pub labels: Option<Tensor<2>>,
+    /// Classifier-free guidance scale w (Ho & Salimans 2022, in EDM2's convention): with labels
+    /// on a class-conditional backbone, [`Model::eval`] returns the unconditional output plus w
+    /// times (conditional − unconditional). 1 (the default) is the plain conditional model,
+    /// 0 the unconditional one; rows with no class are unaffected. Set for sampling and for
+    /// distillation teachers, never on a model being trained.
+    pub guidance: f64,
 }
 
 impl Model {
@@ -35,6 +41,7 @@ impl Model {
             net,
             precond,
             labels: None,
+            guidance: 1.0,
         }
     }
 
@@ -44,7 +51,22 @@ impl Model {
             net: self.net.clone(),
             precond: self.precond.clone(),
             labels,
+            guidance: self.guidance,
         }
+    }
+
+    /// The same model with classifier-free guidance scale `w` ([`Model::guidance`]).
+    pub fn with_guidance(&self, w: f64) -> Model {
+        Model {
+            guidance: w,
+            ..self.clone()
+        }
+    }
+
+    /// Whether [`Model::eval`] guides: a scale other than 1 and labels on a class-conditional
+    /// backbone.
+    fn guides(&self) -> bool {
+        self.guidance != 1.0 && self.labels.is_some() && self.net.n_classes() > 0
     }
 
     /// Conditioning inputs for the network: c_noise(t), then c_noise of each extra time, then,
@@ -149,7 +171,30 @@ impl Model {
         let c = self.precond.coeffs(t);
         let cond = self.cond(t, extra, &x);
         let xin = scale_rows(x.clone(), &c.c_in);
-        let f = self.net.forward(p, xin, &cond, masks);
+        let f = if self.guides() {
+            // Classifier-free guidance (Ho & Salimans 2022, eq. 6 in EDM2's convention):
+            // F_w = F(∅) + w·(F(c) − F(∅)). The output is affine in F with the same c_skip and
+            // c_out, so guiding F guides the denoiser, the velocity and the consistency function
+            // alike. One network call on the stacked [2B] batch (conditional rows first).
+            let b = xin.dims()[0];
+            let k = self.net.n_classes();
+            let mut cond2: Vec<Tensor<2>> = cond[..cond.len() - 1]
+                .iter()
+                .map(|t| Tensor::cat(vec![t.clone(), t.clone()], 0))
+                .collect();
+            let labels = cond[cond.len() - 1].clone();
+            let none = Tensor::zeros([b, k], (&labels.device(), labels.dtype()));
+            cond2.push(Tensor::cat(vec![labels, none], 0));
+            let xin2 = Tensor::cat(vec![xin.clone(), xin], 0);
+            let masks2 = masks.map(|m| Masks(m.0.iter().map(|t| Tensor::cat(vec![t.clone(), t.clone()], 0)).collect()));
+            let f2 = self.net.forward(p, xin2, &cond2, masks2.as_ref());
+            let d = f2.dims()[1];
+            let fc = f2.clone().slice([0..b, 0..d]);
+            let fu = f2.slice([b..2 * b, 0..d]);
+            fu.clone() + (fc - fu).mul_scalar(self.guidance)
+        } else {
+            self.net.forward(p, xin, &cond, masks)
+        };
         let out = f * col(&c.c_out, &x);
         if c.c_skip.iter().all(|&s| s == 0.0) {
             out
@@ -256,14 +301,13 @@ impl Denoiser for NetDenoiser {
                 let cos: Vec<f64> = t.iter().map(|t| t.cos()).collect();
                 let sin: Vec<f64> = t.iter().map(|t| t.sin()).collect();
                 let xt = x.clone() * col(&cos, &x);
-                let vel_model = Model::new(
-                    self.model.net.clone(),
-                    Precond::TrigFlow {
+                let vel_model = Model {
+                    precond: Precond::TrigFlow {
                         sigma_d,
                         velocity: true,
                     },
-                )
-                .with_labels(self.model.labels.clone());
+                    ..self.model.clone()
+                };
                 let v = vel_model.f(&self.params, xt.clone(), &t, None);
                 xt * col(&cos, &x) - v * col(&sin, &x)
             }
@@ -277,6 +321,15 @@ impl Denoiser for NetDenoiser {
                 xt + v * col(&one_minus, &x)
             }
         }
+    }
+
+    fn with_labels(&self, labels: Tensor<2>) -> Option<Arc<dyn Denoiser>> {
+        (self.model.net.n_classes() > 0).then(|| {
+            Arc::new(NetDenoiser {
+                model: self.model.with_labels(Some(labels)),
+                params: self.params.clone(),
+            }) as Arc<dyn Denoiser>
+        })
     }
 }
 

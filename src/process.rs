@@ -71,6 +71,14 @@ pub fn facm_velocity(den: &dyn Denoiser, x_t: Tensor<2>, t: &[f64]) -> Tensor<2>
 pub trait Denoiser: Send + Sync {
     /// D(x, σ) per sample: x `[B, D]` in EDM coordinates, σ of length B.
     fn denoise(&self, x: Tensor<2>, sigma: &[f64]) -> Tensor<2>;
+    /// The same denoiser bound to a batch's one-hot class labels `[B, K]` (an all-zero row =
+    /// no class), for class-conditional teachers: the training loop binds the student's batch
+    /// labels each step so a distilled student follows the conditional (and guided)
+    /// trajectories of its class. None (the default): the denoiser takes no labels and is
+    /// used as it is.
+    fn with_labels(&self, _labels: Tensor<2>) -> Option<std::sync::Arc<dyn Denoiser>> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -94,8 +94,18 @@ impl Setup {
                 ),
             },
             Some(Teacher::Train) => bail!("method.teacher = \"train\" is resolved by `cm demo`; for `cm train`, train an EDM teacher first and give its run folder"),
-            Some(Teacher::Run(path)) => Some(load_teacher(path, &standardizer, device)?),
+            Some(Teacher::Run(path)) => Some(load_teacher_for(
+                path,
+                &standardizer,
+                k,
+                cfg.method.teacher_guidance(),
+                device,
+            )?),
         };
+        let w = cfg.method.teacher_guidance();
+        if w != 1.0 && !matches!(cfg.method.teacher(), Some(Teacher::Run(_))) {
+            bail!("method.guidance = {w} needs a trained class-conditional teacher (a run folder in method.teacher)");
+        }
         if objective.needs_teacher() && teacher.is_none() {
             bail!("method '{}' needs a teacher (method.teacher)", objective.name());
         }
@@ -159,10 +169,38 @@ impl Setup {
 }
 
 /// Loads a trained network (its EMA weights) as a denoiser; its data standardisation must match.
-/// The teacher is queried without class labels: a class-conditional teacher acts
-/// unconditionally (the "no class" label it learnt through `model.class_dropout`).
+/// Queried as it is, a class-conditional teacher acts unconditionally (the "no class" label it
+/// learnt through `model.class_dropout`); [`load_teacher_for`] is what a student's run uses.
 pub fn load_teacher(path: &Path, st: &Standardizer, device: &Device) -> Result<Arc<dyn Denoiser>> {
+    load_teacher_for(path, st, 0, 1.0, device)
+}
+
+/// [`load_teacher`] for a student with `classes` classes (0 = unconditional) that queries the
+/// teacher with classifier-free guidance scale `guidance`. A class-conditional student binds
+/// its batch labels to the teacher every step ([`Denoiser::with_labels`]), so the teacher's
+/// classes must be the student's; guidance (w ≠ 1) needs both to be class-conditional.
+pub fn load_teacher_for(
+    path: &Path,
+    st: &Standardizer,
+    classes: usize,
+    guidance: f64,
+    device: &Device,
+) -> Result<Arc<dyn Denoiser>> {
     let (cfg, setup, state) = load_run(path, device).with_context(|| format!("loading teacher {}", path.display()))?;
+    let tk = setup.model.net.n_classes();
+    if tk > 0 && classes > 0 && tk != classes {
+        bail!(
+            "teacher {} has {tk} classes but the student's model.classes = {classes}; they must agree",
+            path.display()
+        );
+    }
+    if guidance != 1.0 && (tk == 0 || classes == 0) {
+        bail!(
+            "method.guidance = {guidance} needs a class-conditional teacher and student (teacher {} has model.classes = {tk}, the student {classes})",
+            path.display()
+        );
+    }
+    let model = setup.model.with_guidance(guidance);
     if &setup.standardizer != st {
         bail!(
             "teacher {} was trained on different data ({}); its standardisation differs",
@@ -172,9 +210,7 @@ pub fn load_teacher(path: &Path, st: &Standardizer, device: &Device) -> Result<A
     }
     // The teacher's own method says how its network denoises (AUDIT B4: flow runs through their
     // flow-matching branch).
-    Ok(cfg
-        .method
-        .teacher_denoiser(setup.model.clone(), state.ema[..setup.n_net].to_vec()))
+    Ok(cfg.method.teacher_denoiser(model, state.ema[..setup.n_net].to_vec()))
 }
 
 /// Reads a checkpoint (or a run folder's newest) with the config stored inside it.

@@ -162,8 +162,10 @@ class Model:
             classes: for class-conditional networks: None (default) gives sample i class
                 i mod K, an int gives every sample that class, ``"none"`` samples
                 unconditionally. An int for an unconditional network is a ValueError.
-            guidance: classifier-free guidance scale. Not implemented in the library yet:
-                anything but None raises NotImplementedError.
+            guidance: classifier-free guidance scale w of a class-conditional network
+                (EDM2's convention: None or 1 = the conditional model, 0 = unconditional,
+                > 1 sharper classes). Anything but None/1 on an unconditional model is a
+                ValueError.
             batch: samples per network batch (memory only; the samples do not depend on it).
             ema: use the evaluation-EMA weights (default, as the CLI) or the online weights.
             gamma: CTM γ-sampling (0 = deterministic jumps, 1 = multistep consistency).
@@ -173,11 +175,7 @@ class Model:
             float32 array in data coordinates: (n, D), or (n, C, H, W) in [-1, 1] for images
             (see :func:`to_uint8`).
         """
-        if guidance is not None:
-            raise NotImplementedError(
-                "classifier-free guidance is not implemented in the cm library yet; "
-                "class-conditional models sample with classes=K (guidance scale 1)"
-            )
+        w = 1.0 if guidance is None else float(guidance)
         n = _arrays.count(n, "n")
         steps = _arrays.count(steps, "steps", 1)
         batch = _arrays.count(batch, "batch", 1)
@@ -194,7 +192,7 @@ class Model:
                 raise ValueError(f"classes={k}: the model has {self.num_classes} classes (0..{self.num_classes - 1})")
             cls = str(k)
         t = None if times is None else [float(v) for v in np.asarray(times, dtype=np.float64).reshape(-1)]
-        x = self._m.sample(n, steps, t, seed, cls, batch, bool(ema), gamma, ode)
+        x = self._m.sample(n, steps, t, seed, cls, batch, bool(ema), gamma, ode, w)
         return self._shape(x)
 
     def denoise(self, x: Any, sigma: Union[float, Sequence[float], np.ndarray], ema: bool = True) -> np.ndarray:

@@ -151,7 +151,7 @@ impl Model {
     }
 
     /// `cm sample`: n samples in data coordinates, float32 N×D.
-    #[pyo3(signature = (n, steps, times, seed, classes, batch, ema, gamma, ode))]
+    #[pyo3(signature = (n, steps, times, seed, classes, batch, ema, gamma, ode, guidance))]
     #[allow(clippy::too_many_arguments)]
     fn sample<'py>(
         &self,
@@ -165,6 +165,7 @@ impl Model {
         ema: bool,
         gamma: Option<f64>,
         ode: Option<&str>,
+        guidance: f64,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let k = self.setup.model.net.n_classes();
         let classes = match classes {
@@ -188,6 +189,7 @@ impl Model {
             classes,
             batch,
             sampler: SamplerOptions { gamma, ode },
+            guidance,
         };
         let p = self.params(ema);
         let xs = py

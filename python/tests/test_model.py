@@ -39,7 +39,7 @@ def test_steps_times_and_weights_choice(trained):
 
 
 def test_sample_argument_errors(trained):
-    with pytest.raises(NotImplementedError, match="guidance"):
+    with pytest.raises(ValueError, match="guidance 2 needs a class-conditional run"):
         trained.sample(4, guidance=2.0)
     with pytest.raises(ValueError, match="unconditional"):
         trained.sample(4, classes=3)

@@ -7,6 +7,7 @@
 pub mod features;
 pub mod images;
 pub mod oracle;
+pub mod protocol;
 
 use crate::data::gmm::Gmm;
 use crate::rng::Rng;

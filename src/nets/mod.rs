@@ -101,6 +101,11 @@ impl SpecBuilder {
         self.specs.len() - 1
     }
 
+    /// Replaces the initialiser of parameter `i` (returned by [`SpecBuilder::add`]).
+    pub fn set_init(&mut self, i: usize, init: Init) {
+        self.specs[i].init = init;
+    }
+
     /// A dense layer y = x·W + b with W: [i, o] (PyTorch's default U(±1/√i) init, or zeros).
     pub fn linear(&mut self, name: &str, i: usize, o: usize, zero: bool) -> Linear {
         let bound = 1.0 / (i as f64).sqrt();

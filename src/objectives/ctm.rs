@@ -52,6 +52,12 @@ pub struct CtmConfig {
     /// `exact` (Gaussian-mixture data only; default) or the folder / checkpoint of a trained
     /// EDM teacher.
     pub teacher: Teacher,
+    /// Classifier-free guidance scale w of a class-conditional teacher (EDM2's convention: 1 =
+    /// the plain conditional teacher, 0 = unconditional; default 1). The teacher is queried
+    /// with the student's batch labels, so the student learns the guided trajectories of each
+    /// class (guided distillation, Meng et al. 2023; LCM, Luo et al. 2023); rows whose label
+    /// was dropped follow the unconditional teacher. Ignored for unconditional teachers.
+    pub guidance: f64,
     /// The teacher's ODE step on the grid: `heun` (default, official) or `euler`.
     pub solver: Solver,
     /// Distance d of L_CTM: `l2` (default), `l1`, `l2-norm`, `pseudo-huber` (c = 0.00054·√D) or
@@ -99,6 +105,7 @@ impl Default for CtmConfig {
         Self {
             n: 18,
             teacher: Teacher::Exact,
+            guidance: 1.0,
             solver: Solver::Heun,
             distance: Distance::L2,
             target_mu: 0.999,
@@ -124,6 +131,11 @@ impl CtmConfig {
     /// Checks the settings that do not depend on the data (ranges, naming the field); the
     /// data-dependent ones (a distance's image shape) are checked when the run is set up.
     pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.guidance.is_finite() && self.guidance >= 0.0,
+            "method.guidance must be a finite scale >= 0 (1 = no guidance), got {}",
+            self.guidance
+        );
         anyhow::ensure!(self.n >= 2, "method.n must be at least 2, got {}", self.n);
         self.time.validate()?;
         anyhow::ensure!(

@@ -200,6 +200,16 @@ impl Denoiser for FacmTeacher {
         let one_m: Vec<f64> = t.iter().map(|t| 1.0 - t).collect();
         xt + v * col(&one_m, &x)
     }
+
+    fn with_labels(&self, labels: Tensor<2>) -> Option<std::sync::Arc<dyn Denoiser>> {
+        (self.model.net.n_classes() > 0).then(|| {
+            std::sync::Arc::new(FacmTeacher {
+                model: self.model.with_labels(Some(labels)),
+                params: self.params.clone(),
+                aux: self.aux,
+            }) as std::sync::Arc<dyn Denoiser>
+        })
+    }
 }
 
 impl Objective for Facm {

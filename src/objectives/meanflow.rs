@@ -220,6 +220,16 @@ impl Denoiser for MeanFlowTeacher {
         let u = self.model.eval(&self.params, z.clone(), &a, &[&c], None);
         z - u * col(&t, &x)
     }
+
+    fn with_labels(&self, labels: Tensor<2>) -> Option<std::sync::Arc<dyn Denoiser>> {
+        (self.model.net.n_classes() > 0).then(|| {
+            std::sync::Arc::new(MeanFlowTeacher {
+                model: self.model.with_labels(Some(labels)),
+                params: self.params.clone(),
+                inputs: self.inputs,
+            }) as std::sync::Arc<dyn Denoiser>
+        })
+    }
 }
 
 #[cfg(test)]

@@ -229,6 +229,17 @@ impl MethodConfig {
         }
     }
 
+    /// The classifier-free guidance scale w the teacher is queried with (`method.guidance` of
+    /// CD, CTM and sCD; 1 = none for every other method).
+    pub fn teacher_guidance(&self) -> f64 {
+        match self {
+            MethodConfig::Cd(c) => c.guidance,
+            MethodConfig::Ctm(c) => c.guidance,
+            MethodConfig::Scd(c) => c.guidance,
+            _ => 1.0,
+        }
+    }
+
     /// A trained run of this method as a teacher denoiser in EDM coordinates (AUDIT B4),
     /// given its model and (EMA) backbone weights: EDM, CTM (D_θ = g_θ(x, σ, σ)) and TrigFlow
     /// runs through [`crate::model::NetDenoiser`]; `facm` / `facm-aux` through their

@@ -72,6 +72,12 @@ pub struct ScmConfig {
     /// sCD only: `exact` (Gaussian-mixture data) or a trained teacher's run folder (EDM or
     /// TrigFlow). Ignored by sCT.
     pub teacher: Teacher,
+    /// Classifier-free guidance scale w of a class-conditional teacher (EDM2's convention: 1 =
+    /// the plain conditional teacher, 0 = unconditional; default 1). The teacher is queried
+    /// with the student's batch labels, so the student learns the guided trajectories of each
+    /// class (guided distillation, Meng et al. 2023; LCM, Luo et al. 2023); rows whose label
+    /// was dropped follow the unconditional teacher. Ignored for unconditional teachers.
+    pub guidance: f64,
     /// σ_max of the sampler: T = atan(σ_max/σ_d). Default 80.
     pub sigma_max: f64,
     /// σ_min of the Karras grid whose TrigFlow times the 3+-step sampler visits (EDM ε, 0.002).
@@ -95,6 +101,7 @@ impl Default for ScmConfig {
             adaptive_weight: true,
             weight_freqs: 8,
             teacher: Teacher::Exact,
+            guidance: 1.0,
             sigma_max: crate::schedule::EDM_T_MAX,
             sigma_min: crate::schedule::EDM_EPS,
             rho: crate::schedule::EDM_RHO,
@@ -106,6 +113,11 @@ impl Default for ScmConfig {
 impl ScmConfig {
     /// Checks the ranges, naming the field.
     pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.guidance.is_finite() && self.guidance >= 0.0,
+            "method.guidance must be a finite scale >= 0 (1 = no guidance), got {}",
+            self.guidance
+        );
         anyhow::ensure!(self.p_std > 0.0, "method.p_std must be positive, got {}", self.p_std);
         anyhow::ensure!(
             self.tangent_c > 0.0,

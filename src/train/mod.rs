@@ -157,9 +157,14 @@ impl Trainer {
 
     /// One step on a given batch with the one-hot `[B, K]` labels of a class-conditional
     /// network (None = no class). The labels ride on the model the objective gets
-    /// (`ctx.model`); network teachers (CD, sCD, CTM with a trained teacher) are queried
-    /// through their own model, without labels, i.e. unconditionally.
+    /// (`ctx.model`); a class-conditional network teacher (CD, sCD, CTM, FACM with a trained
+    /// teacher) is bound to the same labels, with its guidance scale, so the student follows
+    /// the teacher's trajectories of each sample's class.
     pub fn step_labeled(&mut self, x0: Tensor<2>, labels: Option<Tensor<2>>) -> StepLog {
+        let teacher = match (&self.setup.teacher, &labels) {
+            (Some(t), Some(l)) => t.with_labels(l.clone()).or_else(|| Some(t.clone())),
+            (t, _) => t.clone(),
+        };
         let model = self.setup.model.with_labels(labels);
         let total = self.setup.cfg.train.steps;
         let step = self.state.step;
@@ -188,7 +193,7 @@ impl Trainer {
                 online: Params::split(&online_ad, n_net),
                 online_sg: Params::split(&self.state.online, n_net),
                 target: Params::split(target, n_net),
-                teacher: self.setup.teacher.as_deref(),
+                teacher: teacher.as_deref(),
                 rng: &mut self.rng,
                 device: &self.setup.device,
             };

@@ -41,12 +41,14 @@ fn tiny_conditional_config_trains_samples_one_class_and_is_reproducible() {
     let tb = train_fresh(&cfg, &b);
     assert_eq!(ta.state.step, 3);
     assert_same_state(&ta.snapshot(), &tb.snapshot(), "two runs with the same seed");
-    // The labels reached the loss: the zero-initialised label embedding has moved.
+    // The labels reached the loss: the label embedding has moved from its initial values.
     let specs = &ta.setup.specs;
     let lw = specs.iter().position(|s| s.name == "time_embed.label.weight").unwrap();
     let w = to_vec(ta.state.online[lw].clone());
+    let init = cm::nets::init_params(specs, &mut cm::rng::Rng::new(cfg.train.seed), &dev());
+    let w0 = to_vec(init[lw].clone());
     assert!(
-        w.iter().any(|&v| v != 0.0),
+        w.iter().zip(&w0).any(|(a, b)| a != b),
         "time_embed.label.weight never received a gradient"
     );
 
@@ -304,4 +306,124 @@ fn flow_methods_condition_their_tangent_pass_on_labels() {
         assert!(close(&va, &vb) > 1e-3, "{m}: labels do not reach the JVP's value");
         assert!(close(&da, &db) > 1e-3, "{m}: labels do not reach the JVP's tangent");
     }
+}
+
+/// Real weights for the zero-initialised label embedding and output layer, so labels matter.
+fn wake_labels(setup: &Setup, p: &mut [Tensor<1>], rng: &mut cm::rng::Rng) {
+    for name in ["time_embed.label.weight", "conv_out.weight"] {
+        let i = setup.specs.iter().position(|s| s.name == name).unwrap();
+        let n = setup.specs[i].numel();
+        p[i] = Tensor::<1>::from_data(TensorData::new(rng.normal_vec(n), [n]), &dev()).mul_scalar(0.3);
+    }
+}
+
+/// Classifier-free guidance (Ho & Salimans 2022) in `Model::eval`: w = 1 is the conditional
+/// output, w = 0 the unconditional one, and any w is F(∅) + w·(F(c) − F(∅)) row by row, with
+/// rows that carry no class untouched; the one stacked network call equals two separate ones.
+#[test]
+fn guidance_mixes_conditional_and_unconditional_outputs() {
+    let mut cfg = tiny_cond();
+    cfg.method = cm::objectives::MethodConfig::by_name("edm").unwrap();
+    let setup = Setup::new(&cfg, &dev()).unwrap();
+    let mut rng = cm::rng::Rng::new(5);
+    let mut p = cm::nets::init_params(&setup.specs, &mut rng, &dev());
+    wake_labels(&setup, &mut p, &mut rng);
+    let p = &p[..setup.n_net];
+    let b = 4;
+    let x = rng.normal_tensor([b, 784], &dev());
+    let sigma = vec![0.3, 1.0, 2.5, 0.05];
+    let labels = [Some(1), Some(4), None, Some(9)];
+    let at = |w: f64, l: &[Option<usize>]| {
+        let m = setup.model.with_class_labels(l, &dev()).with_guidance(w);
+        to_vec(m.f(p, x.clone(), &sigma, None))
+    };
+    let cond = at(1.0, &labels);
+    let uncond = at(1.0, &[None; 4]);
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(close(&cond, &uncond) > 1e-3, "the labels do not change the output");
+    assert!(close(&at(0.0, &labels), &uncond) < 1e-5, "w = 0 is not the unconditional model");
+    for w in [2.5, 0.4] {
+        let got = at(w, &labels);
+        let want: Vec<f32> = uncond
+            .iter()
+            .zip(&cond)
+            .map(|(u, c)| u + w as f32 * (c - u))
+            .collect();
+        assert!(close(&got, &want) < 1e-4, "w = {w}: {}", close(&got, &want));
+        // Row 2 has no class: guidance leaves it as it is.
+        let row = 2 * 784..3 * 784;
+        assert!(close(&got[row.clone()], &uncond[row]) < 1e-5);
+    }
+}
+
+/// A class-conditional student binds its batch labels (after class dropout) to a
+/// class-conditional teacher with the configured guidance: a 2-step CD run from a conditional
+/// teacher changes with `method.guidance`, which only acts through labelled teacher calls;
+/// the bound teacher equals the guided network; mismatched setups are clear errors.
+#[test]
+fn distillation_queries_a_conditional_teacher_with_the_batch_labels_and_guidance() {
+    let dir = scratch("cond-guided-cd");
+    // An 8-step conditional teacher with a high learning rate, so its label embedding moves.
+    let mut tcfg = tiny_cond();
+    tcfg.method = cm::objectives::MethodConfig::by_name("edm").unwrap();
+    tcfg.train.steps = 8;
+    tcfg.train.ckpt_every = 8;
+    tcfg.train.lr = 3e-2;
+    tcfg.train.eval_ema = 0.0;
+    let teacher = dir.join("teacher");
+    train_fresh(&tcfg, &teacher);
+
+    let student = |w: f64, classes: usize| {
+        let mut cfg = tiny_cond();
+        unet(&mut cfg).classes = classes;
+        cfg.method = Config::from_toml(&format!(
+            "[method]\nname = \"cd\"\nteacher = \"{}\"\nguidance = {w}\n",
+            teacher.display()
+        ))
+        .unwrap()
+        .method;
+        cfg.train.steps = 2;
+        cfg.train.ckpt_every = 2;
+        cfg
+    };
+    let run = |w: f64, name: &str| {
+        let t = train_fresh(&student(w, 10), &dir.join(name));
+        t.state.online.iter().map(|p| to_vec(p.clone())).collect::<Vec<_>>()
+    };
+    let (a, b) = (run(1.0, "w1"), run(3.0, "w3"));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .flat_map(|(x, y)| x.iter().zip(y).map(|(u, v)| (u - v).abs()))
+        .fold(0.0f32, f32::max);
+    assert!(diff > 0.0, "method.guidance had no effect: the teacher never saw labels");
+
+    // The bound teacher is the guided network at those labels.
+    let setup = Setup::new(&student(3.0, 10), &dev()).unwrap();
+    let t = setup.teacher.clone().unwrap();
+    let labels = [Some(2), None, Some(7)];
+    let onehot = setup.model.with_class_labels(&labels, &dev()).labels.unwrap();
+    let bound = t.with_labels(onehot).expect("a conditional teacher binds labels");
+    let mut rng = cm::rng::Rng::new(9);
+    let x = rng.normal_tensor([3, 784], &dev());
+    let sigma = [0.5, 0.5, 1.5];
+    let (_, ts, tstate) = cm::run::load_run(&teacher, &dev()).unwrap();
+    let want = ts
+        .model
+        .with_class_labels(&labels, &dev())
+        .with_guidance(3.0)
+        .f(&tstate.ema[..ts.n_net], x.clone(), &sigma, None);
+    let got = bound.denoise(x.clone(), &sigma);
+    assert!(max_abs(&cm::tensor::to_vec64(got), &cm::tensor::to_vec64(want.clone())) < 1e-5);
+    let plain = t.denoise(x, &sigma);
+    let gap = max_abs(&cm::tensor::to_vec64(plain), &cm::tensor::to_vec64(want));
+    assert!(gap > 1e-4, "the unbound teacher equals the guided one ({gap})");
+
+    // Guidance needs labels on both sides; class counts must agree.
+    let e = format!("{:#}", Setup::new(&student(2.0, 0), &dev()).err().unwrap());
+    assert!(e.contains("method.guidance = 2 needs a class-conditional teacher and student"), "{e}");
+    let e = format!("{:#}", Setup::new(&student(1.0, 12), &dev()).err().unwrap());
+    assert!(e.contains("has 10 classes but the student's model.classes = 12"), "{e}");
+    let e = Config::from_toml("[method]\nname = \"scd\"\nguidance = -1\n").unwrap_err();
+    assert!(format!("{e:#}").contains("method.guidance must be a finite scale >= 0"), "{e:#}");
 }

@@ -1,0 +1,309 @@
+//! The image evaluation protocol, stated once and used by `cm eval`, the image recipes' model
+//! cards, the README tables and the Python package (issue 14).
+//!
+//! **The protocol.** [`PROTOCOL_N`] = 10 000 generated samples (noise seed [`SAMPLE_SEED`], one
+//! stream; class-conditional models with balanced classes, sample i of class i mod K) are
+//! rounded to 8 bits exactly as a PNG stores them ([`quantize`]: clamp to [-1, 1],
+//! u = round(127.5·(x + 1)), x = u/127.5 − 1) and measured against the **10 000 images of the
+//! test split** (`mnist:` / `fashion-mnist:` folders; other image sources have no test split,
+//! so the reference is a draw of the training images disjoint from the floor draw, and the
+//! report says so). Every figure has its **data floor** beside it: the same metric of 10 000
+//! *training* images (drawn without replacement, seed [`FLOOR_SEED`]) against the same
+//! reference, i.e. what a perfect model that had seen only the training set would score.
+//!
+//! Metrics, all on the 64-d features of the built-in classifier of the data set
+//! ([`super::images::Net`]: `FD-mnistnet` for MNIST-like data, `FD-fashionnet` for
+//! Fashion-MNIST; never called FID, which uses Inception features):
+//! - Fréchet distance of the feature Gaussians (biased at small N; hence 10 000);
+//! - KID, unbiased, cubic polynomial kernel, mean ± standard error over 100 subsets of 1000;
+//! - precision and recall (Kynkäänniemi et al. 2019, k = 3);
+//! - class agreement of class-conditional samples (share whose classifier label is the
+//!   conditioning label; its floor is the classifier's accuracy on the floor draw);
+//! - memorisation: the share of samples nearer their nearest training image than that image is
+//!   to its own nearest other training image, in the same features, over the whole training
+//!   split ([`features::memorisation_share`]); its floor is the same share for the held-out
+//!   floor draw (test images when a test split exists), which is far from 0 by construction.
+
+use super::features;
+use super::images::{ImageEvaluator, ImageReport, Net, FEAT};
+use crate::data::{Dataset, ImageOptions};
+use crate::rng::Rng;
+use anyhow::{Context, Result};
+use burn::prelude::*;
+use serde::Serialize;
+
+/// Samples (and reference and floor images) of the protocol.
+pub const PROTOCOL_N: usize = 10_000;
+/// Noise seed of the generated samples (one stream).
+pub const SAMPLE_SEED: u64 = 1;
+/// Seed of the draw of training images that gives the data floor.
+pub const FLOOR_SEED: u64 = 2;
+
+/// The 8-bit rounding every sample goes through before it is measured, as when saved to PNG:
+/// clamp to [-1, 1] (NaN → −1), u = round(127.5·(x + 1)) ∈ {0 … 255}, back to u/127.5 − 1.
+pub fn quantize(xs: &[f64]) -> Vec<f64> {
+    xs.iter()
+        .map(|&x| {
+            let x = if x.is_nan() { -1.0 } else { x.clamp(-1.0, 1.0) };
+            ((x + 1.0) * 127.5).round() / 127.5 - 1.0
+        })
+        .collect()
+}
+
+/// What the protocol measures of one sample set, each figure with its data floor.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProtocolReport {
+    /// The protocol in one sentence (what was compared with what).
+    pub protocol: String,
+    /// Generated samples measured.
+    pub n: usize,
+    /// The metrics of the samples (flattened into the JSON object: `fd`, `kid`, …).
+    #[serde(flatten)]
+    pub samples: ImageReport,
+    /// The same metrics of the floor draw of training images.
+    pub floor: ImageReport,
+    /// Class-conditional samples: share whose classifier label equals the conditioning label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_agreement: Option<f64>,
+    /// The classifier's accuracy on the floor draw (what class agreement can reach).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_agreement_floor: Option<f64>,
+    /// Memorised share of the samples (None when not computed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memorised: Option<f64>,
+    /// The same share of the held-out floor draw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memorised_floor: Option<f64>,
+    /// Network evaluations per sample of the sampler, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nfe: Option<usize>,
+}
+
+impl ProtocolReport {
+    /// Lines for the terminal: each metric beside its floor.
+    pub fn lines(&self) -> Vec<String> {
+        let (s, f) = (&self.samples, &self.floor);
+        let mut v = vec![
+            format!("{}: {:.3}   (data floor {:.3})", s.fd_net, s.fd, f.fd),
+            format!(
+                "KID: {:.5} ± {:.5}   (data floor {:.5} ± {:.5})",
+                s.kid.0, s.kid.1, f.kid.0, f.kid.1
+            ),
+            format!(
+                "precision {:.3}  recall {:.3}   (data floor {:.3} / {:.3})",
+                s.precision_recall.0, s.precision_recall.1, f.precision_recall.0, f.precision_recall.1
+            ),
+            format!("classifier confidence {:.3}   (data floor {:.3})", s.confidence, f.confidence),
+        ];
+        if let (Some(a), Some(b)) = (self.class_agreement, self.class_agreement_floor) {
+            v.push(format!("class agreement {:.3}   (classifier accuracy on data {:.3})", a, b));
+        }
+        if let (Some(a), Some(b)) = (self.memorised, self.memorised_floor) {
+            v.push(format!(
+                "memorised {:.3}   (held-out data {:.3}; higher than that means copies)",
+                a, b
+            ));
+        }
+        v
+    }
+}
+
+/// The reference, floor and training features of an image data set, computed once; then any
+/// number of sample sets can be measured ([`ImageProtocol::measure`]).
+pub struct ImageProtocol {
+    eval: ImageEvaluator,
+    floor: ImageReport,
+    floor_agreement: Option<f64>,
+    floor_memorised: Option<f64>,
+    train_feats: Option<Vec<f64>>,
+    protocol: String,
+    device: Device,
+}
+
+impl ImageProtocol {
+    /// Sets the protocol up for the image data set `data` (its training images): loads the
+    /// test split where the source has one, draws the floor, and (with `memorisation`)
+    /// computes the features of every training image. `n` replaces [`PROTOCOL_N`] for the
+    /// reference and floor sizes (tests; reports say the size used).
+    pub fn new(data: &Dataset, n: usize, memorisation: bool, device: &Device) -> Result<Self> {
+        let Dataset::Images { name, images, .. } = data else {
+            anyhow::bail!("the image protocol needs image data, got {}", data.name());
+        };
+        let shape = (images.c, images.h, images.w);
+        let net = Net::for_data(name);
+        let flat = |im: &crate::data::images::Images, idx: &[usize]| -> Vec<f64> {
+            let mut xs = Vec::with_capacity(idx.len() * im.dim());
+            for &i in idx {
+                im.get(i, false, &mut xs);
+            }
+            xs
+        };
+        // A draw without replacement (partial Fisher–Yates) of k of m indices.
+        let draw = |m: usize, k: usize, seed: u64| -> Vec<usize> {
+            let mut rng = Rng::new(seed);
+            let mut idx: Vec<usize> = (0..m).collect();
+            for i in 0..k.min(m) {
+                let j = i + rng.below(m - i);
+                idx.swap(i, j);
+            }
+            idx.truncate(k.min(m));
+            idx
+        };
+        let split = name.starts_with("mnist:") || name.starts_with("fashion-mnist:");
+        let (reference, floor_idx, what) = if split {
+            let test = Dataset::from_spec(
+                name,
+                &ImageOptions {
+                    test_split: true,
+                    ..Default::default()
+                },
+            )
+            .with_context(|| format!("the image protocol measures against the test split of {name}"))?;
+            let Dataset::Images { images: test, .. } = test else { unreachable!() };
+            let idx = draw(test.n, n, FLOOR_SEED ^ 0x7E57);
+            let floor_idx = draw(images.n, n, FLOOR_SEED);
+            (
+                flat(&test, &idx),
+                floor_idx,
+                format!("the {} test images", idx.len()),
+            )
+        } else {
+            // No test split: disjoint draws of the training images for reference and floor.
+            let k = n.min(images.n / 2);
+            let idx = draw(images.n, 2 * k, FLOOR_SEED);
+            (
+                flat(images, &idx[..k]),
+                idx[k..].to_vec(),
+                format!("{k} training images (the source has no test split)"),
+            )
+        };
+        let eval = ImageEvaluator::new(net, &reference, shape, device)?;
+        let floor_x = flat(images, &floor_idx);
+        let floor = eval.report(&floor_x);
+        let floor_agreement = images.labels.as_ref().map(|l| {
+            let pred = predicted(&eval, &floor_x, device);
+            let want: Vec<usize> = floor_idx.iter().map(|&i| l[i] as usize).collect();
+            features::class_agreement(&pred, &want)
+        });
+        let (train_feats, floor_memorised) = if memorisation {
+            let all: Vec<usize> = (0..images.n).collect();
+            let tf = eval.clf.features(&flat(images, &all), shape, device).0;
+            // The floor draw is part of the training set when there is no test split: then its
+            // share is 1 by construction, so the baseline is the reference (held out from the
+            // floor, but also training images) only for split sources.
+            let held_out = if split { &reference } else { &floor_x };
+            let ff = eval.clf.features(held_out, shape, device).0;
+            let m = features::memorisation_share(&ff, &tf, FEAT);
+            (Some(tf), split.then_some(m))
+        } else {
+            (None, None)
+        };
+        let protocol = format!(
+            "{n} samples rounded to 8 bits against {what}; data floor: {} training images against the same; {} features, KID unbiased (100 subsets of ≤1000), precision/recall k = 3",
+            floor_idx.len(),
+            net.fd_name().trim_start_matches("FD-"),
+        );
+        Ok(Self {
+            eval,
+            floor,
+            floor_agreement,
+            floor_memorised,
+            train_feats,
+            protocol,
+            device: device.clone(),
+        })
+    }
+
+    /// Measures flat `[N, C·H·W]` samples in [-1, 1] (rounded to 8 bits first, [`quantize`]);
+    /// `labels`: the conditioning class of each sample for class agreement.
+    pub fn measure(&self, samples: &[f64], labels: Option<&[usize]>) -> ProtocolReport {
+        let q = quantize(samples);
+        let s = self.eval.report(&q);
+        let n = q.len() / self.dim();
+        let class_agreement = labels.map(|l| {
+            let pred = predicted(&self.eval, &q, &self.device);
+            features::class_agreement(&pred, l)
+        });
+        let memorised = self.train_feats.as_ref().map(|tf| {
+            let f = self.eval.clf.features(&q, self.eval.shape, &self.device).0;
+            features::memorisation_share(&f, tf, FEAT)
+        });
+        ProtocolReport {
+            protocol: self.protocol.clone(),
+            n,
+            samples: s,
+            floor: self.floor.clone(),
+            class_agreement,
+            class_agreement_floor: labels.and(self.floor_agreement),
+            memorised,
+            memorised_floor: self.floor_memorised,
+            nfe: None,
+        }
+    }
+
+    fn dim(&self) -> usize {
+        let (c, h, w) = self.eval.shape;
+        c * h * w
+    }
+}
+
+/// The classifier's label (arg max of its probabilities) of each image.
+fn predicted(eval: &ImageEvaluator, xs: &[f64], device: &Device) -> Vec<usize> {
+    let (_, p) = eval.clf.features(xs, eval.shape, device);
+    let k = p.len() / (xs.len() / {
+        let (c, h, w) = eval.shape;
+        c * h * w
+    });
+    p.chunks(k)
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold((0, f64::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+                .0
+        })
+        .collect()
+}
+
+/// `cm eval` of an image run under the protocol: `n` samples ([`PROTOCOL_N`] by default) from
+/// the backbone weights `params` with the run's sampler and `steps` steps, noise seed
+/// [`SAMPLE_SEED`], balanced classes (and classifier-free guidance `guidance`) for a
+/// class-conditional network, measured against reference and floor draws of the same size.
+/// Progress goes to stderr when `progress`.
+pub fn measure_run(
+    setup: &crate::run::Setup,
+    params: &[Tensor<1>],
+    n: usize,
+    steps: usize,
+    guidance: f64,
+    memorisation: bool,
+    progress: bool,
+) -> Result<ProtocolReport> {
+    anyhow::ensure!(steps >= 1, "--steps must be at least 1");
+    anyhow::ensure!(n >= 8, "the image protocol needs at least 8 samples, got {n}");
+    let k = setup.model.net.n_classes();
+    anyhow::ensure!(
+        guidance == 1.0 || k > 0,
+        "--guidance {guidance} needs a class-conditional run (model.classes > 0)"
+    );
+    let t0 = std::time::Instant::now();
+    let say = |what: &str| {
+        if progress {
+            eprintln!("[{:6.1} s] {what}", t0.elapsed().as_secs_f64());
+        }
+    };
+    say("reference, floor and training-set features");
+    let proto = ImageProtocol::new(&setup.data, n, memorisation, &setup.device)?;
+    let sampler = setup.sampler();
+    let times = sampler.times(steps);
+    say(&format!("sampling {n} images, {steps} step(s)"));
+    let mut rng = Rng::new(SAMPLE_SEED);
+    let mut opts = crate::generate::SampleOptions::new(setup, steps, crate::generate::NoiseSource::Stream(&mut rng));
+    opts.guidance = guidance;
+    let xs = crate::generate::sample(setup, params, n, opts);
+    say("measuring");
+    let labels: Option<Vec<usize>> = (k > 0).then(|| (0..n).map(|i| i % k).collect());
+    let mut r = proto.measure(&xs, labels.as_deref());
+    r.nfe = Some(sampler.nfe(&times));
+    say("done");
+    Ok(r)
+}
