@@ -307,3 +307,98 @@ pub fn measure_run(
     say("done");
     Ok(r)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn fixture_name() -> String {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mnist-t10k-256-images-idx3-ubyte");
+        format!("idx:{}", p.display())
+    }
+
+    #[test]
+    fn quantize_is_the_png_rounding() {
+        let q = quantize(&[-2.0, -1.0, 0.0, 0.5, 1.0, 7.0, f64::NAN, 1.0 / 255.0]);
+        let byte = |x: f64| ((x + 1.0) * 127.5).round();
+        assert_eq!(q[0], -1.0);
+        assert_eq!(q[4], 1.0);
+        assert_eq!(q[5], 1.0);
+        assert_eq!(q[6], -1.0);
+        // 0 → byte 128 (127.5 rounds half away from zero), 0.5 → 191.25 → 191.
+        assert_eq!(byte(q[2]), 128.0);
+        assert_eq!(byte(q[3]), 191.0);
+        // Every value is a byte exactly, and rounding again changes nothing.
+        for &v in &q {
+            let b = byte(v);
+            assert!((v - (b / 127.5 - 1.0)).abs() < 1e-15);
+        }
+        assert_eq!(quantize(&q), q);
+    }
+
+    /// On the 256-image fixture (no test split: reference and floor are disjoint halves):
+    /// the floor images measured as samples give exactly the floor; the reference against
+    /// itself gives FD 0; training images are all "memorised"; true labels give the floor's
+    /// class agreement, shifted labels give far less; noise is far from every floor.
+    #[test]
+    fn protocol_on_the_fixture_reproduces_its_floor_and_separates_noise() {
+        let dev = Device::flex();
+        let ds = Dataset::from_name(&fixture_name()).unwrap();
+        let proto = ImageProtocol::new(&ds, 100, true, &dev).unwrap();
+        assert!(proto.protocol.contains("no test split"), "{}", proto.protocol);
+        let Dataset::Images { images, .. } = &ds else { unreachable!() };
+        // Rebuild the floor draw: the same seed, the same partial shuffle.
+        let mut rng = Rng::new(FLOOR_SEED);
+        let mut idx: Vec<usize> = (0..images.n).collect();
+        for i in 0..200 {
+            let j = i + rng.below(images.n - i);
+            idx.swap(i, j);
+        }
+        let mut floor = Vec::new();
+        for &i in &idx[100..200] {
+            images.get(i, false, &mut floor);
+        }
+        let labels: Vec<usize> = idx[100..200].iter().map(|&i| images.labels.as_ref().unwrap()[i] as usize).collect();
+        let r = proto.measure(&floor, Some(&labels));
+        assert!((r.samples.fd - r.floor.fd).abs() < 1e-9, "{} vs {}", r.samples.fd, r.floor.fd);
+        assert_eq!(r.samples.precision_recall, r.floor.precision_recall);
+        assert_eq!(r.class_agreement, r.class_agreement_floor);
+        assert!(r.class_agreement.unwrap() > 0.9);
+        assert_eq!(r.memorised, Some(1.0), "training images are their own nearest neighbours");
+        let shifted: Vec<usize> = labels.iter().map(|l| (l + 1) % 10).collect();
+        assert!(proto.measure(&floor, Some(&shifted)).class_agreement.unwrap() < 0.2);
+        let mut reference = Vec::new();
+        for &i in &idx[..100] {
+            images.get(i, false, &mut reference);
+        }
+        assert!(proto.measure(&reference, None).samples.fd.abs() < 1e-6);
+        let mut nr = Rng::new(3);
+        let noise: Vec<f64> = (0..floor.len()).map(|_| nr.uniform() * 2.0 - 1.0).collect();
+        let rn = proto.measure(&noise, None);
+        assert!(rn.samples.fd > 10.0 * r.floor.fd.max(1.0), "noise FD {}", rn.samples.fd);
+        assert!(rn.samples.kid.0 > r.floor.kid.0 + 5.0 * rn.samples.kid.1);
+        assert!(rn.lines().iter().any(|l| l.contains("data floor")));
+    }
+
+    /// With an MNIST-layout folder the reference is the test split and the memorisation
+    /// baseline is the held-out reference.
+    #[test]
+    fn mnist_folders_are_measured_against_their_test_split() {
+        let dev = Device::flex();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mnist-t10k-256-images-idx3-ubyte");
+        let lab = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mnist-t10k-256-labels-idx1-ubyte");
+        let dir = std::env::temp_dir().join(format!("cm-protocol-split-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for pre in ["train", "t10k"] {
+            std::fs::copy(&src, dir.join(format!("{pre}-images-idx3-ubyte"))).unwrap();
+            std::fs::copy(&lab, dir.join(format!("{pre}-labels-idx1-ubyte"))).unwrap();
+        }
+        let ds = Dataset::from_name(&format!("mnist:{}", dir.display())).unwrap();
+        let proto = ImageProtocol::new(&ds, 64, true, &dev).unwrap();
+        assert!(proto.protocol.contains("the 64 test images"), "{}", proto.protocol);
+        // The "test" split here is the training file itself, so the baseline is all copies.
+        assert_eq!(proto.floor_memorised, Some(1.0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
