@@ -69,13 +69,35 @@ fn f32_bytes(t: &Tensor<1>) -> Vec<u8> {
 
 /// Serialises a state; `specs` names the tensors (all groups share the names).
 pub fn to_bytes(state: &State, specs: &[ParamSpec]) -> Result<Vec<u8>> {
-    let groups: [(&str, &Vec<Tensor<1>>); 5] = [
+    to_bytes_of(state, specs, false)
+}
+
+/// The metadata key that marks a model file ([`to_model_bytes`]).
+pub const KIND_KEY: &str = "kind";
+/// Its value for a model file.
+pub const KIND_MODEL: &str = "model";
+
+/// A **model file**: the evaluation-EMA weights only (`ema/…` tensors), with the same metadata
+/// (config, step, checksum) as a checkpoint and `kind = model`. A fifth of a checkpoint's size;
+/// everything that reads a run for sampling or evaluation reads it ([`from_bytes`] gives a
+/// state whose online and target weights are the EMA's and whose optimizer state is zero), but
+/// it cannot resume training (`cm export`; the models shipped in `models/`).
+pub fn to_model_bytes(state: &State, specs: &[ParamSpec]) -> Result<Vec<u8>> {
+    to_bytes_of(state, specs, true)
+}
+
+fn to_bytes_of(state: &State, specs: &[ParamSpec], model_only: bool) -> Result<Vec<u8>> {
+    let all: [(&str, &Vec<Tensor<1>>); 5] = [
         ("online", &state.online),
         ("target", &state.target),
         ("ema", &state.ema),
         ("adam_m", &state.adam_m),
         ("adam_v", &state.adam_v),
     ];
+    let groups: Vec<(&str, &Vec<Tensor<1>>)> = all
+        .into_iter()
+        .filter(|(g, _)| !model_only || *g == "ema")
+        .collect();
     let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (g, ts) in groups {
         for (spec, t) in specs.iter().zip(ts.iter()) {
@@ -107,6 +129,9 @@ pub fn to_bytes(state: &State, specs: &[ParamSpec]) -> Result<Vec<u8>> {
             .collect::<Vec<_>>()
             .join(","),
     );
+    if model_only {
+        meta.insert(KIND_KEY.into(), KIND_MODEL.into());
+    }
     meta.insert(CHECKSUM_KEY.into(), CHECKSUM_PLACEHOLDER.into());
     let mut bytes = canonical_header(safetensors::serialize(views, &Some(meta))?)?;
     let slot = checksum_slot(&bytes).context("checksum slot missing from the header")?;
@@ -225,7 +250,8 @@ pub fn from_bytes(bytes: &[u8], specs: &[ParamSpec], device: &Device) -> Result<
             })
             .collect()
     };
-    let n_expected = 5 * specs.len();
+    let model_only = meta.get(KIND_KEY).map(|s| s.as_str()) == Some(KIND_MODEL);
+    let n_expected = if model_only { specs.len() } else { 5 * specs.len() };
     if st.len() != n_expected {
         let extra: Vec<&String> = st
             .names()
@@ -246,8 +272,15 @@ pub fn from_bytes(bytes: &[u8], specs: &[ParamSpec], device: &Device) -> Result<
     };
     let (bad_steps, bad_run) = (counter("bad_steps")?, counter("bad_run")?);
     let method_state = meta.get("method_state").cloned();
-    let (online, target, ema) = (load("online")?, load("target")?, load("ema")?);
-    let (adam_m, adam_v) = (load("adam_m")?, load("adam_v")?);
+    let (online, target, ema, adam_m, adam_v) = if model_only {
+        // A model file: the EMA weights stand in for all three; no optimizer state.
+        let ema = load("ema")?;
+        let zeros: Vec<Tensor<1>> = ema.iter().map(|t| t.zeros_like()).collect();
+        (ema.clone(), ema.clone(), ema, zeros.clone(), zeros)
+    } else {
+        let (online, target, ema) = (load("online")?, load("target")?, load("ema")?);
+        (online, target, ema, load("adam_m")?, load("adam_v")?)
+    };
     // Per-tensor counts; a single number (checkpoints before per-tensor counts) applies to all.
     let adam_t: Vec<u64> = match meta.get("adam_t") {
         None => vec![0; specs.len()],
@@ -267,7 +300,7 @@ pub fn from_bytes(bytes: &[u8], specs: &[ParamSpec], device: &Device) -> Result<
     let meta: BTreeMap<String, String> = meta
         .into_iter()
         // The checksum belongs to the file, not to the state.
-        .filter(|(k, _)| !TYPED_KEYS.contains(&k.as_str()) && k != CHECKSUM_KEY)
+        .filter(|(k, _)| !TYPED_KEYS.contains(&k.as_str()) && k != CHECKSUM_KEY && k != KIND_KEY)
         .collect();
     Ok(State {
         step,

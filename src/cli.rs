@@ -889,3 +889,37 @@ pub fn repro(args: ReproArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// `cm export`: a run's evaluation-EMA weights as a model file.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// A run folder (its newest checkpoint) or a checkpoint file.
+    pub run: PathBuf,
+    /// The model file to write (`.safetensors`).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace an --out file that cm did not write (it is moved aside to NAME.old-N).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Runs `cm export`: writes the run's EMA weights with its config and step as a model file
+/// ([`crate::ckpt::to_model_bytes`]): what `cm sample`, `cm eval`, teachers and the Python
+/// package read like a run, at a fifth of a checkpoint's size.
+pub fn export(args: ExportArgs) -> Result<()> {
+    let dev = device("cpu")?;
+    let file = crate::ckpt::resolve(&args.run)?;
+    let (_, setup, state) = crate::run::load_run(&file, &dev)?;
+    crate::io::runfolder::claim_outputs(&[args.out.as_path()], args.force)?;
+    let bytes = crate::ckpt::to_model_bytes(&state, &setup.specs)?;
+    crate::io::write_atomic(&args.out, &bytes)?;
+    crate::io::runfolder::record_outputs(&[args.out.as_path()])?;
+    eprintln!(
+        "wrote {} ({:.1} MB: EMA weights of {} at step {})",
+        args.out.display(),
+        bytes.len() as f64 / 1e6,
+        file.display(),
+        state.step
+    );
+    Ok(())
+}

@@ -21,6 +21,8 @@ enum Cmd {
     Sample(cli::SampleArgs),
     /// Metrics of a sample file (or a run) against its data.
     Eval(cli::EvalArgs),
+    /// Write a run's EMA weights as a small model file (what `models/` ships).
+    Export(cli::ExportArgs),
     /// Print schedules, configs, checkpoint contents.
     Inspect(cli::InspectArgs),
     /// Data sets and weights: `cm data fetch mnist|fashion-mnist|lpips [--dir data]`.
@@ -46,6 +48,7 @@ fn main() {
         Cmd::Train(a) => cli::train(a),
         Cmd::Sample(a) => cli::sample(a),
         Cmd::Eval(a) => cli::eval(a),
+        Cmd::Export(a) => cli::export(a),
         Cmd::Inspect(a) => cli::inspect_cmd(a),
         Cmd::Data { cmd } => cli::data(cmd),
         Cmd::Classifier { cmd } => cli::classifier(cmd),

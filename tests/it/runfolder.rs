@@ -286,3 +286,37 @@ fn restart_moves_the_old_run_aside_and_flags_conflict() {
     assert!(!ok && err.contains("cannot be used with"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `cm export` writes the EMA weights alone (a model file, about a fifth of a checkpoint) that
+/// `cm sample` reads like the run itself, bit for bit; it refuses to overwrite a foreign file.
+#[test]
+fn export_writes_a_model_file_that_samples_like_its_run() {
+    let dir = scratch("export");
+    let run = dir.join("run");
+    let mut cfg = small_cfg("ict", 3, 4);
+    cfg.train.ckpt_every = 4;
+    train_fresh(&cfg, &run);
+    let model = dir.join("model.safetensors");
+    let (ok, err) = cm(&["export", s(&run), "--out", s(&model)]);
+    assert!(ok, "{err}");
+    let ckpt = ckpt_files(&run).pop().unwrap();
+    let (m, c) = (
+        std::fs::metadata(&model).unwrap().len(),
+        std::fs::metadata(&ckpt).unwrap().len(),
+    );
+    assert!(m * 4 < c, "model file {m} bytes vs checkpoint {c}");
+    let (a, b) = (dir.join("a.npy"), dir.join("b.npy"));
+    for (src, out) in [(&run, &a), (&model, &b)] {
+        let (ok, err) = cm(&["sample", s(src), "--n", "50", "--steps", "2", "--out", s(out)]);
+        assert!(ok, "{err}");
+    }
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let (_, _, st) = cm::run::load_run(&model, &dev()).unwrap();
+    assert_eq!(st.step, 4);
+    assert_eq!(bits(&st.online), bits(&st.ema));
+    // A file cm did not write is not replaced.
+    let foreign = write(&dir.join("mine.safetensors"), b"precious");
+    refused(cm(&["export", s(&run), "--out", s(&foreign)]), &["mine.safetensors"]);
+    assert_eq!(std::fs::read(&foreign).unwrap(), b"precious");
+    let _ = std::fs::remove_dir_all(&dir);
+}
