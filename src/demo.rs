@@ -56,6 +56,20 @@ pub fn demo_config(method: &str, data: &str) -> Result<Config> {
 /// steps in full.
 pub const IMAGE_DEMO_SECONDS: f64 = 720.0;
 
+/// The teacher shipped for an image data set, `models/mnist-edm.safetensors` for `mnist:` and
+/// `models/fashion-mnist-edm.safetensors` for `fashion-mnist:` data (models/README.md), looked
+/// up in the current folder, then in the source tree `cm` was built from; None for other data
+/// or when the file is absent.
+pub fn shipped_teacher(data: &str) -> Option<PathBuf> {
+    let stem = ["mnist", "fashion-mnist"]
+        .into_iter()
+        .find(|p| data.strip_prefix(p).is_some_and(|r| r.starts_with(':')))?;
+    let rel = Path::new("models").join(format!("{stem}-edm.safetensors"));
+    [rel.clone(), Path::new(env!("CARGO_MANIFEST_DIR")).join(&rel)]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
 /// (teacher, student) training-time limits of a demo: None for 2-D data.
 fn image_time_budget(data: &str, with_teacher: bool) -> (Option<f64>, Option<f64>) {
     if !crate::data::is_image_name(data) {
@@ -127,6 +141,21 @@ pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device:
     let has_exact = crate::data::Dataset::from_spec(&cfg.data.name, &cfg.data.image_options())?
         .gmm()
         .is_some();
+    // Images with a shipped teacher (models/): a distilling method distils from it unless
+    // `--teacher train` (or a run folder) says otherwise; the student takes the teacher's
+    // network (so CD and CTM can start from its weights, and a class-conditional teacher
+    // gives a class-conditional student that follows each class's trajectories).
+    if let (Some(Teacher::Exact), false, Some(path)) = (cfg.method.teacher(), has_exact, shipped_teacher(&cfg.data.name)) {
+        let (tcfg, _, _) = crate::run::load_run(&path, device)?;
+        if progress {
+            eprintln!("distilling from the shipped teacher {}", path.display());
+        }
+        cfg.model = tcfg.model.clone();
+        cfg.method.set_teacher(Teacher::Run(path.clone()));
+        if cfg.method.starts_from_teacher() {
+            cfg.train.init_from = path.display().to_string();
+        }
+    }
     let needs_teacher = match cfg.method.teacher() {
         Some(Teacher::Train) => true,
         Some(Teacher::Exact) => !has_exact,
