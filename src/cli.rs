@@ -240,6 +240,14 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     if let Some(c) = s.consistency_error {
         eprintln!("  consistency error vs exact map (RMS, standardised): {c:.4}");
     }
+    if let Some(rs) = &s.protocol {
+        eprintln!("image protocol: {}", rs[0].protocol);
+        for (name, r) in ["1-step", "2-step"].iter().zip(rs) {
+            for (i, l) in r.lines().iter().enumerate() {
+                eprintln!("  {:<8} {l}", if i == 0 { *name } else { "" });
+            }
+        }
+    }
     eprintln!("plots: {0}/samples.png, {0}/loss.png", s.out);
     if json {
         print_json(&serde_json::to_value(&s)?);

@@ -118,6 +118,11 @@ pub struct DemoSummary {
     /// the data is a Gaussian mixture: the ceiling any distilled sampler can reach.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exact_ode: Option<Report>,
+    /// Images: the trained model under the image protocol (README "Evaluation protocol"):
+    /// 1- and 2-step samples, as many as the protocol's reference holds (10 000 for
+    /// `mnist:` / `fashion-mnist:`), every figure beside its data floor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<[crate::eval::protocol::ProtocolReport; 2]>,
     /// The demo's run folder.
     pub out: String,
 }
@@ -257,6 +262,10 @@ pub fn summarize(
     }
     let npy = crate::data::files::npy_bytes(&sets[1].iter().map(|&v| v as f32).collect::<Vec<_>>(), &[n_eval, dim]);
     crate::io::write_atomic(&out.join("samples_1step.npy"), &npy)?;
+    let protocol = match setup.data.image_shape() {
+        Some(_) => Some(image_protocol(setup, trainer.ema_net())?),
+        None => None,
+    };
     let verdicts = setup
         .data
         .image_shape()
@@ -276,10 +285,32 @@ pub fn summarize(
         four_step,
         consistency_error,
         exact_ode,
+        protocol,
         out: out.display().to_string(),
     };
     crate::io::write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&s)?.as_bytes())?;
     Ok(s)
+}
+
+/// The image protocol of a trained image model at 1 and 2 steps, with as many samples as the
+/// protocol's reference holds (at most [`crate::eval::protocol::PROTOCOL_N`]).
+fn image_protocol(
+    setup: &crate::run::Setup,
+    params: &[Tensor<1>],
+) -> Result<[crate::eval::protocol::ProtocolReport; 2]> {
+    use crate::eval::protocol::{ImageProtocol, PROTOCOL_N, SAMPLE_SEED};
+    let proto = ImageProtocol::new(&setup.data, PROTOCOL_N, true, &setup.device)?;
+    let n = proto.reference_len();
+    let k = setup.model.net.n_classes();
+    let labels: Option<Vec<usize>> = (k > 0).then(|| (0..n).map(|i| i % k).collect());
+    let sampler = setup.sampler();
+    let at = |steps: usize| {
+        let xs = sample_steps(setup, params, n, steps, &mut Rng::new(SAMPLE_SEED));
+        let mut r = proto.measure(&xs, labels.as_deref());
+        r.nfe = Some(sampler.nfe(&sampler.times(steps)));
+        r
+    };
+    Ok([at(1), at(2)])
 }
 
 /// Default output folder of a demo.

@@ -117,6 +117,7 @@ pub struct ImageProtocol {
     floor_memorised: Option<f64>,
     train_feats: Option<Vec<f64>>,
     protocol: String,
+    reference_n: usize,
     device: Device,
 }
 
@@ -177,6 +178,7 @@ impl ImageProtocol {
                 format!("{k} training images (the source has no test split)"),
             )
         };
+        let reference_n = reference.len() / images.dim();
         let eval = ImageEvaluator::new(net, &reference, shape, device)?;
         let floor_x = flat(images, &floor_idx);
         let floor = eval.report(&floor_x);
@@ -210,6 +212,7 @@ impl ImageProtocol {
             floor_memorised,
             train_feats,
             protocol,
+            reference_n,
             device: device.clone(),
         })
     }
@@ -239,6 +242,11 @@ impl ImageProtocol {
             memorised_floor: self.floor_memorised,
             nfe: None,
         }
+    }
+
+    /// Images in the reference (and in the floor draw): the sample count that matches it.
+    pub fn reference_len(&self) -> usize {
+        self.reference_n
     }
 
     fn dim(&self) -> usize {

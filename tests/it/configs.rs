@@ -116,6 +116,17 @@ fn image_demo_json_has_fd_and_confidence() {
             assert!((0.0..=1.0).contains(&r[m].as_f64().unwrap()), "{k}: {r}");
         }
     }
+    // The image protocol block: 1 and 2 steps, as many samples as the reference (the fixture
+    // has no test split: half of its 256 images), each figure with its floor.
+    let p = v["protocol"].as_array().expect("protocol block");
+    assert_eq!(p.len(), 2);
+    for (r, nfe) in p.iter().zip([1, 2]) {
+        assert_eq!(r["n"], 128, "{r}");
+        assert_eq!(r["nfe"], nfe, "{r}");
+        assert!(r["floor"]["fd"].as_f64().unwrap() < r["fd"].as_f64().unwrap(), "{r}");
+        assert!((0.0..=1.0).contains(&r["memorised"].as_f64().unwrap()), "{r}");
+        assert!(r["protocol"].as_str().unwrap().contains("rounded to 8 bits"), "{r}");
+    }
     // Real digits score better than an untrained network's output, on every feature metric.
     assert!(v["data"]["fd"].as_f64().unwrap() < v["untrained"]["fd"].as_f64().unwrap());
     assert!(v["data"]["kid"].as_f64().unwrap() < v["untrained"]["kid"].as_f64().unwrap());
