@@ -217,19 +217,31 @@ class Model:
         s = _arrays.sigmas(sigma, a.shape[0])
         return self._shape(self._m.denoise(a, s, bool(ema)))
 
-    def metrics(self, n: Optional[int] = None, steps: int = 1, ema: bool = True) -> Dict[str, Any]:
-        """``cm eval RUN --steps K``: sample-set metrics against fresh data.
+    def metrics(
+        self,
+        n: Optional[int] = None,
+        steps: int = 1,
+        ema: bool = True,
+        guidance: Optional[float] = None,
+        memorisation: bool = True,
+    ) -> Dict[str, Any]:
+        """``cm eval RUN --steps K --json``: the same numbers.
 
-        ``n`` samples (default 1000 for images, 10 000 otherwise) with the run's sampler and
-        ``steps`` steps, measured against ``n`` fresh data points: ``swd``, ``mmd``, ``energy``,
-        ``loglik`` (Gaussian mixtures), ``fd`` / ``fd_net`` / ``confidence`` (images) and
-        ``nfe``. The same numbers as ``cm eval RUN --json``.
+        Points: ``n`` samples (default 10 000) with the run's sampler and ``steps`` steps,
+        measured against ``n`` fresh data points: ``swd``, ``mmd``, ``energy``, ``loglik``
+        (Gaussian mixtures) and ``nfe``.
+
+        Images: the image protocol (README "Evaluation protocol"): ``n`` samples (default
+        10 000) rounded to 8 bits against the test split, with ``fd`` / ``fd_net``, ``kid``
+        (value, standard error), ``precision_recall``, ``confidence``, ``class_agreement``
+        (class-conditional runs), ``memorised`` (skipped with ``memorisation=False``), and the
+        same metrics of training images under ``floor`` / ``*_floor``. ``guidance``: the
+        classifier-free guidance scale of a class-conditional run.
         """
-        if n is None:
-            n = 1000 if self.image_shape else 10_000
-        n = _arrays.count(n, "n", 1)
+        n = _arrays.count(10_000 if n is None else n, "n", 1)
         steps = _arrays.count(steps, "steps", 1)
-        return json.loads(self._m.metrics(n, steps, bool(ema)))
+        w = 1.0 if guidance is None else float(guidance)
+        return json.loads(self._m.metrics(n, steps, bool(ema), w, bool(memorisation)))
 
     def weights(self, ema: bool = True) -> Dict[str, np.ndarray]:
         """The backbone's weights as float32 arrays keyed by parameter name (``input.weight``,

@@ -245,12 +245,21 @@ impl Model {
         array2(py, out, n, d)
     }
 
-    /// `cm eval` of the run: JSON report.
-    fn metrics(&self, py: Python<'_>, n: usize, steps: usize, ema: bool) -> PyResult<String> {
+    /// `cm eval` of the run: JSON report (the image protocol for image runs).
+    #[pyo3(signature = (n, steps, ema, guidance, memorisation))]
+    fn metrics(&self, py: Python<'_>, n: usize, steps: usize, ema: bool, guidance: f64, memorisation: bool) -> PyResult<String> {
         let p = self.params(ema);
-        let r = py
-            .detach(|| cm::eval::run_report(&self.setup, p, n, steps))
-            .map_err(cm_err)?;
+        let s = &self.setup;
+        if s.data.image_shape().is_some() {
+            let r = py
+                .detach(|| cm::eval::protocol::measure_run(s, p, n, steps, guidance, memorisation, false))
+                .map_err(cm_err)?;
+            return Ok(serde_json::to_string(&r).expect("a report serialises"));
+        }
+        if guidance != 1.0 {
+            return Err(PyValueError::new_err("guidance applies to class-conditional image runs"));
+        }
+        let r = py.detach(|| cm::eval::run_report(s, p, n, steps)).map_err(cm_err)?;
         Ok(serde_json::to_string(&r).expect("a report serialises"))
     }
 

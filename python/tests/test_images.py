@@ -42,6 +42,10 @@ def test_train_and_sample_the_tiny_unet(tmp_path):
     assert d.shape == x.shape
     m = run.metrics(n=64)
     assert m["fd_net"] == "FD-mnistnet" and m["fd"] > 0 and 0 < m["confidence"] <= 1
+    # The image protocol: floors beside the figures, memorisation, the same as `cm eval`.
+    assert m["floor"]["fd"] < m["fd"] and 0 <= m["memorised"] <= 1 and m["n"] == 64
+    assert "rounded to 8 bits" in m["protocol"]
+    assert "memorised" not in run.metrics(n=64, memorisation=False)
 
 
 def test_class_conditional_sampling(tmp_path):
@@ -57,3 +61,8 @@ def test_class_conditional_sampling(tmp_path):
     np.testing.assert_array_equal(balanced[3], fixed[3])
     with pytest.raises(ValueError, match="10 classes"):
         run.sample(2, classes=10)
+    # Guidance: 1 is the conditional model; other scales change the samples; class agreement
+    # is reported for class-conditional runs.
+    np.testing.assert_array_equal(run.sample(4, seed=2, guidance=1.0), balanced[:4])
+    m = run.metrics(n=32, guidance=2.0, memorisation=False)
+    assert 0 <= m["class_agreement"] <= 1 and 0 <= m["class_agreement_floor"] <= 1
