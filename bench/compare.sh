@@ -2,16 +2,19 @@
 # Side-by-side speed: `cm bench` and its PyTorch twins (bench/pytorch/), alternated for ROUNDS
 # rounds in one window, then a table of per-figure medians and Rust/PyTorch ratios.
 #
-#   bench/compare.sh [ROUNDS] [PYTHON]      (defaults: 2, python3 with torch installed)
+#   bench/compare.sh [ROUNDS] [PYTHON]      (defaults: 3, python3 with torch installed)
 #
 # Needs a release build (`cargo build --release`) and `pip install torch numpy`. Run it on an
-# otherwise idle machine: the ratio is only meaningful for runs in the same window.
+# otherwise idle machine: the ratio is only meaningful for runs in the same window. PyTorch
+# runs with its own defaults: no environment variable is set for it (OMP_WAIT_POLICY is left
+# as the user has it; the script says which value it saw). Every figure is printed as the
+# median of the rounds with its min and max.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=${1:-2}
+rounds=${1:-3}
 py=${2:-python3}
 out=$(mktemp -d)
-export OMP_WAIT_POLICY=PASSIVE
+echo "PyTorch: $("$py" -c 'import torch; print(torch.__version__, "threads", torch.get_num_threads(), "mkl", torch.backends.mkl.is_available(), "mkldnn", torch.backends.mkldnn.is_available())' 2>&1 | tail -1); OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset}" >&2
 for r in $(seq "$rounds"); do
     echo "round $r/$rounds: cm bench" >&2
     target/release/cm bench --steps 60 --json 2>/dev/null | tail -1 >"$out/rust.$r.json"
@@ -25,21 +28,24 @@ import json, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 def med(prefix):
     runs = [json.load(open(f"{out}/{prefix}.{r}.json")) for r in range(1, rounds + 1)]
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}, runs
+    return {k: [r[k] for r in runs] for k in runs[0]}, runs
 rust, rr = med("rust")
 torch = {}
 for p in ["torch_mlp", "torch_unet"]:
     torch.update(med(p)[0])
-print(f"| figure | Rust | PyTorch | Rust / PyTorch (speed) |")
+def cell(v):
+    return f"{statistics.median(v):.4g} ({min(v):.4g}–{max(v):.4g})"
+print(f"| figure | Rust median (min–max) | PyTorch median (min–max) | Rust / PyTorch (speed, medians) |")
 print(f"|---|---|---|---|")
 for k in sorted(rust):
     t = torch.get(k)
     if t is None:
-        print(f"| {k} | {rust[k]:.4g} | – | |")
+        print(f"| {k} | {cell(rust[k])} | not measured | |")
         continue
     # steps/s: higher is better; ms and ratios: lower is better.
-    speed = rust[k] / t if k.endswith("steps_per_s") else t / rust[k]
-    print(f"| {k} | {rust[k]:.4g} | {t:.4g} | {speed:.2f}× |")
+    r, m = statistics.median(rust[k]), statistics.median(t)
+    speed = r / m if k.endswith("steps_per_s") else m / r
+    print(f"| {k} | {cell(rust[k])} | {cell(t)} | {speed:.2f}× |")
 print()
 print("rounds:", json.dumps({"rust": rr}))
 EOF

@@ -18,8 +18,9 @@ the JVP of the stop-gradient network along (cos t sin t dx_t/dt, cos t sin t) by
 tangent warm-up r = min(1, step/1000), g/(|g| + 0.1), learned weighting head on 8 sin/cos pairs.
 Also printed: the MLP's JVP/forward time ratio at batch 512 (`mlp512_b512_jvp_over_forward`).
 """
+# PyTorch runs with its own defaults (issue 15): no OMP_WAIT_POLICY or other environment
+# tweak. (Earlier versions set OMP_WAIT_POLICY=PASSIVE, which slowed PyTorch on an idle machine.)
 import os
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # an active OpenMP spin-wait is pathological on a shared, loaded machine
 import argparse
 import math
 import time

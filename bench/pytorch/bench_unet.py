@@ -15,9 +15,9 @@ Linear(64, 64) -> SiLU. The iCT step is bench_mlp.py's (pseudo-Huber c = 0.00054
 lognormal Karras-grid intervals, 1/dsigma weighting, stop-gradient target, RAdam, grad clip 1,
 evaluation EMA 0.999) on images from tests/fixtures scaled to [-1, 1], sigma_d = 0.5.
 """
+# PyTorch runs with its own defaults (issue 15): no OMP_WAIT_POLICY or other environment
+# tweak. (Earlier versions set OMP_WAIT_POLICY=PASSIVE, which slowed PyTorch on an idle machine.)
 import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse
 import json
 import math
