@@ -358,7 +358,8 @@ pub struct SampleArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Output .npy (a PNG beside it: a scatter for 2-D data, a grid of up to 64 images for
-    /// image data). Sample i depends only on the run, --seed, --steps and i.
+    /// image data), or NAME.png for the picture alone. Sample i depends only on the run,
+    /// --seed, --steps and i.
     #[arg(long)]
     pub out: PathBuf,
     /// Use the online weights instead of the evaluation EMA.
@@ -411,8 +412,23 @@ pub fn sample(args: SampleArgs) -> Result<()> {
     } = args;
     let dev = device("cpu")?;
     let (_, setup, state) = crate::run::load_run(&run, &dev)?;
-    let png = (setup.data.dim() == 2 || setup.data.image_shape().is_some()).then(|| out.with_extension("png"));
-    let outputs: Vec<&std::path::Path> = std::iter::once(out.as_path()).chain(png.as_deref()).collect();
+    let plottable = setup.data.dim() == 2 || setup.data.image_shape().is_some();
+    // `--out NAME.png` asks for the picture alone.
+    let png_only = out.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if png_only && !plottable {
+        bail!(
+            "--out {}: a PNG needs image or 2-D data ({} is {}-dimensional); give a .npy name",
+            out.display(),
+            setup.data.name(),
+            setup.data.dim()
+        );
+    }
+    let png = plottable.then(|| out.with_extension("png"));
+    let outputs: Vec<&std::path::Path> = if png_only {
+        vec![out.as_path()]
+    } else {
+        std::iter::once(out.as_path()).chain(png.as_deref()).collect()
+    };
     crate::io::runfolder::claim_outputs(&outputs, force)?;
     let classes = match class.as_deref() {
         None => crate::generate::Classes::Balanced,
@@ -434,8 +450,10 @@ pub fn sample(args: SampleArgs) -> Result<()> {
     };
     let (xs, steps) = crate::generate::sample_request(&setup, p, n, &req)?;
     let dim = setup.data.dim();
-    let npy = crate::data::files::npy_bytes(&xs.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[n, dim]);
-    crate::io::write_atomic(&out, &npy)?;
+    if !png_only {
+        let npy = crate::data::files::npy_bytes(&xs.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[n, dim]);
+        crate::io::write_atomic(&out, &npy)?;
+    }
     if dim == 2 {
         let reference = setup.data.sample(&mut crate::rng::Rng::new(seed ^ 1), n);
         let c = crate::io::plot::scatter_panels(&[("data", &reference), (&format!("{steps}-step"), &xs)], None);

@@ -311,6 +311,12 @@ fn export_writes_a_model_file_that_samples_like_its_run() {
         assert!(ok, "{err}");
     }
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    // `--out NAME.png` writes the picture alone.
+    let pic = dir.join("pic.png");
+    let (ok, err) = cm(&["sample", s(&model), "--n", "50", "--out", s(&pic)]);
+    assert!(ok, "{err}");
+    assert_eq!(&std::fs::read(&pic).unwrap()[..4], b"\x89PNG");
+    assert!(!dir.join("pic.npy").exists());
     let (_, _, st) = cm::run::load_run(&model, &dev()).unwrap();
     assert_eq!(st.step, 4);
     assert_eq!(bits(&st.online), bits(&st.ema));
