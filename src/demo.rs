@@ -157,6 +157,7 @@ pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device:
         }
         cfg.model = tcfg.model.clone();
         cfg.method.set_teacher(Teacher::Run(path.clone()));
+        cfg.method.adopt_edm_teacher();
         if cfg.method.starts_from_teacher() {
             cfg.train.init_from = path.display().to_string();
         }
@@ -186,8 +187,9 @@ pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device:
             device,
         )?;
         cfg.method.set_teacher(Teacher::Run(tdir.clone()));
-        // CD (Song et al. 2023) and CTM (Kim et al. 2023; its second time embedding starts at
-        // zero, AUDIT M6) start from the teacher's weights.
+        // CD (Song et al. 2023), CTM (Kim et al. 2023; its second time embedding starts at
+        // zero, AUDIT M6) and sCD (EDM network convention) start from the teacher's weights.
+        cfg.method.adopt_edm_teacher();
         if cfg.method.starts_from_teacher() {
             cfg.train.init_from = tdir.display().to_string();
         }

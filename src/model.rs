@@ -121,7 +121,11 @@ impl Model {
         let c = self.precond.coeffs(t);
         let cond = self.cond(t, extra, &x);
         let xin = scale_rows(x, &c.c_in);
-        self.net.forward(p, xin, &cond, masks)
+        let f = self.net.forward(p, xin, &cond, masks);
+        match self.precond.raw_sign() {
+            s if s == 1.0 => f,
+            s => f.mul_scalar(s),
+        }
     }
 
     /// [`Model::raw`] and its directional derivative along (dx, dt, dextra) by `mode` (the
@@ -163,7 +167,11 @@ impl Model {
         }
         let xin = scale_rows(x, &c.c_in);
         let dxin = scale_rows(dx, &c.c_in);
-        jvp_with(mode, self.net.as_ref(), p, xin, dxin, &cond, &dcond, masks)
+        let (f, df) = jvp_with(mode, self.net.as_ref(), p, xin, dxin, &cond, &dcond, masks);
+        match self.precond.raw_sign() {
+            s if s == 1.0 => (f, df),
+            s => (f.mul_scalar(s), df.mul_scalar(s)),
+        }
     }
 
     /// The parameterised output at time `t` (and extra times for two-time networks).
@@ -294,7 +302,7 @@ impl Denoiser for NetDenoiser {
             Precond::Edm { .. } | Precond::Consistency { .. } => self.model.f(&self.params, x, sigma, None),
             // CTM's denoiser D_θ(x, σ) = g_θ(x, σ, σ) (METHODS.md §4).
             Precond::Ctm { .. } => ctm_denoise(&self.model, &self.params, x, sigma, None),
-            Precond::TrigFlow { sigma_d, .. } => {
+            Precond::TrigFlow { sigma_d, edm_net, .. } => {
                 // EDM (x, σ) → TrigFlow (x_t = cos t·x, t = atan(σ/σ_d)); v = σ_d F;
                 // x0 = cos t·x_t − sin t·v (METHODS.md §0, §3).
                 let t: Vec<f64> = sigma.iter().map(|s| s.atan2(sigma_d)).collect();
@@ -305,6 +313,7 @@ impl Denoiser for NetDenoiser {
                     precond: Precond::TrigFlow {
                         sigma_d,
                         velocity: true,
+                        edm_net,
                     },
                     ..self.model.clone()
                 };
@@ -361,5 +370,81 @@ mod tests {
         let s: Vec<f64> = t.iter().map(|t| t * 0.5).collect();
         let y = ctm_jump(&model, &p, x.clone(), &t, &s, None);
         assert_ne!(to_vec(y), to_vec(x));
+    }
+
+    /// TrigFlow's EDM network convention (`edm_net`): with an EDM denoiser's weights,
+    /// f(x_t, t) = D(x_t/cos t, σ_d tan t) exactly; the velocity reading and the EDM teacher's
+    /// denoiser agree; and the exact JVP along (dx, dt) matches a central difference of F.
+    #[test]
+    fn trigflow_edm_convention_is_the_edm_network() {
+        let dev = Device::flex();
+        let cfg = MlpConfig {
+            hidden: 32,
+            depth: 2,
+            ..Default::default()
+        };
+        let net = Arc::new(Mlp::new(&cfg, 3, 1, 0));
+        let mut rng = Rng::new(11);
+        let mut p = init_params(&net.specs(), &mut rng, &dev);
+        // Non-zero output layer, so F matters.
+        let last = p.len() - 2;
+        let n = p[last].dims()[0];
+        p[last] = rng.normal_tensor([n, 1], &dev).reshape([n]).mul_scalar(0.2);
+        let sd: f64 = 0.5;
+        let edm = Model::new(net.clone(), Precond::Edm { sigma_d: sd });
+        let trig = Model::new(
+            net.clone(),
+            Precond::TrigFlow {
+                sigma_d: sd,
+                velocity: false,
+                edm_net: true,
+            },
+        );
+        let b = 5;
+        let t: Vec<f64> = vec![0.01, 0.3, 0.8, 1.2, 1.55];
+        let xt = rng.normal_tensor([b, 3], &dev);
+        let x: Tensor<2> = xt.clone() * col(&t.iter().map(|t| 1.0 / t.cos()).collect::<Vec<_>>(), &xt);
+        let sigma: Vec<f64> = t.iter().map(|t| sd * t.tan()).collect();
+        let d = crate::tensor::to_vec64(edm.f(&p, x.clone(), &sigma, None));
+        let f = crate::tensor::to_vec64(trig.f(&p, xt.clone(), &t, None));
+        for (a, b) in d.iter().zip(&f) {
+            assert!((a - b).abs() < 2e-4 * (1.0 + a.abs()), "D {a} vs TrigFlow f {b}");
+        }
+        // ...and the network matters: f is not just its skip term cos t·x_t.
+        let skip = crate::tensor::to_vec64(xt.clone() * col(&t.iter().map(|t| t.cos()).collect::<Vec<_>>(), &xt));
+        assert!(f.iter().zip(&skip).any(|(a, b)| (a - b).abs() > 1e-2), "F is zero");
+        // The TrigFlow denoiser of this model (through its velocity) is the EDM denoiser.
+        let den = NetDenoiser {
+            model: trig.clone(),
+            params: p.clone(),
+        }
+        .denoise(x.clone(), &sigma);
+        for (a, b) in d.iter().zip(crate::tensor::to_vec64(den)) {
+            assert!((a - b).abs() < 2e-4 * (1.0 + a.abs()), "D {a} vs TrigFlow denoiser {b}");
+        }
+        // Exact JVP of F (sign included) against a central difference in f64 steps.
+        let dx = rng.normal_tensor([b, 3], &dev);
+        let dt = vec![0.3, -0.2, 0.5, 0.1, -0.05];
+        let (_, jac) = trig.jvp(
+            crate::nets::jvp::JvpMode::Exact,
+            &p,
+            xt.clone(),
+            dx.clone(),
+            &t,
+            &dt,
+            &[],
+            &[],
+            None,
+        );
+        let h = 1e-3;
+        let shifted = |e: f64| {
+            let ts: Vec<f64> = t.iter().zip(&dt).map(|(t, d)| t + e * d).collect();
+            crate::tensor::to_vec64(trig.raw(&p, xt.clone() + dx.clone().mul_scalar(e), &ts, &[], None))
+        };
+        let (up, down) = (shifted(h), shifted(-h));
+        for (i, j) in crate::tensor::to_vec64(jac).iter().enumerate() {
+            let fd = (up[i] - down[i]) / (2.0 * h);
+            assert!((j - fd).abs() < 2e-2 * (1.0 + fd.abs()), "JVP {j} vs central difference {fd} at {i}");
+        }
     }
 }

@@ -46,6 +46,15 @@ pub enum Precond {
         /// Output σ_d·F(x/σ_d, t), the velocity dx/dt (a TrigFlow diffusion teacher), instead
         /// of the consistency function f (the sCM student).
         velocity: bool,
+        /// The EDM network convention: the backbone is conditioned on EDM's
+        /// c_noise = ¼ ln σ with σ = σ_d·tan t, and F = −(its output). An EDM denoiser's
+        /// network (Karras et al. 2022, σ_d the same) is then exactly this TrigFlow model:
+        /// with x = x_t/cos t, c_in·x = x_t/σ_d, c_skip·x = cos t·x_t and c_out = σ_d·sin t, so
+        /// D(x_t/cos t, σ_d tan t) = cos t·x_t + σ_d sin t·F_EDM = f(x_t, t) with F = −F_EDM.
+        /// sCD can so start from its EDM teacher's weights, as the sCM paper's students start
+        /// from their teachers (Lu & Song 2024). Default false (c_noise = t, F as is).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        edm_net: bool,
     },
     /// CTM's g_θ: EDM scalings on the first time, a second time input s (METHODS.md §4).
     Ctm {
@@ -75,7 +84,17 @@ impl Precond {
     pub fn c_noise(&self, t: f64) -> f64 {
         match self {
             Precond::Consistency { .. } | Precond::Edm { .. } | Precond::Ctm { .. } => 0.25 * t.ln(),
+            Precond::TrigFlow { sigma_d, edm_net: true, .. } => 0.25 * (sigma_d * t.tan()).ln(),
             Precond::TrigFlow { .. } | Precond::Raw => t,
+        }
+    }
+
+    /// The sign the backbone's output takes in F ([`crate::model::Model::raw`]): −1 for the
+    /// EDM network convention of TrigFlow ([`Precond::TrigFlow`]'s `edm_net`), else 1.
+    pub fn raw_sign(&self) -> f64 {
+        match self {
+            Precond::TrigFlow { edm_net: true, .. } => -1.0,
+            _ => 1.0,
         }
     }
 
@@ -84,6 +103,8 @@ impl Precond {
     pub fn c_noise_deriv(&self, t: f64) -> f64 {
         match self {
             Precond::Consistency { .. } | Precond::Edm { .. } | Precond::Ctm { .. } => 0.25 / t,
+            // d/dt ¼ ln(σ_d tan t) = ¼ sec² t / tan t = ¼ / (sin t cos t).
+            Precond::TrigFlow { edm_net: true, .. } => 0.25 / (t.sin() * t.cos()),
             Precond::TrigFlow { .. } | Precond::Raw => 1.0,
         }
     }
@@ -122,11 +143,13 @@ impl Precond {
                         1.0 / (s * s + sd2).sqrt(),
                     )
                 }
-                Precond::TrigFlow { sigma_d, velocity } => {
+                Precond::TrigFlow { sigma_d, velocity, .. } => {
+                    // c_out multiplies the backbone's output, which is F·raw_sign.
+                    let sign = self.raw_sign();
                     if velocity {
-                        (0.0, sigma_d, 1.0 / sigma_d)
+                        (0.0, sign * sigma_d, 1.0 / sigma_d)
                     } else {
-                        (s.cos(), -s.sin() * sigma_d, 1.0 / sigma_d)
+                        (s.cos(), -sign * s.sin() * sigma_d, 1.0 / sigma_d)
                     }
                 }
                 Precond::Raw => (0.0, 1.0, 1.0),
@@ -185,6 +208,7 @@ mod tests {
         let p = Precond::TrigFlow {
             sigma_d: 0.5,
             velocity: false,
+            edm_net: false,
         };
         let c = p.coeffs(&[0.0]);
         assert_eq!(c.c_skip[0], 1.0);

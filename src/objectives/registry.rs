@@ -273,7 +273,22 @@ impl MethodConfig {
     /// checkpoint; its second time embedding starts at zero, so D_θ equals the teacher at step
     /// 0: AUDIT M6). `train.init_from` copies the matching tensors ([`crate::nets::transfer`]).
     pub fn starts_from_teacher(&self) -> bool {
-        matches!(self, MethodConfig::Cd(_) | MethodConfig::Ctm(_))
+        match self {
+            MethodConfig::Cd(_) | MethodConfig::Ctm(_) => true,
+            // sCD under the EDM network convention is its EDM teacher's network at step 0.
+            MethodConfig::Scd(c) => c.net == scm::NetConvention::Edm,
+            _ => false,
+        }
+    }
+
+    /// Prepares a distilling method for an EDM teacher whose weights it can start from:
+    /// sCD takes the EDM network convention ([`scm::NetConvention::Edm`]), under which the EDM
+    /// network is exactly its TrigFlow model; other methods are unchanged. `cm demo` calls it
+    /// before [`MethodConfig::starts_from_teacher`].
+    pub fn adopt_edm_teacher(&mut self) {
+        if let MethodConfig::Scd(c) = self {
+            c.net = scm::NetConvention::Edm;
+        }
     }
 
     /// Backbone settings the method's paper recommends, applied to a demo MLP config: sCM and

@@ -45,6 +45,17 @@ pub enum TangentNorm {
     None,
 }
 
+/// How an sCM network is conditioned and what it outputs ([`ScmConfig::net`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetConvention {
+    /// TrigFlow's own: c_noise = t, output F (Lu & Song 2024).
+    Trigflow,
+    /// EDM's: c_noise = ¼ ln(σ_d tan t), output −F, so an EDM network is the same model
+    /// ([`Precond::TrigFlow`]'s `edm_net`).
+    Edm,
+}
+
 /// The `[method]` table of `sct` and `scd`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -78,6 +89,11 @@ pub struct ScmConfig {
     /// class (guided distillation, Meng et al. 2023; LCM, Luo et al. 2023); rows whose label
     /// was dropped follow the unconditional teacher. Ignored for unconditional teachers.
     pub guidance: f64,
+    /// The network convention: `trigflow` (default: conditioned on t, output F) or `edm`
+    /// (conditioned on EDM's ¼ ln(σ_d tan t), output −F), under which an EDM denoiser's network
+    /// is exactly the TrigFlow model, so sCD can start from its EDM teacher's weights
+    /// (`train.init_from`; `cm demo` does this with an EDM teacher).
+    pub net: NetConvention,
     /// σ_max of the sampler: T = atan(σ_max/σ_d). Default 80.
     pub sigma_max: f64,
     /// σ_min of the Karras grid whose TrigFlow times the 3+-step sampler visits (EDM ε, 0.002).
@@ -102,6 +118,7 @@ impl Default for ScmConfig {
             weight_freqs: 8,
             teacher: Teacher::Exact,
             guidance: 1.0,
+            net: NetConvention::Trigflow,
             sigma_max: crate::schedule::EDM_T_MAX,
             sigma_min: crate::schedule::EDM_EPS,
             rho: crate::schedule::EDM_RHO,
@@ -291,6 +308,7 @@ impl Objective for Scm {
         Precond::TrigFlow {
             sigma_d,
             velocity: false,
+            edm_net: self.cfg.net == NetConvention::Edm,
         }
     }
     fn target_decay(&self, _step: u64, _total: u64) -> Option<f64> {
@@ -457,6 +475,7 @@ impl Objective for TrigFlowDsm {
         Precond::TrigFlow {
             sigma_d,
             velocity: true,
+            edm_net: false,
         }
     }
     fn target_decay(&self, _step: u64, _total: u64) -> Option<f64> {
@@ -567,6 +586,7 @@ mod tests {
             Precond::TrigFlow {
                 sigma_d: sd,
                 velocity: false,
+                edm_net: false,
             },
         );
         let xs = [[0.3f64, -1.2], [2.0, 0.4], [-0.7, 0.9]];
@@ -644,6 +664,7 @@ mod tests {
             Precond::TrigFlow {
                 sigma_d: 0.5,
                 velocity: false,
+                edm_net: false,
             },
         );
         let t = 0.7f64;
