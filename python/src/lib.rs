@@ -689,6 +689,9 @@ fn lpips<'py>(
             };
             let dev = device();
             let l = cm::lpips::Lpips::load(&path, &dev)?;
+            if !resize {
+                l.check_size(h, w)?;
+            }
             let n = xa.len() / d;
             let mut out = Vec::with_capacity(n);
             const CHUNK: usize = 16;

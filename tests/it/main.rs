@@ -27,6 +27,8 @@ mod fuzzloop;
 mod golden;
 /// SIGKILL and SIGTERM at random moments, then resume: bit-identical to an uninterrupted run.
 mod kill;
+/// The shipped models in models/: each loads, samples and is described in models/README.md.
+mod models;
 /// Method-level checks: boundary conditions, teacher steps, and short training runs that must
 /// beat the untrained model by a measured margin.
 mod methods;
