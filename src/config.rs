@@ -180,6 +180,11 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Linear learning-rate warm-up, in steps (default 0 = none).
     pub warmup: u64,
+    /// EDM2's inverse-square-root decay (Karras et al. 2024, t_ref in steps): after the
+    /// warm-up the learning rate is η/√max(k/t_ref, 1); default 0 = constant η. A constant
+    /// rate left a class-conditional MNIST teacher's FD-mnistnet wandering between
+    /// checkpoints (README "Ready models").
+    pub lr_decay: u64,
     /// `adam` or `radam` (default).
     pub optimizer: Optimizer,
     /// Adam's β1, the first-moment decay (default 0.9).
@@ -223,6 +228,7 @@ impl Default for TrainConfig {
             steps: 4000,
             lr: 1e-3,
             warmup: 0,
+            lr_decay: 0,
             optimizer: Optimizer::Radam,
             beta1: 0.9,
             beta2: 0.999,
@@ -315,6 +321,7 @@ impl Config {
         for (name, v) in [
             ("train.steps", t.steps),
             ("train.warmup", t.warmup),
+            ("train.lr_decay", t.lr_decay),
             ("train.seed", t.seed),
             ("train.log_every", t.log_every),
             ("train.ckpt_every", t.ckpt_every),

@@ -126,12 +126,7 @@ impl Trainer {
     }
 
     fn lr(&self) -> f64 {
-        let t = &self.setup.cfg.train;
-        if t.warmup > 0 && self.state.step < t.warmup {
-            t.lr * (self.state.step + 1) as f64 / t.warmup as f64
-        } else {
-            t.lr
-        }
+        lr_at(&self.setup.cfg.train, self.state.step)
     }
 
     /// One optimizer step (all phases); returns the log of the last phase. A class-conditional
@@ -723,5 +718,19 @@ pub fn tune_allocator() {
                 mallopt(M_TRIM_THRESHOLD, 1 << 30);
             }
         });
+    }
+}
+
+/// The learning rate of optimizer step `step` (0-based): a linear warm-up over `warmup` steps,
+/// then η, or with `lr_decay` = t_ref > 0 EDM2's η/√max(k/t_ref, 1) (Karras et al. 2024,
+/// "Analyzing and Improving the Training Dynamics of Diffusion Models", eq. 16).
+pub fn lr_at(t: &crate::config::TrainConfig, step: u64) -> f64 {
+    if t.warmup > 0 && step < t.warmup {
+        return t.lr * (step + 1) as f64 / t.warmup as f64;
+    }
+    if t.lr_decay > 0 {
+        t.lr / (step as f64 / t.lr_decay as f64).max(1.0).sqrt()
+    } else {
+        t.lr
     }
 }

@@ -124,6 +124,27 @@ mod tests {
         assert!((left - 0.5).abs() < 1e-12, "{left}");
     }
 
+    /// Warm-up then EDM2's inverse-square-root decay (eq. 16): η·(k+1)/W during the warm-up,
+    /// η until t_ref, η/√(k/t_ref) after (a quarter of η at 16·t_ref); constant without it.
+    #[test]
+    fn lr_warms_up_then_decays_as_inverse_square_root() {
+        use crate::train::lr_at;
+        let mut t = crate::config::TrainConfig {
+            lr: 1e-3,
+            warmup: 10,
+            ..Default::default()
+        };
+        assert!((lr_at(&t, 0) - 1e-4).abs() < 1e-18);
+        assert!((lr_at(&t, 9) - 1e-3).abs() < 1e-18);
+        assert_eq!(lr_at(&t, 100_000), 1e-3);
+        t.lr_decay = 1000;
+        assert_eq!(lr_at(&t, 500), 1e-3);
+        assert_eq!(lr_at(&t, 1000), 1e-3);
+        assert!((lr_at(&t, 16_000) - 2.5e-4).abs() < 1e-18);
+        assert!((lr_at(&t, 4000) - 5e-4).abs() < 1e-18);
+        assert!(lr_at(&t, 5000) < lr_at(&t, 4999));
+    }
+
     /// Golden values from PyTorch 2.15 (`torch.optim.Adam` / `torch.optim.RAdam`, lr 0.01,
     /// betas (0.9, 0.999), eps 1e-8), 8 steps on two tensors with fixed gradients; RAdam
     /// switches from the momentum step to the rectified one at step 6. Generated once with:
