@@ -22,6 +22,7 @@ fn models() -> Vec<PathBuf> {
 #[test]
 fn shipped_models_load_sample_and_are_documented() {
     let files = models();
+    assert!(!files.is_empty(), "models/ ships no model file");
     let readme = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/README.md"))
         .unwrap_or_default();
     for f in &files {
@@ -31,8 +32,8 @@ fn shipped_models_load_sample_and_are_documented() {
         assert!(cfg.data.name.starts_with("mnist:") || cfg.data.name.starts_with("fashion-mnist:"));
         let size = std::fs::metadata(f).unwrap().len();
         assert!(size < 8_000_000, "{name} is {size} bytes: ship model files (cm export), not checkpoints");
-        // Diffusion teachers walk a few ODE steps here; consistency models take one.
-        let steps = if cfg.method.teacher().is_none() && setup.objective.name() == "edm" { 4 } else { 1 };
+        // Diffusion teachers (an ODE sampler) walk their 18 Heun steps; consistency models one.
+        let steps = if setup.sampler().name.contains("heun") { 18 } else { 1 };
         let k = setup.model.net.n_classes();
         let n = 20;
         let mut rng = cm::rng::Rng::new(0);
@@ -59,4 +60,40 @@ fn shipped_models_load_sample_and_are_documented() {
             assert!(hits * 10 >= n * 7, "{name}: only {hits}/{n} samples are of their class");
         }
     }
+}
+
+/// `cm demo --data mnist:DIR --method cd|scd` distils from the shipped teacher: it says so,
+/// the student takes the teacher's network (10 classes) and starts from its weights, and the
+/// image protocol block comes out. An MNIST-layout folder is made from the fixture.
+#[test]
+fn image_demo_distils_from_the_shipped_teacher() {
+    let teacher = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/mnist-edm.safetensors");
+    assert!(teacher.is_file(), "models/mnist-edm.safetensors is shipped");
+    let dir = scratch("demo-shipped");
+    let data = dir.join("mnist");
+    std::fs::create_dir_all(&data).unwrap();
+    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for pre in ["train", "t10k"] {
+        std::fs::copy(fx.join("mnist-t10k-256-images-idx3-ubyte"), data.join(format!("{pre}-images-idx3-ubyte"))).unwrap();
+        std::fs::copy(fx.join("mnist-t10k-256-labels-idx1-ubyte"), data.join(format!("{pre}-labels-idx1-ubyte"))).unwrap();
+    }
+    for m in ["cd", "scd"] {
+        let out = dir.join(m);
+        let o = std::process::Command::new(cm_bin())
+            .args(["demo", "--method", m, "--data", &format!("mnist:{}", s(&data)), "--steps", "2", "--n-eval", "32", "--json", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{m}: {err}");
+        assert!(err.contains("distilling from the shipped teacher"), "{m}: {err}");
+        let cfg = cm::config::Config::load(&out.join("config.toml")).unwrap();
+        assert_eq!(cfg.model.classes(), 10, "{m}: the student takes the teacher's network");
+        assert!(cfg.train.init_from.ends_with("mnist-edm.safetensors"), "{m}: starts from the teacher");
+        let v: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
+        let p = &v["protocol"][0];
+        assert!(p["protocol"].as_str().unwrap().contains("test images"), "{p}");
+        assert!(p["class_agreement"].as_f64().is_some(), "{p}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
