@@ -21,8 +21,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # name -> (file, [(steps, guidance)], data name prefix)
 MODELS = {
     "mnist-edm": ("models/mnist-edm.safetensors", [(18, 1.0)], "mnist"),
-    "mnist-cd": ("models/mnist-cd.safetensors", [(1, 1.0), (2, 1.0)], "mnist"),
-    "mnist-ect": ("models/mnist-ect.safetensors", [(1, 1.0), (2, 1.0)], "mnist"),
+    "mnist-cd": ("models/mnist-cd.safetensors", [(1, 1.0), (2, 1.0), (1, 1.5)], "mnist"),
 }
 
 
