@@ -76,6 +76,8 @@ pub fn to_bytes(state: &State, specs: &[ParamSpec]) -> Result<Vec<u8>> {
 pub const KIND_KEY: &str = "kind";
 /// Its value for a model file.
 pub const KIND_MODEL: &str = "model";
+/// The metadata key of a model file's image shape `C,H,W` (so it samples without its data).
+pub const IMAGE_SHAPE_KEY: &str = "image_shape";
 
 /// A **model file**: the evaluation-EMA weights only (`ema/…` tensors), with the same metadata
 /// (config, step, checksum) as a checkpoint and `kind = model`. A fifth of a checkpoint's size;
@@ -300,7 +302,7 @@ pub fn from_bytes(bytes: &[u8], specs: &[ParamSpec], device: &Device) -> Result<
     let meta: BTreeMap<String, String> = meta
         .into_iter()
         // The checksum belongs to the file, not to the state.
-        .filter(|(k, _)| !TYPED_KEYS.contains(&k.as_str()) && k != CHECKSUM_KEY && k != KIND_KEY)
+        .filter(|(k, _)| !TYPED_KEYS.contains(&k.as_str()) && k != CHECKSUM_KEY && k != KIND_KEY && k != IMAGE_SHAPE_KEY)
         .collect();
     Ok(State {
         step,

@@ -937,6 +937,12 @@ pub fn export(args: ExportArgs) -> Result<()> {
     let file = crate::ckpt::resolve(&args.run)?;
     let (_, setup, state) = crate::run::load_run(&file, &dev)?;
     crate::io::runfolder::claim_outputs(&[args.out.as_path()], args.force)?;
+    let mut state = state;
+    if let Some((c, h, w)) = setup.data.image_shape() {
+        state
+            .meta
+            .insert(crate::ckpt::IMAGE_SHAPE_KEY.into(), format!("{c},{h},{w}"));
+    }
     let bytes = crate::ckpt::to_model_bytes(&state, &setup.specs)?;
     crate::io::write_atomic(&args.out, &bytes)?;
     crate::io::runfolder::record_outputs(&[args.out.as_path()])?;

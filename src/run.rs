@@ -50,6 +50,45 @@ impl Setup {
     pub fn new(cfg: &Config, device: &Device) -> Result<Self> {
         cfg.validate()?;
         let data = Dataset::from_spec(&cfg.data.name, &cfg.data.image_options())?;
+        Self::build(cfg, data, true, device)
+    }
+
+    /// The setup of a model file ([`crate::ckpt::to_model_bytes`]) for sampling and
+    /// evaluation: no teacher is loaded (a model file never trains), and when its image data
+    /// set is not on this machine the data is a stand-in with the stored image shape and class
+    /// count and no images, so `cm sample` works anywhere; anything that needs the images
+    /// (evaluation, training) then fails naming the missing data set.
+    pub fn for_model_file(cfg: &Config, meta: &std::collections::BTreeMap<String, String>, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let data = match Dataset::from_spec(&cfg.data.name, &cfg.data.image_options()) {
+            Ok(d) => d,
+            Err(e) => {
+                let Some(shape) = meta.get(crate::ckpt::IMAGE_SHAPE_KEY) else {
+                    return Err(e);
+                };
+                let v: Vec<usize> = shape.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+                anyhow::ensure!(v.len() == 3, "model file: malformed {} '{shape}'", crate::ckpt::IMAGE_SHAPE_KEY);
+                let k = cfg.model.classes();
+                Dataset::Images {
+                    name: cfg.data.name.clone(),
+                    images: Arc::new(crate::data::images::Images {
+                        n: 0,
+                        c: v[0],
+                        h: v[1],
+                        w: v[2],
+                        pixels: Vec::new(),
+                        max: 255,
+                        labels: (k > 0).then(Vec::new),
+                        classes: k,
+                    }),
+                    hflip: false,
+                }
+            }
+        };
+        Self::build(cfg, data, false, device)
+    }
+
+    fn build(cfg: &Config, data: Dataset, with_teacher: bool, device: &Device) -> Result<Self> {
         let dim = data.dim();
         let standardizer = data.standardizer();
         let gmm_std = data
@@ -85,6 +124,7 @@ impl Setup {
         let n_net = specs.len();
         specs.extend(objective.extra_specs());
         let teacher: Option<Arc<dyn Denoiser>> = match cfg.method.teacher() {
+            _ if !with_teacher => None,
             None | Some(Teacher::None) => None,
             Some(Teacher::Exact) => match &gmm_std {
                 Some(g) => Some(Arc::new(g.clone())),
@@ -106,7 +146,7 @@ impl Setup {
         if w != 1.0 && !matches!(cfg.method.teacher(), Some(Teacher::Run(_))) {
             bail!("method.guidance = {w} needs a trained class-conditional teacher (a run folder in method.teacher)");
         }
-        if objective.needs_teacher() && teacher.is_none() {
+        if with_teacher && objective.needs_teacher() && teacher.is_none() {
             bail!("method '{}' needs a teacher (method.teacher)", objective.name());
         }
         Ok(Self {
@@ -251,7 +291,12 @@ fn load_bytes(file: &Path, bytes: &[u8], device: &Device) -> Result<(Config, Set
     let (meta, _) = ckpt::read_meta(bytes).with_context(|| format!("in {}", file.display()))?;
     let cfg = Config::from_toml(meta.get("config").context("checkpoint has no config")?)
         .with_context(|| format!("config stored in {}", file.display()))?;
-    let setup = Setup::new(&cfg, device)?;
+    let setup = if meta.get(ckpt::KIND_KEY).map(|s| s.as_str()) == Some(ckpt::KIND_MODEL) {
+        Setup::for_model_file(&cfg, &meta, device)
+    } else {
+        Setup::new(&cfg, device)
+    }
+    .with_context(|| format!("setting up {}", file.display()))?;
     let state = ckpt::from_bytes(bytes, &setup.specs, device).with_context(|| format!("in {}", file.display()))?;
     Ok((cfg, setup, state))
 }

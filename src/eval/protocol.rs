@@ -130,6 +130,10 @@ impl ImageProtocol {
         let Dataset::Images { name, images, .. } = data else {
             anyhow::bail!("the image protocol needs image data, got {}", data.name());
         };
+        anyhow::ensure!(
+            images.n > 0,
+            "the image protocol needs the images of {name}, which are not on this machine (a model file samples without them; fetch them with `cm data fetch mnist|fashion-mnist --dir DIR` and evaluate samples with `cm eval SAMPLES.npy --data mnist:DIR`)"
+        );
         let shape = (images.c, images.h, images.w);
         let net = Net::for_data(name);
         let flat = |im: &crate::data::images::Images, idx: &[usize]| -> Vec<f64> {

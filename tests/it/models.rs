@@ -97,3 +97,50 @@ fn image_demo_distils_from_the_shipped_teacher() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A model file samples on a machine without its data set or its teacher: the stored image
+/// shape stands in for the data, no teacher is loaded; evaluation then names what is missing.
+#[test]
+fn a_model_file_samples_without_its_data_or_teacher() {
+    let dir = scratch("model-portable");
+    let data = dir.join("mnist");
+    std::fs::create_dir_all(&data).unwrap();
+    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for pre in ["train", "t10k"] {
+        std::fs::copy(fx.join("mnist-t10k-256-images-idx3-ubyte"), data.join(format!("{pre}-images-idx3-ubyte"))).unwrap();
+        std::fs::copy(fx.join("mnist-t10k-256-labels-idx1-ubyte"), data.join(format!("{pre}-labels-idx1-ubyte"))).unwrap();
+    }
+    // A tiny conditional teacher and a CD student of it, both on the folder above.
+    let mut t = cm::config::Config::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/tiny/mnist-ict-cond.toml")).unwrap();
+    t.data.name = format!("mnist:{}", s(&data));
+    t.method = cm::objectives::MethodConfig::by_name("edm").unwrap();
+    t.train.steps = 2;
+    t.train.ckpt_every = 2;
+    train_fresh(&t, &dir.join("teacher"));
+    let (ok, err) = cm(&["export", s(&dir.join("teacher")), "--out", s(&dir.join("teacher.safetensors"))]);
+    assert!(ok, "{err}");
+    let mut c = t.clone();
+    c.method = cm::config::Config::from_toml(&format!(
+        "[method]\nname = \"cd\"\nteacher = \"{}\"\n",
+        s(&dir.join("teacher.safetensors"))
+    ))
+    .unwrap()
+    .method;
+    train_fresh(&c, &dir.join("student"));
+    let model = dir.join("student.safetensors");
+    let (ok, err) = cm(&["export", s(&dir.join("student")), "--out", s(&model)]);
+    assert!(ok, "{err}");
+    // Take the data and the teacher away.
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::remove_file(dir.join("teacher.safetensors")).unwrap();
+    let png = dir.join("digits.png");
+    let (ok, err) = cm(&["sample", s(&model), "--n", "16", "--out", s(&png)]);
+    assert!(ok, "{err}");
+    assert!(png.is_file());
+    let (_, setup, _) = cm::run::load_run(&model, &dev()).unwrap();
+    assert_eq!(setup.data.image_shape(), Some((1, 28, 28)));
+    assert!(setup.teacher.is_none());
+    let (ok, err) = cm(&["eval", s(&model), "--n", "16"]);
+    assert!(!ok && err.contains("not on this machine"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
