@@ -6,7 +6,11 @@ against the 10 000 test images, every figure beside its data floor; README "Eval
 protocol"), for each of its step counts. The results go to models/cards.json, which
 models/README.md quotes. Standard library only.
 
-    python3 tools/model_cards.py --data-dir ../shared/data [--cm target/release/cm] [--only NAME]
+    python3 tools/model_cards.py [--cm target/release/cm] [--only NAME] [--n 10000]
+
+`cm eval` of a model file reads the MNIST files where the model's stored config names them
+(the training machine's ../shared/data/mnist); elsewhere, sample with `cm sample` and run
+`cm eval SAMPLES.npy --data mnist:DIR`.
 """
 
 import argparse
