@@ -26,6 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODELS = {
     "mnist-edm": ("models/mnist-edm.safetensors", [(18, 1.0)], "mnist"),
     "mnist-cd": ("models/mnist-cd.safetensors", [(1, 1.0), (2, 1.0), (1, 1.5)], "mnist"),
+    "mnist-cd-guided": ("models/mnist-cd-guided.safetensors", [(1, 1.0), (2, 1.0)], "mnist"),
 }
 
 
