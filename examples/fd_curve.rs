@@ -40,7 +40,10 @@ fn main() -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("{f}: name it STEP.json"))?;
         let v: serde_json::Value = serde_json::from_str(std::fs::read_to_string(f)?.trim())?;
         let x = minutes(step);
-        let (m, fl) = (v["fd"].as_f64().unwrap_or(f64::NAN), v["floor"]["fd"].as_f64().unwrap_or(f64::NAN));
+        let (m, fl) = (
+            v["fd"].as_f64().unwrap_or(f64::NAN),
+            v["floor"]["fd"].as_f64().unwrap_or(f64::NAN),
+        );
         fd.push((x, m, m, m));
         floor.push((x, fl, fl, fl));
         println!("step {step:>6}  {x:6.1} min  FD {m:.3}  floor {fl:.3}");

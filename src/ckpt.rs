@@ -96,10 +96,7 @@ fn to_bytes_of(state: &State, specs: &[ParamSpec], model_only: bool) -> Result<V
         ("adam_m", &state.adam_m),
         ("adam_v", &state.adam_v),
     ];
-    let groups: Vec<(&str, &Vec<Tensor<1>>)> = all
-        .into_iter()
-        .filter(|(g, _)| !model_only || *g == "ema")
-        .collect();
+    let groups: Vec<(&str, &Vec<Tensor<1>>)> = all.into_iter().filter(|(g, _)| !model_only || *g == "ema").collect();
     let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (g, ts) in groups {
         for (spec, t) in specs.iter().zip(ts.iter()) {
@@ -302,7 +299,9 @@ pub fn from_bytes(bytes: &[u8], specs: &[ParamSpec], device: &Device) -> Result<
     let meta: BTreeMap<String, String> = meta
         .into_iter()
         // The checksum belongs to the file, not to the state.
-        .filter(|(k, _)| !TYPED_KEYS.contains(&k.as_str()) && k != CHECKSUM_KEY && k != KIND_KEY && k != IMAGE_SHAPE_KEY)
+        .filter(|(k, _)| {
+            !TYPED_KEYS.contains(&k.as_str()) && k != CHECKSUM_KEY && k != KIND_KEY && k != IMAGE_SHAPE_KEY
+        })
         .collect();
     Ok(State {
         step,

@@ -528,7 +528,11 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             let ds = crate::data::Dataset::from_name(name)?;
             let (xs, d) = crate::data::files::load_points(&input)?;
             if d != ds.dim() {
-                bail!("{} has {d} columns but data set {name} is {}-dimensional", input.display(), ds.dim());
+                bail!(
+                    "{} has {d} columns but data set {name} is {}-dimensional",
+                    input.display(),
+                    ds.dim()
+                );
             }
             let m = xs.len() / d;
             let proto = crate::eval::protocol::ImageProtocol::new(

@@ -168,7 +168,9 @@ pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device:
     // `--teacher train` (or a run folder) says otherwise; the student takes the teacher's
     // network (so CD and CTM can start from its weights, and a class-conditional teacher
     // gives a class-conditional student that follows each class's trajectories).
-    if let (Some(Teacher::Exact), false, Some(path)) = (cfg.method.teacher(), has_exact, shipped_teacher(&cfg.data.name)) {
+    if let (Some(Teacher::Exact), false, Some(path)) =
+        (cfg.method.teacher(), has_exact, shipped_teacher(&cfg.data.name))
+    {
         let (tcfg, _, _) = crate::run::load_run(&path, device)?;
         if progress {
             eprintln!("distilling from the shipped teacher {}", path.display());

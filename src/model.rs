@@ -444,7 +444,10 @@ mod tests {
         let (up, down) = (shifted(h), shifted(-h));
         for (i, j) in crate::tensor::to_vec64(jac).iter().enumerate() {
             let fd = (up[i] - down[i]) / (2.0 * h);
-            assert!((j - fd).abs() < 2e-2 * (1.0 + fd.abs()), "JVP {j} vs central difference {fd} at {i}");
+            assert!(
+                (j - fd).abs() < 2e-2 * (1.0 + fd.abs()),
+                "JVP {j} vs central difference {fd} at {i}"
+            );
         }
     }
 }

@@ -84,7 +84,9 @@ impl Precond {
     pub fn c_noise(&self, t: f64) -> f64 {
         match self {
             Precond::Consistency { .. } | Precond::Edm { .. } | Precond::Ctm { .. } => 0.25 * t.ln(),
-            Precond::TrigFlow { sigma_d, edm_net: true, .. } => 0.25 * (sigma_d * t.tan()).ln(),
+            Precond::TrigFlow {
+                sigma_d, edm_net: true, ..
+            } => 0.25 * (sigma_d * t.tan()).ln(),
             Precond::TrigFlow { .. } | Precond::Raw => t,
         }
     }

@@ -58,7 +58,11 @@ impl Setup {
     /// set is not on this machine the data is a stand-in with the stored image shape and class
     /// count and no images, so `cm sample` works anywhere; anything that needs the images
     /// (evaluation, training) then fails naming the missing data set.
-    pub fn for_model_file(cfg: &Config, meta: &std::collections::BTreeMap<String, String>, device: &Device) -> Result<Self> {
+    pub fn for_model_file(
+        cfg: &Config,
+        meta: &std::collections::BTreeMap<String, String>,
+        device: &Device,
+    ) -> Result<Self> {
         cfg.validate()?;
         let data = match Dataset::from_spec(&cfg.data.name, &cfg.data.image_options()) {
             Ok(d) => d,
@@ -67,7 +71,11 @@ impl Setup {
                     return Err(e);
                 };
                 let v: Vec<usize> = shape.split(',').filter_map(|x| x.trim().parse().ok()).collect();
-                anyhow::ensure!(v.len() == 3, "model file: malformed {} '{shape}'", crate::ckpt::IMAGE_SHAPE_KEY);
+                anyhow::ensure!(
+                    v.len() == 3,
+                    "model file: malformed {} '{shape}'",
+                    crate::ckpt::IMAGE_SHAPE_KEY
+                );
                 let k = cfg.model.classes();
                 Dataset::Images {
                     name: cfg.data.name.clone(),

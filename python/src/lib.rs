@@ -247,7 +247,15 @@ impl Model {
 
     /// `cm eval` of the run: JSON report (the image protocol for image runs).
     #[pyo3(signature = (n, steps, ema, guidance, memorisation))]
-    fn metrics(&self, py: Python<'_>, n: usize, steps: usize, ema: bool, guidance: f64, memorisation: bool) -> PyResult<String> {
+    fn metrics(
+        &self,
+        py: Python<'_>,
+        n: usize,
+        steps: usize,
+        ema: bool,
+        guidance: f64,
+        memorisation: bool,
+    ) -> PyResult<String> {
         let p = self.params(ema);
         let s = &self.setup;
         if s.data.image_shape().is_some() {
@@ -257,7 +265,9 @@ impl Model {
             return Ok(serde_json::to_string(&r).expect("a report serialises"));
         }
         if guidance != 1.0 {
-            return Err(PyValueError::new_err("guidance applies to class-conditional image runs"));
+            return Err(PyValueError::new_err(
+                "guidance applies to class-conditional image runs",
+            ));
         }
         let r = py.detach(|| cm::eval::run_report(s, p, n, steps)).map_err(cm_err)?;
         Ok(serde_json::to_string(&r).expect("a report serialises"))

@@ -474,7 +474,10 @@ pub fn memorisation_share(samples: &[f64], train: &[f64], d: usize) -> f64 {
 /// `train` (itself excluded by index, so a duplicate gives 0): [`knn_radii_sq`] with k = 1
 /// for just these rows.
 fn nn_dist_sq_of(idx: &[usize], train: &[f64], d: usize) -> Vec<f64> {
-    let q: Vec<f64> = idx.iter().flat_map(|&i| train[i * d..(i + 1) * d].iter().copied()).collect();
+    let q: Vec<f64> = idx
+        .iter()
+        .flat_map(|&i| train[i * d..(i + 1) * d].iter().copied())
+        .collect();
     let mut out = vec![f64::INFINITY; idx.len()];
     out.par_chunks_mut(Q_BLOCK)
         .zip(q.par_chunks(Q_BLOCK * d))

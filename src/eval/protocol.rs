@@ -93,10 +93,16 @@ impl ProtocolReport {
                 "precision {:.3}  recall {:.3}   (data floor {:.3} / {:.3})",
                 s.precision_recall.0, s.precision_recall.1, f.precision_recall.0, f.precision_recall.1
             ),
-            format!("classifier confidence {:.3}   (data floor {:.3})", s.confidence, f.confidence),
+            format!(
+                "classifier confidence {:.3}   (data floor {:.3})",
+                s.confidence, f.confidence
+            ),
         ];
         if let (Some(a), Some(b)) = (self.class_agreement, self.class_agreement_floor) {
-            v.push(format!("class agreement {:.3}   (classifier accuracy on data {:.3})", a, b));
+            v.push(format!(
+                "class agreement {:.3}   (classifier accuracy on data {:.3})",
+                a, b
+            ));
         }
         if let (Some(a), Some(b)) = (self.memorised, self.memorised_floor) {
             v.push(format!(
@@ -164,14 +170,12 @@ impl ImageProtocol {
                 },
             )
             .with_context(|| format!("the image protocol measures against the test split of {name}"))?;
-            let Dataset::Images { images: test, .. } = test else { unreachable!() };
+            let Dataset::Images { images: test, .. } = test else {
+                unreachable!()
+            };
             let idx = draw(test.n, n, FLOOR_SEED ^ 0x7E57);
             let floor_idx = draw(images.n, n, FLOOR_SEED);
-            (
-                flat(&test, &idx),
-                floor_idx,
-                format!("the {} test images", idx.len()),
-            )
+            (flat(&test, &idx), floor_idx, format!("the {} test images", idx.len()))
         } else {
             // No test split: disjoint draws of the training images for reference and floor.
             let k = n.min(images.n / 2);
@@ -262,10 +266,11 @@ impl ImageProtocol {
 /// The classifier's label (arg max of its probabilities) of each image.
 fn predicted(eval: &ImageEvaluator, xs: &[f64], device: &Device) -> Vec<usize> {
     let (_, p) = eval.clf.features(xs, eval.shape, device);
-    let k = p.len() / (xs.len() / {
-        let (c, h, w) = eval.shape;
-        c * h * w
-    });
+    let k = p.len()
+        / (xs.len() / {
+            let (c, h, w) = eval.shape;
+            c * h * w
+        });
     p.chunks(k)
         .map(|r| {
             r.iter()
@@ -359,7 +364,9 @@ mod tests {
         let ds = Dataset::from_name(&fixture_name()).unwrap();
         let proto = ImageProtocol::new(&ds, 100, true, &dev).unwrap();
         assert!(proto.protocol.contains("no test split"), "{}", proto.protocol);
-        let Dataset::Images { images, .. } = &ds else { unreachable!() };
+        let Dataset::Images { images, .. } = &ds else {
+            unreachable!()
+        };
         // Rebuild the floor draw: the same seed, the same partial shuffle.
         let mut rng = Rng::new(FLOOR_SEED);
         let mut idx: Vec<usize> = (0..images.n).collect();
@@ -371,13 +378,25 @@ mod tests {
         for &i in &idx[100..200] {
             images.get(i, false, &mut floor);
         }
-        let labels: Vec<usize> = idx[100..200].iter().map(|&i| images.labels.as_ref().unwrap()[i] as usize).collect();
+        let labels: Vec<usize> = idx[100..200]
+            .iter()
+            .map(|&i| images.labels.as_ref().unwrap()[i] as usize)
+            .collect();
         let r = proto.measure(&floor, Some(&labels));
-        assert!((r.samples.fd - r.floor.fd).abs() < 1e-9, "{} vs {}", r.samples.fd, r.floor.fd);
+        assert!(
+            (r.samples.fd - r.floor.fd).abs() < 1e-9,
+            "{} vs {}",
+            r.samples.fd,
+            r.floor.fd
+        );
         assert_eq!(r.samples.precision_recall, r.floor.precision_recall);
         assert_eq!(r.class_agreement, r.class_agreement_floor);
         assert!(r.class_agreement.unwrap() > 0.9);
-        assert_eq!(r.memorised, Some(1.0), "training images are their own nearest neighbours");
+        assert_eq!(
+            r.memorised,
+            Some(1.0),
+            "training images are their own nearest neighbours"
+        );
         let shifted: Vec<usize> = labels.iter().map(|l| (l + 1) % 10).collect();
         assert!(proto.measure(&floor, Some(&shifted)).class_agreement.unwrap() < 0.2);
         let mut reference = Vec::new();

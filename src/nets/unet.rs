@@ -467,7 +467,10 @@ impl Unet {
             let lin = b.linear("time_embed.label", cfg.classes, e, true);
             let std = (2.0 / (cfg.classes + e) as f64).sqrt();
             let mut rng = crate::rng::Rng::new(seed ^ 0x1ABE_1ABE);
-            b.set_init(lin.w, Init::Values(rng.normal_vec(cfg.classes * e).iter().map(|v| v * std as f32).collect()));
+            b.set_init(
+                lin.w,
+                Init::Values(rng.normal_vec(cfg.classes * e).iter().map(|v| v * std as f32).collect()),
+            );
             lin
         });
         let res = |b: &mut SpecBuilder, name: &str, i: usize, o: usize, side: usize| ResBlock {

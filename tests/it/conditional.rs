@@ -341,14 +341,13 @@ fn guidance_mixes_conditional_and_unconditional_outputs() {
     let uncond = at(1.0, &[None; 4]);
     let close = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(close(&cond, &uncond) > 1e-3, "the labels do not change the output");
-    assert!(close(&at(0.0, &labels), &uncond) < 1e-5, "w = 0 is not the unconditional model");
+    assert!(
+        close(&at(0.0, &labels), &uncond) < 1e-5,
+        "w = 0 is not the unconditional model"
+    );
     for w in [2.5, 0.4] {
         let got = at(w, &labels);
-        let want: Vec<f32> = uncond
-            .iter()
-            .zip(&cond)
-            .map(|(u, c)| u + w as f32 * (c - u))
-            .collect();
+        let want: Vec<f32> = uncond.iter().zip(&cond).map(|(u, c)| u + w as f32 * (c - u)).collect();
         assert!(close(&got, &want) < 1e-4, "w = {w}: {}", close(&got, &want));
         // Row 2 has no class: guidance leaves it as it is.
         let row = 2 * 784..3 * 784;
@@ -396,7 +395,10 @@ fn distillation_queries_a_conditional_teacher_with_the_batch_labels_and_guidance
         .zip(&b)
         .flat_map(|(x, y)| x.iter().zip(y).map(|(u, v)| (u - v).abs()))
         .fold(0.0f32, f32::max);
-    assert!(diff > 0.0, "method.guidance had no effect: the teacher never saw labels");
+    assert!(
+        diff > 0.0,
+        "method.guidance had no effect: the teacher never saw labels"
+    );
 
     // The bound teacher is the guided network at those labels.
     let setup = Setup::new(&student(3.0, 10), &dev()).unwrap();
@@ -408,11 +410,12 @@ fn distillation_queries_a_conditional_teacher_with_the_batch_labels_and_guidance
     let x = rng.normal_tensor([3, 784], &dev());
     let sigma = [0.5, 0.5, 1.5];
     let (_, ts, tstate) = cm::run::load_run(&teacher, &dev()).unwrap();
-    let want = ts
-        .model
-        .with_class_labels(&labels, &dev())
-        .with_guidance(3.0)
-        .f(&tstate.ema[..ts.n_net], x.clone(), &sigma, None);
+    let want = ts.model.with_class_labels(&labels, &dev()).with_guidance(3.0).f(
+        &tstate.ema[..ts.n_net],
+        x.clone(),
+        &sigma,
+        None,
+    );
     let got = bound.denoise(x.clone(), &sigma);
     assert!(max_abs(&cm::tensor::to_vec64(got), &cm::tensor::to_vec64(want.clone())) < 1e-5);
     let plain = t.denoise(x, &sigma);
@@ -421,9 +424,15 @@ fn distillation_queries_a_conditional_teacher_with_the_batch_labels_and_guidance
 
     // Guidance needs labels on both sides; class counts must agree.
     let e = format!("{:#}", Setup::new(&student(2.0, 0), &dev()).err().unwrap());
-    assert!(e.contains("method.guidance = 2 needs a class-conditional teacher and student"), "{e}");
+    assert!(
+        e.contains("method.guidance = 2 needs a class-conditional teacher and student"),
+        "{e}"
+    );
     let e = format!("{:#}", Setup::new(&student(1.0, 12), &dev()).err().unwrap());
     assert!(e.contains("has 10 classes but the student's model.classes = 12"), "{e}");
     let e = Config::from_toml("[method]\nname = \"scd\"\nguidance = -1\n").unwrap_err();
-    assert!(format!("{e:#}").contains("method.guidance must be a finite scale >= 0"), "{e:#}");
+    assert!(
+        format!("{e:#}").contains("method.guidance must be a finite scale >= 0"),
+        "{e:#}"
+    );
 }

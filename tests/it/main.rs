@@ -27,11 +27,11 @@ mod fuzzloop;
 mod golden;
 /// SIGKILL and SIGTERM at random moments, then resume: bit-identical to an uninterrupted run.
 mod kill;
-/// The shipped models in models/: each loads, samples and is described in models/README.md.
-mod models;
 /// Method-level checks: boundary conditions, teacher steps, and short training runs that must
 /// beat the untrained model by a measured margin.
 mod methods;
+/// The shipped models in models/: each loads, samples and is described in models/README.md.
+mod models;
 /// Non-finite losses and gradients skip the update and leave the state untouched.
 mod nonfinite;
 /// Property tests: loaders never panic, files round-trip.

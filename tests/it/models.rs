@@ -23,15 +23,18 @@ fn models() -> Vec<PathBuf> {
 fn shipped_models_load_sample_and_are_documented() {
     let files = models();
     assert!(!files.is_empty(), "models/ ships no model file");
-    let readme = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/README.md"))
-        .unwrap_or_default();
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/README.md")).unwrap_or_default();
     for f in &files {
         let name = f.file_name().unwrap().to_str().unwrap();
         assert!(readme.contains(name), "models/README.md does not describe {name}");
         let (cfg, setup, state) = cm::run::load_run(f, &dev()).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         assert!(cfg.data.name.starts_with("mnist:") || cfg.data.name.starts_with("fashion-mnist:"));
         let size = std::fs::metadata(f).unwrap().len();
-        assert!(size < 8_000_000, "{name} is {size} bytes: ship model files (cm export), not checkpoints");
+        assert!(
+            size < 8_000_000,
+            "{name} is {size} bytes: ship model files (cm export), not checkpoints"
+        );
         // Diffusion teachers (an ODE sampler) walk their 18 Heun steps; consistency models one.
         let steps = if setup.sampler().name.contains("heun") { 18 } else { 1 };
         let k = setup.model.net.n_classes();
@@ -47,7 +50,8 @@ fn shipped_models_load_sample_and_are_documented() {
         assert!((0.02..0.6).contains(&ink), "{name}: {ink} of the pixels are bright");
         // One-step students of a class-conditional model draw the digits they are asked for.
         if k > 0 && steps == 1 {
-            let clf = cm::eval::images::Classifier::builtin(cm::eval::images::Net::for_data(&cfg.data.name), &dev()).unwrap();
+            let clf =
+                cm::eval::images::Classifier::builtin(cm::eval::images::Net::for_data(&cfg.data.name), &dev()).unwrap();
             let (_, probs) = clf.features(&xs, (1, 28, 28), &dev());
             let hits = probs
                 .chunks(10)
@@ -74,13 +78,33 @@ fn image_demo_distils_from_the_shipped_teacher() {
     std::fs::create_dir_all(&data).unwrap();
     let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     for pre in ["train", "t10k"] {
-        std::fs::copy(fx.join("mnist-t10k-256-images-idx3-ubyte"), data.join(format!("{pre}-images-idx3-ubyte"))).unwrap();
-        std::fs::copy(fx.join("mnist-t10k-256-labels-idx1-ubyte"), data.join(format!("{pre}-labels-idx1-ubyte"))).unwrap();
+        std::fs::copy(
+            fx.join("mnist-t10k-256-images-idx3-ubyte"),
+            data.join(format!("{pre}-images-idx3-ubyte")),
+        )
+        .unwrap();
+        std::fs::copy(
+            fx.join("mnist-t10k-256-labels-idx1-ubyte"),
+            data.join(format!("{pre}-labels-idx1-ubyte")),
+        )
+        .unwrap();
     }
     for m in ["cd", "scd"] {
         let out = dir.join(m);
         let o = std::process::Command::new(cm_bin())
-            .args(["demo", "--method", m, "--data", &format!("mnist:{}", s(&data)), "--steps", "2", "--n-eval", "32", "--json", "--out"])
+            .args([
+                "demo",
+                "--method",
+                m,
+                "--data",
+                &format!("mnist:{}", s(&data)),
+                "--steps",
+                "2",
+                "--n-eval",
+                "32",
+                "--json",
+                "--out",
+            ])
             .arg(&out)
             .output()
             .unwrap();
@@ -89,8 +113,12 @@ fn image_demo_distils_from_the_shipped_teacher() {
         assert!(err.contains("distilling from the shipped teacher"), "{m}: {err}");
         let cfg = cm::config::Config::load(&out.join("config.toml")).unwrap();
         assert_eq!(cfg.model.classes(), 10, "{m}: the student takes the teacher's network");
-        assert!(cfg.train.init_from.ends_with("mnist-edm.safetensors"), "{m}: starts from the teacher");
-        let v: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
+        assert!(
+            cfg.train.init_from.ends_with("mnist-edm.safetensors"),
+            "{m}: starts from the teacher"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
         let p = &v["protocol"][0];
         assert!(p["protocol"].as_str().unwrap().contains("test images"), "{p}");
         assert!(p["class_agreement"].as_f64().is_some(), "{p}");
@@ -107,17 +135,32 @@ fn a_model_file_samples_without_its_data_or_teacher() {
     std::fs::create_dir_all(&data).unwrap();
     let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     for pre in ["train", "t10k"] {
-        std::fs::copy(fx.join("mnist-t10k-256-images-idx3-ubyte"), data.join(format!("{pre}-images-idx3-ubyte"))).unwrap();
-        std::fs::copy(fx.join("mnist-t10k-256-labels-idx1-ubyte"), data.join(format!("{pre}-labels-idx1-ubyte"))).unwrap();
+        std::fs::copy(
+            fx.join("mnist-t10k-256-images-idx3-ubyte"),
+            data.join(format!("{pre}-images-idx3-ubyte")),
+        )
+        .unwrap();
+        std::fs::copy(
+            fx.join("mnist-t10k-256-labels-idx1-ubyte"),
+            data.join(format!("{pre}-labels-idx1-ubyte")),
+        )
+        .unwrap();
     }
     // A tiny conditional teacher and a CD student of it, both on the folder above.
-    let mut t = cm::config::Config::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/tiny/mnist-ict-cond.toml")).unwrap();
+    let mut t =
+        cm::config::Config::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/tiny/mnist-ict-cond.toml"))
+            .unwrap();
     t.data.name = format!("mnist:{}", s(&data));
     t.method = cm::objectives::MethodConfig::by_name("edm").unwrap();
     t.train.steps = 2;
     t.train.ckpt_every = 2;
     train_fresh(&t, &dir.join("teacher"));
-    let (ok, err) = cm(&["export", s(&dir.join("teacher")), "--out", s(&dir.join("teacher.safetensors"))]);
+    let (ok, err) = cm(&[
+        "export",
+        s(&dir.join("teacher")),
+        "--out",
+        s(&dir.join("teacher.safetensors")),
+    ]);
     assert!(ok, "{err}");
     let mut c = t.clone();
     c.method = cm::config::Config::from_toml(&format!(

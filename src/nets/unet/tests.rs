@@ -387,7 +387,10 @@ fn class_labels_add_one_xavier_initialised_layer_and_change_the_output() {
     };
     let rms = (w0.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / w0.len() as f64).sqrt();
     let want = (2.0 / (k + 32) as f64).sqrt();
-    assert!((rms / want - 1.0).abs() < 0.2, "label weight rms {rms}, want about {want}");
+    assert!(
+        (rms / want - 1.0).abs() < 0.2,
+        "label weight rms {rms}, want about {want}"
+    );
     assert!(matches!(specs[idx("time_embed.label.bias")].init, Init::Zeros));
     // Their own stream: the shared parameters equal the unconditional net's.
     let p0 = init_params(&plain.specs(), &mut Rng::new(1), &dev());
