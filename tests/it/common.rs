@@ -144,3 +144,22 @@ pub fn train_fresh(cfg: &Config, out: &Path) -> cm::train::Trainer {
         .unwrap_or_else(|e| panic!("{}: {e:#}", out.display()))
         .0
 }
+
+/// An MNIST-layout folder `dir/mnist` (train and t10k splits, images and labels) made of the
+/// committed 256-image fixture: what `mnist:` data sets, the image protocol and the image demo
+/// read.
+pub fn mnist_folder(dir: &Path) -> PathBuf {
+    let data = dir.join("mnist");
+    std::fs::create_dir_all(&data).unwrap();
+    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for pre in ["train", "t10k"] {
+        for (kind, idx) in [("images", "idx3"), ("labels", "idx1")] {
+            std::fs::copy(
+                fx.join(format!("mnist-t10k-256-{kind}-{idx}-ubyte")),
+                data.join(format!("{pre}-{kind}-{idx}-ubyte")),
+            )
+            .unwrap();
+        }
+    }
+    data
+}

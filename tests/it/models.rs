@@ -74,21 +74,7 @@ fn image_demo_distils_from_the_shipped_teacher() {
     let teacher = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/mnist-edm.safetensors");
     assert!(teacher.is_file(), "models/mnist-edm.safetensors is shipped");
     let dir = scratch("demo-shipped");
-    let data = dir.join("mnist");
-    std::fs::create_dir_all(&data).unwrap();
-    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    for pre in ["train", "t10k"] {
-        std::fs::copy(
-            fx.join("mnist-t10k-256-images-idx3-ubyte"),
-            data.join(format!("{pre}-images-idx3-ubyte")),
-        )
-        .unwrap();
-        std::fs::copy(
-            fx.join("mnist-t10k-256-labels-idx1-ubyte"),
-            data.join(format!("{pre}-labels-idx1-ubyte")),
-        )
-        .unwrap();
-    }
+    let data = mnist_folder(&dir);
     for m in ["cd", "scd"] {
         let out = dir.join(m);
         let o = std::process::Command::new(cm_bin())
@@ -131,21 +117,7 @@ fn image_demo_distils_from_the_shipped_teacher() {
 #[test]
 fn a_model_file_samples_without_its_data_or_teacher() {
     let dir = scratch("model-portable");
-    let data = dir.join("mnist");
-    std::fs::create_dir_all(&data).unwrap();
-    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    for pre in ["train", "t10k"] {
-        std::fs::copy(
-            fx.join("mnist-t10k-256-images-idx3-ubyte"),
-            data.join(format!("{pre}-images-idx3-ubyte")),
-        )
-        .unwrap();
-        std::fs::copy(
-            fx.join("mnist-t10k-256-labels-idx1-ubyte"),
-            data.join(format!("{pre}-labels-idx1-ubyte")),
-        )
-        .unwrap();
-    }
+    let data = mnist_folder(&dir);
     // A tiny conditional teacher and a CD student of it, both on the folder above.
     let mut t =
         cm::config::Config::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/tiny/mnist-ict-cond.toml"))
