@@ -122,9 +122,11 @@ impl Model {
         let cond = self.cond(t, extra, &x);
         let xin = scale_rows(x, &c.c_in);
         let f = self.net.forward(p, xin, &cond, masks);
-        match self.precond.raw_sign() {
-            s if s == 1.0 => f,
-            s => f.mul_scalar(s),
+        let sign = self.precond.raw_sign();
+        if sign == 1.0 {
+            f
+        } else {
+            f.mul_scalar(sign)
         }
     }
 
@@ -168,9 +170,11 @@ impl Model {
         let xin = scale_rows(x, &c.c_in);
         let dxin = scale_rows(dx, &c.c_in);
         let (f, df) = jvp_with(mode, self.net.as_ref(), p, xin, dxin, &cond, &dcond, masks);
-        match self.precond.raw_sign() {
-            s if s == 1.0 => (f, df),
-            s => (f.mul_scalar(s), df.mul_scalar(s)),
+        let sign = self.precond.raw_sign();
+        if sign == 1.0 {
+            (f, df)
+        } else {
+            (f.mul_scalar(sign), df.mul_scalar(sign))
         }
     }
 
