@@ -471,7 +471,8 @@ pub fn sample(args: SampleArgs) -> Result<()> {
 /// Metrics of a sample file (or a run) against its data.
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
-    /// A run folder / checkpoint, or a .npy/.csv sample file (then --data is needed).
+    /// A run folder / checkpoint, a .npy/.csv sample file, or a folder of PNG/JPEG images
+    /// (`folder:DIR`, or a folder without checkpoints); the last two need --data.
     pub input: PathBuf,
     /// Data set: a built-in name, a file, or an image source (`mnist:DIR`, …).
     #[arg(long)]
@@ -493,6 +494,11 @@ pub struct EvalArgs {
     /// Evaluate a run's online weights instead of its evaluation EMA.
     #[arg(long)]
     pub online: bool,
+    /// Images: also FID and KID on Inception-v3 features, with pytorch-fid's weights converted
+    /// to safetensors (`tools/fid_weights.py`; the tool cannot download them). Slow on a CPU:
+    /// the reference, floor and samples each go through Inception at 299 px.
+    #[arg(long)]
+    pub fid_weights: Option<PathBuf>,
     /// Print one JSON object as the last line.
     #[arg(long)]
     pub json: bool,
@@ -509,9 +515,16 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         json,
         guidance,
         no_memorisation,
+        fid_weights,
     } = args;
     let dev = device("cpu")?;
+    let fid = fid_weights.as_deref();
     let is_file = input.extension().is_some_and(|e| e == "npy" || e == "csv");
+    let input_str = input.to_string_lossy().to_string();
+    let image_dir = match input_str.strip_prefix("folder:") {
+        Some(d) => Some(PathBuf::from(d)),
+        None => (input.is_dir() && crate::ckpt::list(&input).is_empty()).then(|| input.clone()),
+    };
     // Images: the image protocol (src/eval/protocol.rs), every figure beside its data floor.
     let image_report = |r: crate::eval::protocol::ProtocolReport| -> Result<()> {
         eprintln!("{}", r.protocol);
@@ -523,6 +536,48 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         }
         Ok(())
     };
+    if let Some(dir) = image_dir {
+        // A folder of images (samples saved as PNG by any tool) against an image data set.
+        let name = data.as_deref().filter(|d| crate::data::is_image_name(d)).with_context(|| {
+            format!(
+                "{} is a folder of images (no checkpoints in it): give the data set to compare with, --data mnist:DIR (or another image source)",
+                dir.display()
+            )
+        })?;
+        let ds = crate::data::Dataset::from_name(name)?;
+        let (c, h, w) = ds.image_shape().context("--data is not an image data set")?;
+        anyhow::ensure!(
+            h == w,
+            "{name} has {h}×{w} images; a folder is read at a square size, so it can only be compared with square images"
+        );
+        let opts = crate::data::ImageOptions {
+            size: h,
+            grey: c == 1,
+            ..Default::default()
+        };
+        let samples = crate::data::Dataset::from_spec(&format!("folder:{}", dir.display()), &opts)?;
+        let crate::data::Dataset::Images { images, .. } = &samples else {
+            unreachable!()
+        };
+        let mut xs = Vec::with_capacity(images.n * images.dim());
+        for i in 0..images.n {
+            images.get(i, false, &mut xs);
+        }
+        let proto = crate::eval::protocol::ImageProtocol::with_fid(
+            &ds,
+            n.unwrap_or(crate::eval::protocol::PROTOCOL_N),
+            !no_memorisation,
+            fid,
+            &dev,
+        )?;
+        eprintln!(
+            "{} images from {} (read at {h}×{w}, {})",
+            images.n,
+            dir.display(),
+            if c == 1 { "grey" } else { "RGB" }
+        );
+        return image_report(proto.measure(&xs, None)?);
+    }
     if is_file {
         if let Some(name) = data.as_deref().filter(|d| crate::data::is_image_name(d)) {
             let ds = crate::data::Dataset::from_name(name)?;
@@ -535,14 +590,15 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 );
             }
             let m = xs.len() / d;
-            let proto = crate::eval::protocol::ImageProtocol::new(
+            let proto = crate::eval::protocol::ImageProtocol::with_fid(
                 &ds,
                 n.unwrap_or(crate::eval::protocol::PROTOCOL_N),
                 !no_memorisation,
+                fid,
                 &dev,
             )?;
             eprintln!("{m} samples from {}", input.display());
-            return image_report(proto.measure(&xs, None));
+            return image_report(proto.measure(&xs, None)?);
         }
     } else {
         let (_, setup, state) = crate::run::load_run(&input, &dev)?;
@@ -555,12 +611,17 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 steps,
                 guidance,
                 !no_memorisation,
+                fid,
                 true,
             )?;
             return image_report(r);
         }
     }
     anyhow::ensure!(guidance == 1.0, "--guidance applies to class-conditional image runs");
+    anyhow::ensure!(
+        fid.is_none(),
+        "--fid-weights applies to image data (FID is an image metric)"
+    );
     let r = if is_file {
         let name = data.context("evaluating a sample file needs --data NAME (the reference data set)")?;
         let ds = crate::data::Dataset::from_name(&name)?;

@@ -328,13 +328,13 @@ fn image_protocol(
     let k = setup.model.net.n_classes();
     let labels: Option<Vec<usize>> = (k > 0).then(|| (0..n).map(|i| i % k).collect());
     let sampler = setup.sampler();
-    let at = |steps: usize| {
+    let at = |steps: usize| -> Result<crate::eval::protocol::ProtocolReport> {
         let xs = sample_steps(setup, params, n, steps, &mut Rng::new(SAMPLE_SEED));
-        let mut r = proto.measure(&xs, labels.as_deref());
+        let mut r = proto.measure(&xs, labels.as_deref())?;
         r.nfe = Some(sampler.nfe(&sampler.times(steps)));
-        r
+        Ok(r)
     };
-    Ok([at(1), at(2)])
+    Ok([at(1)?, at(2)?])
 }
 
 /// Default output folder of a demo.

@@ -224,6 +224,7 @@ class Model:
         ema: bool = True,
         guidance: Optional[float] = None,
         memorisation: bool = True,
+        fid_weights: Optional[str] = None,
     ) -> Dict[str, Any]:
         """``cm eval RUN --steps K --json``: the same numbers.
 
@@ -236,12 +237,15 @@ class Model:
         (value, standard error), ``precision_recall``, ``confidence``, ``class_agreement``
         (class-conditional runs), ``memorised`` (skipped with ``memorisation=False``), and the
         same metrics of training images under ``floor`` / ``*_floor``. ``guidance``: the
-        classifier-free guidance scale of a class-conditional run.
+        classifier-free guidance scale of a class-conditional run. ``fid_weights``: a path to
+        pytorch-fid's Inception weights as safetensors (``tools/fid_weights.py``) adds
+        ``inception`` (``fid``, ``kid``) and ``inception_floor`` (``cm eval --fid-weights``).
         """
         n = _arrays.count(10_000 if n is None else n, "n", 1)
         steps = _arrays.count(steps, "steps", 1)
         w = 1.0 if guidance is None else float(guidance)
-        return json.loads(self._m.metrics(n, steps, bool(ema), w, bool(memorisation)))
+        fw = None if fid_weights is None else os.fspath(fid_weights)
+        return json.loads(self._m.metrics(n, steps, bool(ema), w, bool(memorisation), fw))
 
     def weights(self, ema: bool = True) -> Dict[str, np.ndarray]:
         """The backbone's weights as float32 arrays keyed by parameter name (``input.weight``,

@@ -246,7 +246,7 @@ impl Model {
     }
 
     /// `cm eval` of the run: JSON report (the image protocol for image runs).
-    #[pyo3(signature = (n, steps, ema, guidance, memorisation))]
+    #[pyo3(signature = (n, steps, ema, guidance, memorisation, fid_weights=None))]
     fn metrics(
         &self,
         py: Python<'_>,
@@ -255,18 +255,35 @@ impl Model {
         ema: bool,
         guidance: f64,
         memorisation: bool,
+        fid_weights: Option<std::path::PathBuf>,
     ) -> PyResult<String> {
         let p = self.params(ema);
         let s = &self.setup;
         if s.data.image_shape().is_some() {
             let r = py
-                .detach(|| cm::eval::protocol::measure_run(s, p, n, steps, guidance, memorisation, false))
+                .detach(|| {
+                    cm::eval::protocol::measure_run(
+                        s,
+                        p,
+                        n,
+                        steps,
+                        guidance,
+                        memorisation,
+                        fid_weights.as_deref(),
+                        false,
+                    )
+                })
                 .map_err(cm_err)?;
             return Ok(serde_json::to_string(&r).expect("a report serialises"));
         }
         if guidance != 1.0 {
             return Err(PyValueError::new_err(
                 "guidance applies to class-conditional image runs",
+            ));
+        }
+        if fid_weights.is_some() {
+            return Err(PyValueError::new_err(
+                "fid_weights applies to image runs (FID is an image metric)",
             ));
         }
         let r = py.detach(|| cm::eval::run_report(s, p, n, steps)).map_err(cm_err)?;

@@ -6,6 +6,7 @@
 
 pub mod features;
 pub mod images;
+pub mod inception;
 pub mod oracle;
 pub mod protocol;
 

@@ -21,6 +21,8 @@ mod conformance;
 /// Fault injection: full disk, read-only folder, folder deleted or replaced, damaged
 /// checkpoints, torn log, another method's checkpoint, reading a live run.
 mod faults;
+/// `cm eval --fid-weights`: FID on Inception features for folders of images, and its errors.
+mod fid;
 /// Bounded mutation loops over every loader (the long ones are `#[ignore]`d).
 mod fuzzloop;
 /// Numbers our code must reproduce, computed once with a reference implementation.
