@@ -46,6 +46,12 @@ def test_train_and_sample_the_tiny_unet(tmp_path):
     assert m["floor"]["fd"] < m["fd"] and 0 <= m["memorised"] <= 1 and m["n"] == 64
     assert "rounded to 8 bits" in m["protocol"]
     assert "memorised" not in run.metrics(n=64, memorisation=False)
+    # FID needs the user's Inception weights: a missing or unconverted file is a clear error.
+    pth = tmp_path / "pt_inception.pth"
+    pth.write_bytes(b"PK\x03\x04 pickle")
+    with pytest.raises(Exception, match="not a safetensors file"):
+        run.metrics(n=16, memorisation=False, fid_weights=pth)
+    assert pth.read_bytes() == b"PK\x03\x04 pickle"
 
 
 def test_class_conditional_sampling(tmp_path):

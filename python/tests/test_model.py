@@ -102,6 +102,8 @@ def test_metrics(trained):
     m = trained.metrics(n=2000, steps=2)
     assert set(m) >= {"swd", "mmd", "energy", "loglik", "nfe"}
     assert m["nfe"] == 2 and m["swd"] > 0
+    with pytest.raises(ValueError, match="fid_weights applies to image runs"):
+        trained.metrics(n=100, fid_weights="inception.safetensors")
 
 
 def test_weights_are_the_checkpoint_tensors(trained):

@@ -142,3 +142,28 @@ fn image_demo_json_has_fd_and_confidence() {
     assert!(v["fd"].as_f64().is_some() && v["confidence"].as_f64().is_some(), "{v}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The Fashion-MNIST recipes parse, validate and are their MNIST counterparts on other data:
+/// the teacher is configs/mnist-edm.toml's recipe, the student the guided CD recipe of
+/// models/mnist-cd-guided.safetensors (configs/mnist-cd.toml with method.guidance = 1.5).
+#[test]
+fn fashion_configs_are_the_mnist_recipes_on_fashion_data() {
+    for (fashion, mnist) in [("fashion-edm", "mnist-edm"), ("fashion-cd", "mnist-cd")] {
+        let f = Config::load(&root().join(format!("configs/{fashion}.toml"))).unwrap();
+        f.validate().unwrap();
+        let m = Config::load(&root().join(format!("configs/{mnist}.toml"))).unwrap();
+        assert!(f.data.name.starts_with("fashion-mnist:"), "{fashion}");
+        assert_eq!(f.model, m.model, "{fashion}: model");
+        assert_eq!(f.data.batch, m.data.batch, "{fashion}: batch");
+        assert_eq!((f.train.lr, f.train.eval_ema, f.train.ema_rampup), (m.train.lr, m.train.eval_ema, m.train.ema_rampup), "{fashion}");
+        let (mut a, mut b) = (f.method.clone(), m.method.clone());
+        a.set_teacher(cm::objectives::Teacher::Exact);
+        b.set_teacher(cm::objectives::Teacher::Exact);
+        if fashion == "fashion-cd" {
+            assert_eq!(a.teacher_guidance(), 1.5);
+            assert!(f.train.init_from.contains("fashion-edm"));
+        } else {
+            assert_eq!(a, b, "{fashion}: method");
+        }
+    }
+}
