@@ -240,6 +240,18 @@ impl MethodConfig {
         }
     }
 
+    /// Sets the teacher's guidance scale w where the method has one (CD, CTM, sCD; see
+    /// [`MethodConfig::teacher_guidance`]); false (and nothing changed) for the others.
+    pub fn set_teacher_guidance(&mut self, w: f64) -> bool {
+        match self {
+            MethodConfig::Cd(c) => c.guidance = w,
+            MethodConfig::Ctm(c) => c.guidance = w,
+            MethodConfig::Scd(c) => c.guidance = w,
+            _ => return false,
+        }
+        true
+    }
+
     /// A trained run of this method as a teacher denoiser in EDM coordinates (AUDIT B4),
     /// given its model and (EMA) backbone weights: EDM, CTM (D_θ = g_θ(x, σ, σ)) and TrigFlow
     /// runs through [`crate::model::NetDenoiser`]; `facm` / `facm-aux` through their

@@ -161,7 +161,7 @@ fn fashion_configs_are_the_mnist_recipes_on_fashion_data() {
         b.set_teacher(cm::objectives::Teacher::Exact);
         if fashion == "fashion-cd" {
             assert_eq!(a.teacher_guidance(), 1.5);
-            assert!(f.train.init_from.contains("fashion-edm"));
+            assert!(f.train.init_from.contains("fashion-mnist-edm"));
         } else {
             assert_eq!(a, b, "{fashion}: method");
         }

@@ -67,7 +67,8 @@ fn shipped_models_load_sample_and_are_documented() {
 }
 
 /// `cm demo --data mnist:DIR --method cd|scd` distils from the shipped teacher: it says so,
-/// the student takes the teacher's network (10 classes) and starts from its weights, and the
+/// the student takes the teacher's network (10 classes) and starts from its weights, the
+/// teacher is queried with classifier-free guidance ([`cm::demo::DEMO_GUIDANCE`]), and the
 /// image protocol block comes out. An MNIST-layout folder is made from the fixture.
 #[test]
 fn image_demo_distils_from_the_shipped_teacher() {
@@ -99,6 +100,11 @@ fn image_demo_distils_from_the_shipped_teacher() {
         assert!(err.contains("distilling from the shipped teacher"), "{m}: {err}");
         let cfg = cm::config::Config::load(&out.join("config.toml")).unwrap();
         assert_eq!(cfg.model.classes(), 10, "{m}: the student takes the teacher's network");
+        assert_eq!(
+            cfg.method.teacher_guidance(),
+            cm::demo::DEMO_GUIDANCE,
+            "{m}: the class-conditional teacher is distilled with guidance"
+        );
         assert!(
             cfg.train.init_from.ends_with("mnist-edm.safetensors"),
             "{m}: starts from the teacher"
