@@ -8,9 +8,9 @@ models/README.md quotes. Standard library only.
 
     python3 tools/model_cards.py [--cm target/release/cm] [--only NAME] [--n 10000]
 
-`cm eval` of a model file reads the MNIST files where the model's stored config names them
-(the training machine's ../shared/data/mnist); elsewhere, sample with `cm sample` and run
-`cm eval SAMPLES.npy --data mnist:DIR`.
+`cm eval` of a model file reads the MNIST / Fashion-MNIST files where the model's stored
+config names them (the training machine's ../shared/data/…); elsewhere, sample with
+`cm sample` and run `cm eval SAMPLES.npy --data mnist:DIR` (or fashion-mnist:DIR).
 """
 
 import argparse
@@ -27,6 +27,9 @@ MODELS = {
     "mnist-edm": ("models/mnist-edm.safetensors", [(18, 1.0)], "mnist"),
     "mnist-cd": ("models/mnist-cd.safetensors", [(1, 1.0), (2, 1.0), (1, 1.5)], "mnist"),
     "mnist-cd-guided": ("models/mnist-cd-guided.safetensors", [(1, 1.0), (2, 1.0)], "mnist"),
+    "mnist-ect": ("models/mnist-ect.safetensors", [(1, 1.0), (2, 1.0)], "mnist"),
+    "fashion-mnist-edm": ("models/fashion-mnist-edm.safetensors", [(18, 1.0)], "fashion-mnist"),
+    "fashion-mnist-cd": ("models/fashion-mnist-cd.safetensors", [(1, 1.0), (2, 1.0)], "fashion-mnist"),
 }
 
 
