@@ -9,6 +9,10 @@ fn main() {
     for _ in 0..2 {
         let t = std::time::Instant::now();
         let f = net.features(&xs, (1, 28, 28), 16, |_, _| {}).unwrap();
-        println!("{:.2} images/s ({} features)", n as f64 / t.elapsed().as_secs_f64(), f.len());
+        println!(
+            "{:.2} images/s ({} features)",
+            n as f64 / t.elapsed().as_secs_f64(),
+            f.len()
+        );
     }
 }

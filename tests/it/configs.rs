@@ -155,7 +155,11 @@ fn fashion_configs_are_the_mnist_recipes_on_fashion_data() {
         assert!(f.data.name.starts_with("fashion-mnist:"), "{fashion}");
         assert_eq!(f.model, m.model, "{fashion}: model");
         assert_eq!(f.data.batch, m.data.batch, "{fashion}: batch");
-        assert_eq!((f.train.lr, f.train.eval_ema, f.train.ema_rampup), (m.train.lr, m.train.eval_ema, m.train.ema_rampup), "{fashion}");
+        assert_eq!(
+            (f.train.lr, f.train.eval_ema, f.train.ema_rampup),
+            (m.train.lr, m.train.eval_ema, m.train.ema_rampup),
+            "{fashion}"
+        );
         let (mut a, mut b) = (f.method.clone(), m.method.clone());
         a.set_teacher(cm::objectives::Teacher::Exact);
         b.set_teacher(cm::objectives::Teacher::Exact);
