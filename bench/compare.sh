@@ -22,6 +22,8 @@ for r in $(seq "$rounds"); do
     "$py" bench/pytorch/bench_mlp.py --threads 2 --steps 60 2>/dev/null | tail -1 >"$out/torch_mlp.$r.json"
     echo "round $r/$rounds: bench_unet.py" >&2
     "$py" bench/pytorch/bench_unet.py --threads 2 --steps 20 2>/dev/null | tail -1 >"$out/torch_unet.$r.json"
+    echo "round $r/$rounds: bench_unet.py --recipe" >&2
+    "$py" bench/pytorch/bench_unet.py --threads 2 --steps 10 --recipe 2>/dev/null | tail -1 >"$out/torch_recipe.$r.json"
 done
 python3 - "$out" "$rounds" <<'EOF'
 import json, statistics, sys
@@ -31,7 +33,7 @@ def med(prefix):
     return {k: [r[k] for r in runs] for k in runs[0]}, runs
 rust, rr = med("rust")
 torch = {}
-for p in ["torch_mlp", "torch_unet"]:
+for p in ["torch_mlp", "torch_unet", "torch_recipe"]:
     torch.update(med(p)[0])
 def cell(v):
     return f"{statistics.median(v):.4g} ({min(v):.4g}–{max(v):.4g})"
@@ -39,6 +41,11 @@ print(f"| figure | Rust median (min–max) | PyTorch median (min–max) | Rust /
 print(f"|---|---|---|---|")
 for k in sorted(rust):
     t = torch.get(k)
+    if not (k.endswith("steps_per_s") or k.endswith("_ms") or k.endswith("_over_forward")):
+        # FLOPs, GFLOP/s, peak share: Rust's own figures (PyTorch's FLOPs per step are the
+        # same network's: bench_unet.py --flops checks the count).
+        print(f"| {k} | {cell(rust[k])} | | |")
+        continue
     if t is None:
         print(f"| {k} | {cell(rust[k])} | not measured | |")
         continue

@@ -1,6 +1,10 @@
 //! `cm bench`: training steps/s and sampling latency of the standard 2-D config
 //! (MLP 2→512→512→512→2, batch 512), the cost of the MLP's tangent (JVP) pass relative to its
-//! forward pass, and nothing else. Printed, never asserted. Twin: `bench/pytorch/bench_mlp.py`.
+//! forward pass, and the iCT step of two U-Nets (the small bench U-Net and the MNIST recipes'
+//! U-Net). Each figure also gets its FLOPs per step (analytic, [`Backbone::forward_flops`] ×
+//! batch × the method's [`crate::objectives::MethodConfig::step_passes`]), the achieved
+//! GFLOP/s and its share of the machine's fp32 peak measured by [`crate::peak`]. Printed,
+//! never asserted. Twins: `bench/pytorch/bench_mlp.py`, `bench/pytorch/bench_unet.py`.
 
 use crate::config::Config;
 use crate::nets::Backbone;
@@ -54,6 +58,16 @@ pub fn run(steps: u64) -> Result<Vec<(String, f64)>> {
 pub fn run_plan(plan: Plan) -> Result<Vec<(String, f64)>> {
     let device = Device::flex();
     let mut out = Vec::new();
+    // Measured first, before anything else warms the caches or the clocks; a short round in
+    // the tiny plan of the tests.
+    let round = if plan.steps > 1 { 0.2 } else { 0.01 };
+    let peak = crate::peak::peak_gflops(false, round);
+    if let Some(p) = peak {
+        out.push(("peak_fp32_gflops".into(), p));
+    }
+    if let Some(p) = crate::peak::peak_gflops(true, round) {
+        out.push(("peak_bf16_gflops".into(), p));
+    }
     for &method in TRAIN_METHODS {
         let mut cfg = Config::default();
         cfg.method = crate::objectives::MethodConfig::by_name(method)?;
@@ -67,10 +81,10 @@ pub fn run_plan(plan: Plan) -> Result<Vec<(String, f64)>> {
             t.step();
         }
         // Each step already ends in host reads (loss, grad norm), so the clock sees all work.
-        out.push((
-            format!("train_{method}_mlp512_b512_steps_per_s"),
-            plan.steps as f64 / t0.elapsed().as_secs_f64(),
-        ));
+        let rate = plan.steps as f64 / t0.elapsed().as_secs_f64();
+        out.push((format!("train_{method}_mlp512_b512_steps_per_s"), rate));
+        let flops = step_flops(&cfg, &t);
+        work(&mut out, &format!("train_{method}_mlp512_b512"), flops, rate, peak);
         if method == "ict" {
             for (b, reps) in [(1usize, plan.reps_b1), (256, plan.reps_b256)] {
                 let mut rng = Rng::new(1);
@@ -88,10 +102,10 @@ pub fn run_plan(plan: Plan) -> Result<Vec<(String, f64)>> {
                 for _ in 0..reps {
                     once(&mut rng);
                 }
-                out.push((
-                    format!("sample_1step_batch{b}_latency_ms"),
-                    t0.elapsed().as_secs_f64() * 1e3 / reps.max(1) as f64,
-                ));
+                let ms = t0.elapsed().as_secs_f64() * 1e3 / reps.max(1) as f64;
+                out.push((format!("sample_1step_batch{b}_latency_ms"), ms));
+                let flops = t.setup.model.net.forward_flops().map(|f| f * b as f64);
+                work(&mut out, &format!("sample_1step_batch{b}"), flops, 1e3 / ms, peak);
             }
             let (fwd, jvp) = jvp_vs_forward(t.setup.model.net.as_ref(), t.ema_net(), 512, plan.reps_jvp, &device);
             out.push(("mlp512_b512_forward_ms".into(), fwd));
@@ -99,8 +113,31 @@ pub fn run_plan(plan: Plan) -> Result<Vec<(String, f64)>> {
             out.push(("mlp512_b512_jvp_over_forward".into(), jvp / fwd));
         }
     }
-    unet_figure(plan, &device, &mut out)?;
+    for (name, cfg) in [
+        ("unet16_mnist28_b64", unet_config()),
+        ("unet_recipe_mnist28_b64", recipe_unet_config()),
+    ] {
+        unet_figure(name, cfg, plan, &device, peak, &mut out)?;
+    }
     Ok(out)
+}
+
+/// FLOPs of one training step of `cfg` (None where the method's step is not counted).
+fn step_flops(cfg: &Config, t: &Trainer) -> Option<f64> {
+    let f = t.setup.model.net.forward_flops()?;
+    Some(f * cfg.data.batch as f64 * cfg.method.step_passes()?)
+}
+
+/// `{name}_gflop_per_step`, `{name}_gflops` (achieved at `rate` steps/s) and `{name}_peak_share`
+/// (of the fp32 peak) when the FLOPs are counted and the peak measured.
+fn work(out: &mut Vec<(String, f64)>, name: &str, flops: Option<f64>, rate: f64, peak: Option<f64>) {
+    let Some(f) = flops else { return };
+    out.push((format!("{name}_gflop_per_step"), f / 1e9));
+    let achieved = f * rate / 1e9;
+    out.push((format!("{name}_gflops"), achieved));
+    if let Some(p) = peak {
+        out.push((format!("{name}_peak_share"), achieved / p));
+    }
 }
 
 /// Milliseconds per `Backbone::forward` and per `Backbone::jvp` (plain tensors, batch `b`),
@@ -193,13 +230,35 @@ pub fn unet_config() -> Config {
     cfg
 }
 
-/// iCT training steps/s of [`unet_config`].
-fn unet_figure(plan: Plan, device: &Device, out: &mut Vec<(String, f64)>) -> Result<()> {
+/// The image recipes' U-Net (configs/mnist-edm.toml and the students distilled from it: base
+/// 16, levels [1, 2, 2], middle attention, 10 classes) on the fixture's labelled 28-px
+/// images, batch 64, iCT: the network people train (issue 15), beside the small bench U-Net.
+pub fn recipe_unet_config() -> Config {
+    let mut cfg = unet_config();
+    cfg.model = crate::config::ModelConfig::Unet(crate::nets::unet::UnetConfig {
+        base: 16,
+        mults: vec![1, 2, 2],
+        res_blocks: 1,
+        attention: true,
+        classes: 10,
+        ..Default::default()
+    });
+    cfg
+}
+
+/// iCT training steps/s of a U-Net config, as `train_ict_{name}_steps_per_s`.
+fn unet_figure(
+    name: &str,
+    mut cfg: Config,
+    plan: Plan,
+    device: &Device,
+    peak: Option<f64>,
+    out: &mut Vec<(String, f64)>,
+) -> Result<()> {
     if !std::path::Path::new(UNET_FIXTURE).exists() {
-        eprintln!("bench: {UNET_FIXTURE} not found (run from the repository root); skipping the U-Net figure");
+        eprintln!("bench: {UNET_FIXTURE} not found (run from the repository root); skipping the U-Net figures");
         return Ok(());
     }
-    let mut cfg = unet_config();
     // U-Net steps are ~100x an MLP step: time a twentieth as many.
     let steps = (plan.steps / 20).max(1);
     let warmup = plan.warmup.min(2);
@@ -212,9 +271,9 @@ fn unet_figure(plan: Plan, device: &Device, out: &mut Vec<(String, f64)>) -> Res
     for _ in 0..steps {
         t.step();
     }
-    out.push((
-        "train_ict_unet16_mnist28_b64_steps_per_s".into(),
-        steps as f64 / t0.elapsed().as_secs_f64(),
-    ));
+    let rate = steps as f64 / t0.elapsed().as_secs_f64();
+    out.push((format!("train_ict_{name}_steps_per_s"), rate));
+    let flops = step_flops(&cfg, &t);
+    work(out, &format!("train_ict_{name}"), flops, rate, peak);
     Ok(())
 }

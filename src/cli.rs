@@ -78,7 +78,9 @@ pub struct DemoArgs {
     /// into --out (default runs/compare), and continues an interrupted comparison.
     #[arg(long)]
     pub compare: bool,
-    /// With --compare: comma-separated methods (default: every one-step method).
+    /// With --compare: comma-separated methods (default: every one-step method) or variant
+    /// files: a `.toml` partial config over its method's demo config, named by its stem
+    /// (e.g. `[method] name = "ict"` and `[train] lr_cooldown = 0.3`).
     #[arg(long)]
     pub methods: Option<String>,
     /// With --compare: seeds per method and data set (0, 1, …; default 3).
@@ -105,13 +107,14 @@ fn compare(args: DemoArgs) -> Result<()> {
             .filter(|x| !x.is_empty())
             .collect()
     };
-    let methods = match &args.methods {
+    let names = match &args.methods {
         Some(m) => list(m),
         None => crate::compare::DEFAULT_METHODS.iter().map(|s| s.to_string()).collect(),
     };
-    for m in &methods {
-        crate::objectives::MethodConfig::by_name(m)?;
-    }
+    let methods = names
+        .iter()
+        .map(|m| crate::compare::Entry::parse(m))
+        .collect::<Result<Vec<_>>>()?;
     let data = list(&args.data);
     for d in &data {
         anyhow::ensure!(

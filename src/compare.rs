@@ -48,11 +48,72 @@ const REFERENCE_SEED: u64 = 0xC0_4E;
 /// Seed of the evaluation noise (k-step sampling uses seed + k).
 const NOISE_SEED: u64 = 0xC0_5A;
 
+/// One contender: a method with its demo config, or a variant file over it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// The name in tables, plots, `--rates` and `compare.jsonl`: the method's registry name, or
+    /// the variant file's stem.
+    pub label: String,
+    /// The method's registry name.
+    pub method: String,
+    /// A variant's partial config, put over the method's demo config
+    /// ([`Config::with_overrides`]).
+    pub overrides: Option<toml::Table>,
+}
+
+impl Entry {
+    /// A registry name (`ict`), or a `.toml` file holding a partial config whose
+    /// `[method] name` says which method it varies (e.g. `[train] lr_cooldown = 0.3`):
+    /// tuning a method is comparing its variants at equal training time.
+    pub fn parse(spec: &str) -> Result<Self> {
+        if !spec.ends_with(".toml") {
+            MethodConfig::by_name(spec)?;
+            return Ok(Entry {
+                label: spec.into(),
+                method: spec.into(),
+                overrides: None,
+            });
+        }
+        let path = Path::new(spec);
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read variant file {spec}"))?;
+        let table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("variant file {spec} is not valid TOML"))?;
+        let method = table
+            .get("method")
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str())
+            .with_context(|| format!("variant file {spec} must say which method it varies: [method] name = \"ict\""))?
+            .to_string();
+        // Checked now, on a demo config, so a misspelt field fails before any training.
+        demo_config(&method, "ring8")?
+            .with_overrides(&table)
+            .with_context(|| format!("variant file {spec}"))?;
+        let label = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| spec.into());
+        Ok(Entry {
+            label,
+            method,
+            overrides: Some(table),
+        })
+    }
+
+    /// The entry's config on a data set.
+    pub fn config(&self, data: &str) -> Result<Config> {
+        let cfg = demo_config(&self.method, data)?;
+        match &self.overrides {
+            Some(o) => cfg.with_overrides(o),
+            None => Ok(cfg),
+        }
+    }
+}
+
 /// What to compare.
 #[derive(Clone, Debug)]
 pub struct CompareOptions {
-    /// Methods, by registry name.
-    pub methods: Vec<String>,
+    /// Methods and variants.
+    pub methods: Vec<Entry>,
     /// Data sets (built-in names or point files).
     pub data: Vec<String>,
     /// Training seeds of every (data, method) pair.
@@ -162,7 +223,8 @@ pub fn run_compare(opts: &CompareOptions, device: &Device) -> Result<Vec<Arm>> {
     let mut done = 0;
     for data in &opts.data {
         for &seed in &opts.seeds {
-            for method in &opts.methods {
+            for entry in &opts.methods {
+                let method = &entry.label;
                 done += 1;
                 let key = (data.clone(), method.clone(), seed);
                 if arms.iter().any(|a| a.key() == key) {
@@ -171,7 +233,7 @@ pub fn run_compare(opts: &CompareOptions, device: &Device) -> Result<Vec<Arm>> {
                 if opts.progress {
                     eprintln!("[{done}/{total}] {method} on {data}, seed {seed}, {:.0} s", opts.budget);
                 }
-                let arm = run_arm(opts, data, method, seed, device)?;
+                let arm = run_arm(opts, data, entry, seed, device)?;
                 if opts.progress {
                     let last = arm.points.last().expect("at least one point");
                     eprintln!(
@@ -251,8 +313,9 @@ fn rate_of(cfg: &Config, device: &Device) -> Result<f64> {
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
-fn run_arm(opts: &CompareOptions, data: &str, method: &str, seed: u64, device: &Device) -> Result<Arm> {
-    let mut cfg = demo_config(method, data)?;
+fn run_arm(opts: &CompareOptions, data: &str, entry: &Entry, seed: u64, device: &Device) -> Result<Arm> {
+    let method = entry.label.as_str();
+    let mut cfg = entry.config(data)?;
     cfg.train.seed = seed;
     let has_exact = crate::data::Dataset::from_name(data)?.gmm().is_some();
     let mut teacher_seconds = 0.0;

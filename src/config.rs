@@ -185,6 +185,12 @@ pub struct TrainConfig {
     /// rate left a class-conditional MNIST teacher's FD-mnistnet wandering between
     /// checkpoints (README "Ready models").
     pub lr_decay: u64,
+    /// Linear cool-down: the share c of the run, at its end, over which the learning rate
+    /// falls linearly to zero (the "warmup-stable-decay" schedule, Hägele et al. 2024); step k
+    /// of K gets its rate times min(1, (K − k) / (c·K)). Default 0 = none. Measured on the 2-D
+    /// demo (README "Which method"): the last steps at full rate leave the weights jittering
+    /// around the optimum, which the 1-step SWD sees.
+    pub lr_cooldown: f64,
     /// `adam` or `radam` (default).
     pub optimizer: Optimizer,
     /// Adam's β1, the first-moment decay (default 0.9).
@@ -229,6 +235,7 @@ impl Default for TrainConfig {
             lr: 1e-3,
             warmup: 0,
             lr_decay: 0,
+            lr_cooldown: 0.0,
             optimizer: Optimizer::Radam,
             beta1: 0.9,
             beta2: 0.999,
@@ -266,6 +273,26 @@ impl Config {
         toml::to_string_pretty(self).expect("config serialises")
     }
 
+    /// This config with a partial config put over it: tables merge key by key, any other value
+    /// replaces the one below; the result is parsed and validated as a whole, so an unknown
+    /// or misspelt field in `over` is an error naming it. How `cm demo --compare` runs a
+    /// variant file over a method's demo config.
+    pub fn with_overrides(&self, over: &toml::Table) -> Result<Self> {
+        fn merge(base: &mut toml::Table, over: &toml::Table) {
+            for (k, v) in over {
+                match (base.get_mut(k), v) {
+                    (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+                    _ => {
+                        base.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        let mut base: toml::Table = toml::from_str(&self.to_toml()).expect("a config's TOML parses");
+        merge(&mut base, over);
+        Self::from_toml(&toml::to_string(&base).expect("a TOML table serialises"))
+    }
+
     /// Checks every setting that does not depend on the data, naming the field; settings that
     /// need the data's dimension (a distance's image shape) are checked by
     /// [`crate::run::Setup::new`].
@@ -286,6 +313,11 @@ impl Config {
             t.lr > 0.0 && t.lr.is_finite(),
             "train.lr must be positive, got {}",
             t.lr
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&t.lr_cooldown),
+            "train.lr_cooldown must be a share of the run in [0, 1], got {}",
+            t.lr_cooldown
         );
         anyhow::ensure!(
             (0.0..1.0).contains(&t.beta1),

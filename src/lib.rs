@@ -42,6 +42,7 @@ pub mod lpips;
 pub mod model;
 pub mod nets;
 pub mod objectives;
+pub mod peak;
 pub mod precond;
 pub mod process;
 pub mod repro;

@@ -4,6 +4,17 @@ Install (CPU wheel): pip install torch numpy   (not needed by the tests)
 Run from the repository root, side by side with the Rust figure on the same machine:
     python3 bench/pytorch/bench_unet.py --threads 2
     cargo run --release -- bench --json        # train_ict_unet16_mnist28_b64_steps_per_s
+    python3 bench/pytorch/bench_unet.py --recipe          # train_ict_unet_recipe_mnist28_b64_steps_per_s
+    python3 bench/pytorch/bench_unet.py [--recipe] --flops  # FLOPs of a forward and of a step
+                                                           # (torch.utils.flop_counter), which
+                                                           # the Rust analytic counts must equal
+
+`--recipe` is the image recipes' U-Net instead (configs/mnist-edm.toml and its students): base
+16, mults [1, 2, 2], middle self-attention (GroupNorm -> 1x1 qkv conv -> single-head softmax
+attention with 1/sqrt(C) -> zero-initialised 1x1 proj -> (x + o)/sqrt(2)), 10 classes (one-hot
+labels times sqrt(10) through Linear(10, 64), Xavier weights and zero bias as EDM's map_label,
+added to the first time-embedding layer's output before its SiLU; 10 % of training labels
+dropped to the all-zero row).
 
 The model mirrors src/nets/unet.rs with base 16, mults [1, 2], one residual block, no attention,
 28-px single-channel images, batch 64: 3x3 conv_in; residual blocks GroupNorm(C/4 groups) -> SiLU
@@ -58,13 +69,33 @@ class Block(nn.Module):
         return (h + s) / math.sqrt(2)
 
 
+class Attn(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.norm, self.qkv, self.proj = gn(c), nn.Conv2d(c, 3 * c, 1), nn.Conv2d(c, c, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).transpose(2, 3).unbind(1)
+        a = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(c), dim=2)
+        o = (a @ v).transpose(1, 2).reshape(b, c, h, w)
+        return (x + self.proj(o)) / math.sqrt(2)
+
+
 class Unet(nn.Module):
-    def __init__(self, base=16, mults=(1, 2), res_blocks=1, emb_dim=32, max_freq=16.0):
+    def __init__(self, base=16, mults=(1, 2), res_blocks=1, emb_dim=32, max_freq=16.0, attention=False, classes=0):
         super().__init__()
         half = emb_dim // 2
         self.register_buffer("freqs", max_freq ** (torch.arange(half) / (half - 1)))
         e = 4 * base
         self.temb1, self.temb2 = nn.Linear(emb_dim, e), nn.Linear(e, e)
+        self.classes = classes
+        if classes:
+            self.label = nn.Linear(classes, e)
+            nn.init.xavier_normal_(self.label.weight)
+            nn.init.zeros_(self.label.bias)
         c0 = base * mults[0]
         self.conv_in = nn.Conv2d(1, c0, 3, padding=1)
         self.enc, self.enc_down, skips, ch = nn.ModuleList(), [], [c0], c0
@@ -76,6 +107,7 @@ class Unet(nn.Module):
                 self.enc_down.append(last)
                 skips += [ch, ch] if last else [ch]
         self.mid1, self.mid2 = Block(ch, ch, e), Block(ch, ch, e)
+        self.attn = Attn(ch) if attention else None
         self.dec, self.dec_up = nn.ModuleList(), []
         for l in reversed(range(len(mults))):
             for r in range(res_blocks + 1):
@@ -86,9 +118,12 @@ class Unet(nn.Module):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
-    def forward(self, x, c):
+    def forward(self, x, c, labels=None):
         a = c[:, None] * self.freqs[None]
-        e = F.silu(self.temb2(F.silu(self.temb1(torch.cat([a.sin(), a.cos()], 1)))))
+        t = self.temb1(torch.cat([a.sin(), a.cos()], 1))
+        if self.classes:
+            t = t + self.label(labels * math.sqrt(self.classes))
+        e = F.silu(self.temb2(F.silu(t)))
         h = self.conv_in(x.view(-1, 1, 28, 28))
         skips = [h]
         for blk, dn in zip(self.enc, self.enc_down):
@@ -97,7 +132,10 @@ class Unet(nn.Module):
             if dn:
                 h = F.avg_pool2d(h, 2)
                 skips.append(h)
-        h = self.mid2(self.mid1(h, e), e)
+        h = self.mid1(h, e)
+        if self.attn is not None:
+            h = self.attn(h)
+        h = self.mid2(h, e)
         for blk, u in zip(self.dec, self.dec_up):
             h = blk(torch.cat([h, skips.pop()], 1), e)
             if u:
@@ -105,31 +143,40 @@ class Unet(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h))).view(x.shape[0], -1)
 
 
-def consistency_f(net, x, s):
+def consistency_f(net, x, s, labels=None):
     c_skip = SD**2 / ((s - EPS) ** 2 + SD**2)
     c_out = SD * (s - EPS) / torch.sqrt(SD**2 + s**2)
     c_in = 1 / torch.sqrt(s**2 + SD**2)
-    return c_skip[:, None] * x + c_out[:, None] * net(c_in[:, None] * x, 0.25 * torch.log(s))
+    return c_skip[:, None] * x + c_out[:, None] * net(c_in[:, None] * x, 0.25 * torch.log(s), labels)
 
 
 def load_fixture():
     raw = np.fromfile(FIXTURE, dtype=np.uint8)
     n, h, w = (int.from_bytes(raw[4 + 4 * i : 8 + 4 * i].tobytes(), "big") for i in range(3))
     x = raw[16:].reshape(n, h * w).astype(np.float32) / 127.5 - 1.0
-    return torch.from_numpy(x)
+    labels = np.fromfile(FIXTURE.replace("images-idx3", "labels-idx1"), dtype=np.uint8)[8:]
+    return torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64))
 
 
-def ict_step(net, opt, data, b, n_grid):
+def one_hot(y, classes, drop=0.1):
+    """One-hot rows, 10 % replaced by the all-zero "no class" row (the recipes' class_dropout)."""
+    oh = F.one_hot(y, classes).float()
+    return oh * (torch.rand(y.shape[0], 1) >= drop).float()
+
+
+def ict_step(net, opt, data, b, n_grid, labels=None):
     g = karras(n_grid)
     cdf = torch.special.erf((g.log() + 1.1) / (math.sqrt(2) * 2.0))
     p = (cdf[1:] - cdf[:-1]).float()
     i = torch.multinomial(p, b, replacement=True)
     lo, hi = g[i].float(), g[i + 1].float()
-    x0 = data[torch.randint(0, data.shape[0], (b,))]
+    idx = torch.randint(0, data.shape[0], (b,))
+    x0 = data[idx]
+    y = one_hot(labels[idx], net.classes) if net.classes else None
     z = torch.randn_like(x0)
     with torch.no_grad():
-        tgt = consistency_f(net, x0 + lo[:, None] * z, lo)
-    est = consistency_f(net, x0 + hi[:, None] * z, hi)
+        tgt = consistency_f(net, x0 + lo[:, None] * z, lo, y)
+    est = consistency_f(net, x0 + hi[:, None] * z, hi, y)
     c = 0.00054 * math.sqrt(x0.shape[1])
     d = ((est - tgt) ** 2).sum(1).add(c * c).sqrt() - c
     loss = (d / (hi - lo)).mean()
@@ -143,17 +190,36 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--recipe", action="store_true", help="the image recipes' U-Net (see the module text)")
+    ap.add_argument("--flops", action="store_true", help="count FLOPs with torch.utils.flop_counter and exit")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    data = load_fixture()
-    net = Unet()
+    data, labels = load_fixture()
+    if args.recipe:
+        net, name = Unet(mults=(1, 2, 2), attention=True, classes=10), "unet_recipe_mnist28_b64"
+    else:
+        net, name = Unet(), "unet16_mnist28_b64"
     opt = torch.optim.RAdam(net.parameters(), lr=1e-3)
     ema = [p.detach().clone() for p in net.parameters()]
     total = args.steps + 2
+    if args.flops:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        x = data[:64]
+        y = one_hot(labels[:64], 10, drop=0.0) if args.recipe else None
+        with FlopCounterMode(display=False) as fc:
+            with torch.no_grad():
+                net(x, torch.zeros(64), y)
+        fwd = fc.get_total_flops()
+        with FlopCounterMode(display=False) as fc:
+            ict_step(net, opt, data, 64, 10, labels)
+        step = fc.get_total_flops()
+        print(json.dumps({f"{name}_forward_flops_per_sample": fwd / 64, f"train_ict_{name}_flop_per_step": step}))
+        return
 
     def one(k):
-        ict_step(net, opt, data, 64, ict_n(k, total))
+        ict_step(net, opt, data, 64, ict_n(k, total), labels)
         with torch.no_grad():
             torch._foreach_lerp_(ema, list(net.parameters()), 1 - 0.999)
 
@@ -162,7 +228,7 @@ def main():
     t = time.perf_counter()
     for k in range(2, total):
         one(k)
-    res = {"train_ict_unet16_mnist28_b64_steps_per_s": args.steps / (time.perf_counter() - t)}
+    res = {f"train_ict_{name}_steps_per_s": args.steps / (time.perf_counter() - t)}
     print(f"params {sum(p.numel() for p in net.parameters())}")
     for k, v in sorted(res.items()):
         print(f"{k:<45} {v:.4f}")

@@ -262,6 +262,13 @@ impl Backbone for Mlp {
     fn n_times(&self) -> usize {
         self.n_times
     }
+    fn forward_flops(&self) -> Option<f64> {
+        let layers = [&self.temb, &self.input, &self.out]
+            .into_iter()
+            .chain(&self.hidden)
+            .chain(&self.modul);
+        Some(layers.map(Linear::flops).sum())
+    }
     fn dropout(&self) -> f64 {
         self.cfg.dropout
     }

@@ -134,6 +134,11 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// Multiply-add FLOPs per sample: 2·i·o.
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.i * self.o) as f64
+    }
+
     /// The weight W as an `[i, o]` matrix.
     pub fn weight(&self, p: &[Tensor<1>]) -> Tensor<2> {
         p[self.w].clone().reshape([self.i, self.o])
@@ -218,6 +223,15 @@ pub trait Backbone: Send + Sync {
     /// The (C, H, W) of an image backbone's samples, channel-first (None: vector data). FACM's
     /// cosine term is per pixel over channels on image backbones (AUDIT D1).
     fn image_shape(&self) -> Option<(usize, usize, usize)> {
+        None
+    }
+    /// Floating-point operations of one forward pass per sample, counted analytically from the
+    /// shapes: 2 per multiply-add of every matrix product, convolution and attention product,
+    /// nothing for element-wise work (norms, activations, biases), the convention of PyTorch's
+    /// `torch.utils.flop_counter.FlopCounterMode` (checked against it in
+    /// `bench/pytorch/bench_unet.py --flops`). A tangent (JVP) pass costs the same again.
+    /// None: not counted (test doubles).
+    fn forward_flops(&self) -> Option<f64> {
         None
     }
     /// Dropout probability (0 = none).

@@ -426,7 +426,50 @@ pub struct Unet {
     conv_out: Conv,
 }
 
+impl Conv {
+    /// Multiply-add FLOPs per sample at a `side`×`side` resolution: 2·i·o·k²·side².
+    fn flops(&self, side: usize) -> f64 {
+        2.0 * (self.i * self.o * self.k * self.k * side * side) as f64
+    }
+}
+
+impl ResBlock {
+    fn flops(&self) -> f64 {
+        self.conv1.flops(self.side)
+            + self.modul.flops()
+            + self.conv2.flops(self.side)
+            + self.skip.as_ref().map_or(0.0, |s| s.flops(self.side))
+    }
+}
+
+impl Attn {
+    /// The 1×1 qkv and output convolutions plus QKᵀ and AV over n = side² positions.
+    fn flops(&self, side: usize) -> f64 {
+        let n = (side * side) as f64;
+        self.qkv.flops(side) + self.proj.flops(side) + 2.0 * 2.0 * n * n * self.c as f64
+    }
+}
+
 impl Unet {
+    /// Forward FLOPs per sample ([`Backbone::forward_flops`]): every convolution at its block's
+    /// side, the time and label embeddings, and the attention products.
+    pub fn flops(&self) -> f64 {
+        let side = self.shape.1;
+        let attn = |a: &Option<Attn>, s: usize| a.as_ref().map_or(0.0, |a| a.flops(s));
+        let mut f = self.temb1.flops() + self.temb2.flops() + self.label_embed.as_ref().map_or(0.0, Linear::flops);
+        f += self.conv_in.flops(side) + self.conv_out.flops(side);
+        for (rb, a) in self
+            .enc
+            .iter()
+            .zip(&self.enc_attn)
+            .chain(self.dec.iter().zip(&self.dec_attn))
+        {
+            f += rb.flops() + attn(a, rb.side);
+        }
+        f += self.mid1.flops() + self.mid2.flops() + attn(&self.attn, self.mid1.side);
+        f
+    }
+
     /// A U-Net on flat images of dimension `dim` (C·S·S) with `n_times` time inputs.
     pub fn new(cfg: &UnetConfig, dim: usize, n_times: usize, seed: u64) -> anyhow::Result<Self> {
         cfg.validate()?;
@@ -750,6 +793,9 @@ impl Backbone for Unet {
     }
     fn image_shape(&self) -> Option<(usize, usize, usize)> {
         Some(self.shape)
+    }
+    fn forward_flops(&self) -> Option<f64> {
+        Some(self.flops())
     }
     fn dropout(&self) -> f64 {
         self.cfg.dropout

@@ -303,6 +303,25 @@ impl MethodConfig {
         }
     }
 
+    /// One training step's network work in forward passes of the backbone, for `cm bench`'s
+    /// FLOP counts ([`crate::nets::Backbone::forward_flops`] × batch × this): a backward pass
+    /// costs two forwards (gradients of activations and of weights), a tangent (JVP) pass
+    /// one. None where the step is not a fixed multiple (the rest: teacher solves, auxiliary
+    /// heads, GAN terms are not counted rather than guessed).
+    pub fn step_passes(&self) -> Option<f64> {
+        match self {
+            // The stop-gradient target's forward (1), the student's forward (1) and its
+            // backward (2): iCT's θ⁻ = sg θ and ECT's both evaluate the one network twice.
+            MethodConfig::Ict(_) | MethodConfig::Ect(_) => Some(4.0),
+            // One denoiser forward and its backward.
+            MethodConfig::Edm(_) => Some(3.0),
+            // sCT: the JVP of the stop-gradient model (value + tangent, 2), then the student's
+            // forward (1) and backward (2) (Lu & Song 2024, Algorithm 1).
+            MethodConfig::Sct(_) => Some(5.0),
+            _ => None,
+        }
+    }
+
     /// Backbone settings the method's paper recommends, applied to a demo MLP config: sCM and
     /// TrigFlow use scale-shift modulation with adaptive double normalisation.
     pub fn recommend_model(&self, m: &mut crate::nets::mlp::MlpConfig) {

@@ -723,14 +723,23 @@ pub fn tune_allocator() {
 
 /// The learning rate of optimizer step `step` (0-based): a linear warm-up over `warmup` steps,
 /// then η, or with `lr_decay` = t_ref > 0 EDM2's η/√max(k/t_ref, 1) (Karras et al. 2024,
-/// "Analyzing and Improving the Training Dynamics of Diffusion Models", eq. 16).
+/// "Analyzing and Improving the Training Dynamics of Diffusion Models", eq. 16); then, with
+/// `lr_cooldown` = c > 0, times min(1, (K − k) / (c·K)) over the last share c of the K steps
+/// (a linear fall to zero; the step after the last would get 0, so every step moves).
 pub fn lr_at(t: &crate::config::TrainConfig, step: u64) -> f64 {
     if t.warmup > 0 && step < t.warmup {
         return t.lr * (step + 1) as f64 / t.warmup as f64;
     }
-    if t.lr_decay > 0 {
+    let lr = if t.lr_decay > 0 {
         t.lr / (step as f64 / t.lr_decay as f64).max(1.0).sqrt()
     } else {
         t.lr
+    };
+    if t.lr_cooldown > 0.0 {
+        let span = t.lr_cooldown * t.steps as f64;
+        let left = t.steps.saturating_sub(step) as f64;
+        lr * (left / span).min(1.0)
+    } else {
+        lr
     }
 }

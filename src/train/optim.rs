@@ -145,6 +145,33 @@ mod tests {
         assert!(lr_at(&t, 5000) < lr_at(&t, 4999));
     }
 
+    /// The cool-down: full rate until the last share c of the K steps, then a straight line
+    /// to zero that every step of the run stays above (step K − 1 gets η / (c·K)).
+    #[test]
+    fn lr_cools_down_linearly_to_zero_at_the_end() {
+        use crate::train::lr_at;
+        let t = crate::config::TrainConfig {
+            lr: 1e-3,
+            steps: 1000,
+            lr_cooldown: 0.2,
+            ..Default::default()
+        };
+        assert_eq!(lr_at(&t, 0), 1e-3);
+        assert_eq!(lr_at(&t, 800), 1e-3);
+        assert!((lr_at(&t, 900) - 5e-4).abs() < 1e-15);
+        assert!((lr_at(&t, 999) - 1e-3 / 200.0).abs() < 1e-15);
+        for k in 801..1000 {
+            assert!(lr_at(&t, k) < lr_at(&t, k - 1) && lr_at(&t, k) > 0.0);
+        }
+        // Composes with the warm-up and EDM2's decay: the factor multiplies the decayed rate.
+        let d = crate::config::TrainConfig {
+            warmup: 10,
+            lr_decay: 100,
+            ..t.clone()
+        };
+        assert!((lr_at(&d, 900) - 1e-3 / 3.0 * 0.5).abs() < 1e-15);
+    }
+
     /// Golden values from PyTorch 2.15 (`torch.optim.Adam` / `torch.optim.RAdam`, lr 0.01,
     /// betas (0.9, 0.999), eps 1e-8), 8 steps on two tensors with fixed gradients; RAdam
     /// switches from the momentum step to the rectified one at step 6. Generated once with:

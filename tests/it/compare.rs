@@ -1,11 +1,11 @@
 //! `cm demo --compare`: equal-time runs, evaluation points, outputs, continuing a comparison.
 
 use crate::common::{dev, scratch};
-use cm::compare::{read_arms, run_compare, CompareOptions};
+use cm::compare::{read_arms, run_compare, CompareOptions, Entry};
 
 fn opts(out: &std::path::Path, methods: &[&str], data: &[&str]) -> CompareOptions {
     CompareOptions {
-        methods: methods.iter().map(|s| s.to_string()).collect(),
+        methods: methods.iter().map(|s| Entry::parse(s).unwrap()).collect(),
         data: data.iter().map(|s| s.to_string()).collect(),
         seeds: vec![0],
         budget: 0.6,
@@ -67,4 +67,45 @@ fn compare_charges_a_trained_teacher_to_the_distilled_method() {
     assert!(out.join("teacher-moons-s0").join("config.toml").exists());
     assert!(arms[0].teacher_seconds > 0.0);
     assert!(arms[0].points[0].seconds >= arms[0].teacher_seconds);
+}
+
+/// A variant file runs under its stem's name with its fields over the method's demo config;
+/// a misspelt field or a file that names no method fails before any training, naming it.
+#[test]
+fn compare_runs_a_variant_file_under_its_own_name() {
+    let out = scratch("compare-variant");
+    let files = scratch("compare-variant-files");
+    let var = files.join("ict-cool.toml");
+    std::fs::write(
+        &var,
+        "[method]\nname = \"ict\"\n[train]\nlr_cooldown = 0.5\n[model]\nhidden = 64\n",
+    )
+    .unwrap();
+    let e = Entry::parse(var.to_str().unwrap()).unwrap();
+    assert_eq!(e.method, "ict");
+    assert_eq!(e.label, "ict-cool");
+    let cfg = e.config("ring8").unwrap();
+    let base = cm::demo::demo_config("ict", "ring8").unwrap();
+    assert_eq!(cfg.train.lr_cooldown, 0.5);
+    assert_eq!((cfg.train.lr, cfg.train.eval_ema), (base.train.lr, base.train.eval_ema));
+    match (&cfg.model, &base.model) {
+        (cm::config::ModelConfig::Mlp(m), cm::config::ModelConfig::Mlp(b)) => {
+            assert_eq!(m.hidden, 64);
+            assert_eq!(m.depth, b.depth);
+        }
+        _ => panic!("the demo's MLP"),
+    }
+    let arms = run_compare(&opts(&out, &[var.to_str().unwrap()], &["ring8"]), &dev()).unwrap();
+    assert_eq!(arms[0].method, e.label);
+    let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    assert!(md.contains(&format!("| {} |", e.label)), "{md}");
+
+    let bad = files.join("typo.toml");
+    std::fs::write(&bad, "[method]\nname = \"ict\"\n[train]\nlr_cooldwn = 0.5\n").unwrap();
+    let err = format!("{:#}", Entry::parse(bad.to_str().unwrap()).unwrap_err());
+    assert!(err.contains("lr_cooldwn"), "{err}");
+    std::fs::write(&bad, "[train]\nlr = 1e-4\n").unwrap();
+    let err = format!("{:#}", Entry::parse(bad.to_str().unwrap()).unwrap_err());
+    assert!(err.contains("[method] name"), "{err}");
+    assert!(Entry::parse("no-such-method").is_err());
 }
