@@ -583,3 +583,29 @@ fn class_fields_parse_and_validate() {
         assert!(e.contains("model.class_dropout"), "{bad}: {e}");
     }
 }
+
+/// The analytic FLOP count equals PyTorch's `torch.utils.flop_counter.FlopCounterMode` on the
+/// PyTorch twins of the two bench U-Nets (`python3 bench/pytorch/bench_unet.py [--recipe]
+/// --flops`, torch 2.15: 76 383 232 and 73 906 560 FLOPs per sample of a no-grad forward), so
+/// `cm bench`'s GFLOP/s and peak shares count what PyTorch's would.
+#[test]
+fn forward_flops_equal_pytorch_flop_counter() {
+    let bench = UnetConfig {
+        base: 16,
+        mults: vec![1, 2],
+        attention: false,
+        ..Default::default()
+    };
+    let recipe = UnetConfig {
+        base: 16,
+        mults: vec![1, 2, 2],
+        attention: true,
+        classes: 10,
+        ..Default::default()
+    };
+    for (cfg, torch) in [(bench, 76_383_232.0), (recipe, 73_906_560.0)] {
+        let net = Unet::new(&cfg, 784, 1, 0).unwrap();
+        assert_eq!(net.flops(), torch, "{cfg:?}");
+        assert_eq!(net.forward_flops(), Some(torch));
+    }
+}
