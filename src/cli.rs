@@ -773,6 +773,24 @@ pub enum DataCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Write N points of a built-in point data set to a `.csv` (header x0,x1,…) or `.npy` file:
+    /// the same distribution as your own file, for `cm demo --data FILE` or another tool.
+    Draw {
+        /// A built-in point data set (`cm inspect data`).
+        name: String,
+        /// Points to draw.
+        #[arg(long, default_value_t = 10_000)]
+        n: usize,
+        /// Seed of the draw.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output file, `.csv` or `.npy`.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an --out file that cm did not write (it is moved aside to NAME.old-N).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn mnist_dir(data: &str) -> Result<PathBuf> {
@@ -909,13 +927,55 @@ pub fn inspect(what: &str, method: &str, steps: u64, json: bool) -> Result<()> {
 
 /// Runs `cm data fetch`.
 pub fn data(cmd: DataCmd) -> Result<()> {
-    let DataCmd::Fetch { what, dir, force } = cmd;
+    let (what, dir, force) = match cmd {
+        DataCmd::Fetch { what, dir, force } => (what, dir, force),
+        DataCmd::Draw {
+            name,
+            n,
+            seed,
+            out,
+            force,
+        } => return draw(&name, n, seed, &out, force),
+    };
     let out = crate::fetch::fetch(&what, &dir, force).with_context(|| format!("cm data fetch {what}"))?;
     let hint = match what.as_str() {
         "lpips" => String::new(),
         w => format!(" (use it as data name = \"{w}:{}\")", out.display()),
     };
     eprintln!("fetched {what} into {}, checksums verified{hint}", out.display());
+    Ok(())
+}
+
+/// Runs `cm data draw`.
+fn draw(name: &str, n: usize, seed: u64, out: &std::path::Path, force: bool) -> Result<()> {
+    anyhow::ensure!(n >= 1, "--n must be at least 1");
+    let data = crate::data::Dataset::from_name(name)?;
+    anyhow::ensure!(
+        crate::data::BUILTIN.contains(&name),
+        "cm data draw writes a built-in point data set (`cm inspect data`), not '{name}'"
+    );
+    let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("");
+    anyhow::ensure!(
+        ext == "csv" || ext == "npy",
+        "--out must end in .csv or .npy, got {}",
+        out.display()
+    );
+    crate::io::runfolder::claim_outputs(&[out], force)?;
+    let dim = data.dim();
+    let xs = data.sample(&mut crate::rng::Rng::new(seed), n);
+    let bytes = if ext == "npy" {
+        crate::data::files::npy_bytes(&xs.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[n, dim])
+    } else {
+        let mut text = (0..dim).map(|j| format!("x{j}")).collect::<Vec<_>>().join(",") + "\n";
+        for row in xs.chunks(dim) {
+            text += &row.iter().map(|v| format!("{v}")).collect::<Vec<_>>().join(",");
+            text += "\n";
+        }
+        text.into_bytes()
+    };
+    crate::io::write_atomic(out, &bytes)?;
+    crate::io::runfolder::record_outputs(&[out])?;
+    eprintln!("wrote {n} points of {name} ({dim}-D, seed {seed}) to {}", out.display());
     Ok(())
 }
 

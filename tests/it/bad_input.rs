@@ -296,3 +296,55 @@ fn sample_on_missing_run() {
     assert_cli_error(&["inspect", s(&missing)], &["no such checkpoint or run folder"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `cm data draw` writes a built-in's points as a CSV that reads back as the same data set
+/// (so `cm demo --data FILE` trains on it), rewrites its own file, refuses a file it did not
+/// write (untouched) and names wrong arguments.
+#[test]
+fn data_draw_writes_a_csv_and_never_overwrites_a_foreign_file() {
+    let dir = scratch("data-draw");
+    let out = dir.join("ring8.csv");
+    let o = out.to_str().unwrap();
+    let (ok, err) = cm(&["data", "draw", "ring8", "--n", "500", "--seed", "3", "--out", o]);
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.starts_with("x0,x1\n"), "{}", &text[..20]);
+    assert_eq!(text.lines().count(), 501);
+    let file = Dataset::from_name(o).unwrap();
+    assert_eq!(file.dim(), 2);
+    let built = Dataset::from_name("ring8")
+        .unwrap()
+        .sample(&mut cm::rng::Rng::new(3), 500);
+    let first: Vec<f64> = text
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(first, built[..2].to_vec());
+    // Its own file: replaced.
+    let (ok, err) = cm(&["data", "draw", "moons", "--n", "10", "--out", o]);
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 11);
+    // A file cm did not write: refused, untouched.
+    let mine = dir.join("mine.csv");
+    std::fs::write(&mine, "keep me\n").unwrap();
+    assert_cli_error(
+        &["data", "draw", "ring8", "--out", mine.to_str().unwrap()],
+        &["mine.csv", "--force"],
+    );
+    assert_eq!(std::fs::read_to_string(&mine).unwrap(), "keep me\n");
+    assert_cli_error(
+        &["data", "draw", "ring8", "--out", dir.join("x.txt").to_str().unwrap()],
+        &[".csv or .npy"],
+    );
+    assert_cli_error(
+        &["data", "draw", o, "--out", dir.join("y.csv").to_str().unwrap()],
+        &["built-in"],
+    );
+    assert_cli_error(
+        &["data", "draw", "nope", "--out", dir.join("z.csv").to_str().unwrap()],
+        &["nope"],
+    );
+}
