@@ -41,7 +41,7 @@ print(f"| figure | Rust median (min–max) | PyTorch median (min–max) | Rust /
 print(f"|---|---|---|---|")
 for k in sorted(rust):
     t = torch.get(k)
-    if not (k.endswith("steps_per_s") or k.endswith("_ms") or k.endswith("_over_forward")):
+    if not (k.endswith("steps_per_s") or k.endswith("_ms") or k.endswith("_over_forward") or k.endswith("_rss_mb")):
         # FLOPs, GFLOP/s, peak share: Rust's own figures (PyTorch's FLOPs per step are the
         # same network's: bench_unet.py --flops checks the count).
         print(f"| {k} | {cell(rust[k])} | | |")
@@ -49,7 +49,8 @@ for k in sorted(rust):
     if t is None:
         print(f"| {k} | {cell(rust[k])} | not measured | |")
         continue
-    # steps/s: higher is better; ms and ratios: lower is better.
+    # steps/s: higher is better; ms, MiB and ratios: lower is better (the last column is
+    # then PyTorch / Rust: above 1 means Rust needs less).
     r, m = statistics.median(rust[k]), statistics.median(t)
     speed = r / m if k.endswith("steps_per_s") else m / r
     print(f"| {k} | {cell(rust[k])} | {cell(t)} | {speed:.2f}× |")

@@ -72,6 +72,7 @@ pub fn run_plan(plan: Plan) -> Result<Vec<(String, f64)>> {
         let mut cfg = Config::default();
         cfg.method = crate::objectives::MethodConfig::by_name(method)?;
         cfg.train.steps = plan.steps + plan.warmup;
+        reset_peak_rss();
         let mut t = Trainer::new(Setup::new(&cfg, &device)?)?;
         for _ in 0..plan.warmup {
             t.step();
@@ -83,6 +84,9 @@ pub fn run_plan(plan: Plan) -> Result<Vec<(String, f64)>> {
         // Each step already ends in host reads (loss, grad norm), so the clock sees all work.
         let rate = plan.steps as f64 / t0.elapsed().as_secs_f64();
         out.push((format!("train_{method}_mlp512_b512_steps_per_s"), rate));
+        if let Some(mb) = peak_rss_mb() {
+            out.push((format!("train_{method}_mlp512_b512_peak_rss_mb"), mb));
+        }
         let flops = step_flops(&cfg, &t);
         work(&mut out, &format!("train_{method}_mlp512_b512"), flops, rate, peak);
         if method == "ict" {
@@ -120,6 +124,23 @@ pub fn run_plan(plan: Plan) -> Result<Vec<(String, f64)>> {
         unet_figure(name, cfg, plan, &device, peak, &mut out)?;
     }
     Ok(out)
+}
+
+/// Resets the process's peak resident set size (Linux: writing 5 to /proc/self/clear_refs sets
+/// VmHWM to the current RSS), so that [`peak_rss_mb`] after a figure is that figure's peak,
+/// as the PyTorch twins measure theirs. Elsewhere a no-op.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak resident set size since the last [`reset_peak_rss`], in MiB (VmHWM of
+/// /proc/self/status): the whole process, code and allocator caches included, as a user's
+/// `top` sees it. None where /proc is not there.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// FLOPs of one training step of `cfg` (None where the method's step is not counted).
@@ -263,6 +284,7 @@ fn unet_figure(
     let steps = (plan.steps / 20).max(1);
     let warmup = plan.warmup.min(2);
     cfg.train.steps = steps + warmup;
+    reset_peak_rss();
     let mut t = Trainer::new(Setup::new(&cfg, device)?)?;
     for _ in 0..warmup {
         t.step();
@@ -273,6 +295,9 @@ fn unet_figure(
     }
     let rate = steps as f64 / t0.elapsed().as_secs_f64();
     out.push((format!("train_ict_{name}_steps_per_s"), rate));
+    if let Some(mb) = peak_rss_mb() {
+        out.push((format!("train_ict_{name}_peak_rss_mb"), mb));
+    }
     let flops = step_flops(&cfg, &t);
     work(out, &format!("train_ict_{name}"), flops, rate, peak);
     Ok(())

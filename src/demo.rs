@@ -24,8 +24,13 @@ pub fn demo_config(method: &str, data: &str) -> Result<Config> {
     if let crate::config::ModelConfig::Mlp(m) = &mut cfg.model {
         cfg.method.recommend_model(m);
     }
-    cfg.train.steps = 3000;
+    cfg.train.steps = demo_steps(method);
     cfg.train.lr = 1e-3;
+    // Measured (README "Which method"): with the learning rate falling linearly to zero over
+    // the last 30 % of the run, iCT's 1-step SWD on ring8 after 9900 steps went from 0.089 to
+    // 0.074 (2-step 0.055 -> 0.043), FACM's from 0.116 to 0.084 (5040 steps); lr 2e-3 with
+    // it diverged (0.94).
+    cfg.train.lr_cooldown = 0.3;
     cfg.train.ckpt_every = 1000;
     cfg.train.log_every = 25;
     // Measured (README "Which method"): on ring8 after 3000 steps the 0.999 EMA still holds 5 %
@@ -74,6 +79,29 @@ pub fn demo_config(method: &str, data: &str) -> Result<Config> {
         }
     }
     Ok(cfg)
+}
+
+/// Training time of a 2-D demo, in seconds of an idle 2-core machine of the reference kind
+/// (AMD EPYC Zen 5, the machine of README "Which method"): with evaluation and plots the demo
+/// stays within 3 minutes of training there. A method's steps are this times its reference
+/// rate ([`demo_steps`]), so every method gets the same time.
+pub const DEMO_SECONDS: f64 = 170.0;
+
+/// Steps/s of each method's 2-D demo config on the reference machine: `docs/compare/rates.json`,
+/// made by `cargo run --release --example demo_rates` on the idle machine (data, not code:
+/// re-measure it there when a method's step changes).
+pub fn reference_rates() -> std::collections::BTreeMap<String, f64> {
+    serde_json::from_str(include_str!("../docs/compare/rates.json"))
+        .expect("docs/compare/rates.json is a JSON object of steps/s")
+}
+
+/// A method's 2-D demo steps: [`DEMO_SECONDS`] × its reference rate, rounded to 100 steps;
+/// 3000 for a method without a reference rate.
+pub fn demo_steps(method: &str) -> u64 {
+    match reference_rates().get(method) {
+        Some(r) => (((r * DEMO_SECONDS) / 100.0).round() as u64).max(1) * 100,
+        None => 3000,
+    }
 }
 
 /// Classifier-free guidance scale w of a class-conditional shipped teacher when the image demo

@@ -182,6 +182,27 @@ def jvp_vs_forward(net, b=512, reps=200):
     return tf * 1e3 / reps, tj * 1e3 / reps
 
 
+def reset_peak_rss():
+    """Resets the process's peak RSS (Linux: 5 into /proc/self/clear_refs), as `cm bench` does
+    before each figure, so the figure's peak_rss_mb is its own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb():
+    """Peak resident set size since the last reset, MiB (VmHWM), or None without /proc."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
@@ -192,6 +213,7 @@ def main():
     res = {}
     total = args.steps + 10
     for name in ["ict", "edm", "sct"]:
+        reset_peak_rss()
         net = Mlp()
         head = WeightHead()
         params = list(net.parameters()) + (list(head.parameters()) if name == "sct" else [])
@@ -213,6 +235,8 @@ def main():
         for k in range(10, total):
             one(k)
         res[f"train_{name}_mlp512_b512_steps_per_s"] = args.steps / (time.perf_counter() - t)
+        if peak_rss_mb() is not None:
+            res[f"train_{name}_mlp512_b512_peak_rss_mb"] = peak_rss_mb()
         if name == "ict":
             ict_net = net
     net = ict_net

@@ -40,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # The curriculum and grid are bench_mlp.py's (same directory; EPS and TMAX agree).
-from bench_mlp import ict_n, karras
+from bench_mlp import ict_n, karras, peak_rss_mb, reset_peak_rss
 
 EPS, TMAX, SD = 0.002, 80.0, 0.5
 FIXTURE = "tests/fixtures/mnist-t10k-256-images-idx3-ubyte"
@@ -195,6 +195,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    reset_peak_rss()
     data, labels = load_fixture()
     if args.recipe:
         net, name = Unet(mults=(1, 2, 2), attention=True, classes=10), "unet_recipe_mnist28_b64"
@@ -229,6 +230,8 @@ def main():
     for k in range(2, total):
         one(k)
     res = {f"train_ict_{name}_steps_per_s": args.steps / (time.perf_counter() - t)}
+    if peak_rss_mb() is not None:
+        res[f"train_ict_{name}_peak_rss_mb"] = peak_rss_mb()
     print(f"params {sum(p.numel() for p in net.parameters())}")
     for k, v in sorted(res.items()):
         print(f"{k:<45} {v:.4f}")
