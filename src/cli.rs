@@ -42,9 +42,10 @@ pub fn print_json(v: &serde_json::Value) {
 /// Train a method briefly on a built-in data set and show what it makes (the main job).
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
-    /// Method: facm (default: the most consistent 1-step method of `cm demo --compare` on
-    /// every built-in data set, README "Which method"), ict, ect, sct, scd, cd, ctm, meanflow, ...
-    #[arg(long, default_value = "facm")]
+    /// Method: ict (default: with the learning-rate cool-down, the best 1- and 2-step method
+    /// of `cm demo --compare` at 3 minutes on ring8, moons, swiss-roll, checkerboard and
+    /// gmm-unequal, README "Which method"), facm, ect, sct, scd, cd, ctm, meanflow, ...
+    #[arg(long, default_value = "ict")]
     pub method: String,
     /// Data set: a built-in name or a .csv/.npy file.
     #[arg(long, default_value = "ring8")]
