@@ -61,6 +61,21 @@ pub struct MlpConfig {
     pub dropout: f64,
     /// Zero-initialise the output layer, so F_θ = 0 at the start; default false.
     pub zero_out: bool,
+    /// Random Fourier features of the input (Tancik et al. 2020): F > 0 frequencies b_j ~
+    /// N(0, `input_fourier_std`²·I), fixed at initialisation, and the first layer sees
+    /// [x, sin(Bx), cos(Bx)] instead of x, so a small MLP can resolve detail finer than its
+    /// smooth activations would (within-mode spread on 2-D data, README "Which method").
+    /// Default 0 = off (not written to stored configs then).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub input_fourier: usize,
+    /// Standard deviation of the input Fourier frequencies, in radians per unit of the
+    /// (preconditioned, ~unit-variance) network input; default 1 (not written when 1).
+    #[serde(default = "super::embed::one", skip_serializing_if = "super::embed::is_one")]
+    pub input_fourier_std: f64,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 impl Default for MlpConfig {
@@ -78,6 +93,8 @@ impl Default for MlpConfig {
             double_norm: false,
             dropout: 0.0,
             zero_out: false,
+            input_fourier: 0,
+            input_fourier_std: 1.0,
         }
     }
 }
@@ -93,6 +110,11 @@ impl MlpConfig {
             self.emb_hidden
         );
         anyhow::ensure!(self.depth >= 1, "model.depth must be at least 1, got {}", self.depth);
+        anyhow::ensure!(
+            self.input_fourier_std.is_finite() && self.input_fourier_std > 0.0,
+            "model.input_fourier_std must be positive, got {}",
+            self.input_fourier_std
+        );
         anyhow::ensure!(
             self.emb_dim >= 2 && self.emb_dim % 2 == 0,
             "model.emb_dim must be even and at least 2, got {}",
@@ -128,6 +150,8 @@ pub struct Mlp {
     specs: Vec<ParamSpec>,
     freqs: usize,
     temb: Linear,
+    /// The input Fourier frequencies B, `[D, F]` (not trained); None when `input_fourier` = 0.
+    fourier: Option<usize>,
     input: Linear,
     hidden: Vec<Linear>,
     modul: Vec<Linear>,
@@ -145,7 +169,16 @@ impl Mlp {
             super::embed::frequencies(cfg.embedding, half, cfg.min_freq, cfg.max_freq, cfg.time_scale, seed);
         let freqs = b.add("time_embed.freqs", vec![1, half], Init::Values(freq_vals), false);
         let temb = b.linear("time_embed.linear", cfg.emb_dim * n_times, cfg.emb_hidden, false);
-        let input = b.linear("input", dim, h, false);
+        let nf = cfg.input_fourier;
+        let fourier = (nf > 0).then(|| {
+            // Their own stream (the run seed mixed with a constant), like the Fourier time
+            // frequencies: fixed by the seed, stored with the weights.
+            let mut rng = crate::rng::Rng::new(seed ^ 0xF0_0121E5);
+            let std = cfg.input_fourier_std as f32;
+            let vals = rng.normal_vec(dim * nf).into_iter().map(|v| v * std).collect();
+            b.add("input_fourier.b", vec![dim, nf], Init::Values(vals), false)
+        });
+        let input = b.linear("input", dim + 2 * nf, h, false);
         let mut hidden = Vec::new();
         let mut modul = Vec::new();
         let mod_out = match cfg.modulation {
@@ -166,6 +199,7 @@ impl Mlp {
             specs: b.specs,
             freqs,
             temb,
+            fourier,
             input,
             hidden,
             modul,
@@ -200,7 +234,20 @@ impl Mlp {
         let half = self.cfg.emb_dim / 2;
         let emb = super::embed::sinusoidal(p[self.freqs].clone().reshape([1, half]), cond, dcond);
         let e = linear(&self.temb, p, emb).silu();
-        let mut h = x;
+        let mut h = match self.fourier {
+            None => x,
+            Some(i) => {
+                // [x, sin(xB), cos(xB)]; tangent [dx, cos(xB)·dxB, −sin(xB)·dxB].
+                let bm = p[i].clone().reshape([self.dim, self.cfg.input_fourier]);
+                let a = x.v.clone().matmul(bm.clone());
+                let (s, c) = (a.clone().sin(), a.cos());
+                let d = x.d.clone().map(|dx| {
+                    let da = dx.clone().matmul(bm);
+                    Tensor::cat(vec![dx, c.clone() * da.clone(), s.clone().neg() * da], 1)
+                });
+                Dual::new(Tensor::cat(vec![x.v, s, c], 1), d)
+            }
+        };
         for l in 0..self.cfg.depth {
             let lin = if l == 0 { &self.input } else { &self.hidden[l - 1] };
             let a = linear(lin, p, h);
@@ -267,7 +314,8 @@ impl Backbone for Mlp {
             .into_iter()
             .chain(&self.hidden)
             .chain(&self.modul);
-        Some(layers.map(Linear::flops).sum())
+        let fourier = 2.0 * (self.dim * self.cfg.input_fourier) as f64;
+        Some(layers.map(Linear::flops).sum::<f64>() + fourier)
     }
     fn dropout(&self) -> f64 {
         self.cfg.dropout
@@ -385,7 +433,53 @@ mod tests {
                 }
             }
         }
+        // Input Fourier features (their tangent goes through sin/cos of xB).
+        for modulation in [Modulation::Shift, Modulation::ScaleShift] {
+            let cfg = MlpConfig {
+                hidden: 24,
+                depth: 3,
+                emb_dim: 8,
+                emb_hidden: 16,
+                modulation: modulation.clone(),
+                input_fourier: 6,
+                input_fourier_std: 2.0,
+                ..Default::default()
+            };
+            v.push((format!("input-fourier/{modulation:?}"), cfg, 1));
+        }
         v
+    }
+
+    /// Input Fourier features add a fixed `[D, F]` frequency matrix (not trained) and widen the
+    /// first layer to D + 2F; every other parameter keeps its name and shape, and the FLOP
+    /// count grows by the xB product and the wider first layer.
+    #[test]
+    fn input_fourier_features_leave_the_other_parameters_alone() {
+        let base = MlpConfig::default();
+        let ff = MlpConfig {
+            input_fourier: 16,
+            ..Default::default()
+        };
+        let (a, b) = (Mlp::new(&base, 2, 1, 5), Mlp::new(&ff, 2, 1, 5));
+        let (sa, sb) = (a.specs(), b.specs());
+        let fb = sb
+            .iter()
+            .find(|s| s.name == "input_fourier.b")
+            .expect("the frequency matrix");
+        assert_eq!((fb.shape.clone(), fb.trainable), (vec![2, 16], false));
+        let input = sb.iter().find(|s| s.name == "input.weight").unwrap();
+        assert_eq!(input.shape, vec![2 + 32, 512]);
+        let others = |v: &[ParamSpec]| -> Vec<String> {
+            v.iter()
+                .filter(|s| !s.name.starts_with("input"))
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        assert_eq!(others(&sa), others(&sb));
+        let extra = b.forward_flops().unwrap() - a.forward_flops().unwrap();
+        assert_eq!(extra, 2.0 * 2.0 * 16.0 + 2.0 * 32.0 * 512.0);
+        // Stored configs without the feature are unchanged.
+        assert!(!toml::to_string(&base).unwrap().contains("input_fourier"));
     }
 
     #[test]
