@@ -286,6 +286,10 @@ pub struct TrainArgs {
     /// Compute device: cpu (default), or cuda / wgpu in builds with those features.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Stop (with a checkpoint) at the first step boundary after this many seconds of
+    /// training, before `train.steps` if need be (tools/gpu-check.sh's fixed-time run).
+    #[arg(long)]
+    pub max_seconds: Option<f64>,
     /// Print one JSON object as the last line.
     #[arg(long)]
     pub json: bool,
@@ -302,6 +306,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         restart,
         force,
         device: d,
+        max_seconds,
         json,
     } = args;
     let dev = device(&d)?;
@@ -325,6 +330,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
             force,
             graceful: true,
             progress: true,
+            max_seconds,
             ..RunOptions::new(out.clone())
         },
         &dev,
