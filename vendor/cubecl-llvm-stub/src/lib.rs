@@ -52,6 +52,10 @@ pub struct PlironOptions {
 #[cfg(feature = "nvptx")]
 #[derive(Clone, Debug)]
 pub struct NvptxModule {
+    /// NUL-terminated PTX assembly.
+    pub ptx: Vec<core::ffi::c_char>,
+    /// Kernel entry point symbol.
+    pub entrypoint: String,
     pub ir: String,
     pub shared_memory_size: usize,
     pub io: Vec<BufferIOAttr>,
