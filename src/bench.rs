@@ -50,22 +50,29 @@ impl Plan {
 pub const TRAIN_METHODS: &[&str] = &["ict", "edm", "sct", "ctm"];
 
 /// Runs the benchmarks; returns (name, value) pairs.
-pub fn run(steps: u64) -> Result<Vec<(String, f64)>> {
-    run_plan(Plan::standard(steps))
+pub fn run(steps: u64, device: &Device) -> Result<Vec<(String, f64)>> {
+    run_plan(Plan::standard(steps), device)
 }
 
 /// Runs the benchmarks with an explicit amount of work (tests use a tiny plan).
-pub fn run_plan(plan: Plan) -> Result<Vec<(String, f64)>> {
-    let device = Device::flex();
+pub fn run_plan(plan: Plan, device: &Device) -> Result<Vec<(String, f64)>> {
+    let device = device.clone();
     let mut out = Vec::new();
+    // The measured peak is the CPU's (src/peak.rs): on a GPU device a peak share against it
+    // would mean nothing, so the figures there carry FLOPs and GFLOP/s only.
+    let on_cpu = device == Device::flex();
     // Measured first, before anything else warms the caches or the clocks; a short round in
     // the tiny plan of the tests.
     let round = if plan.steps > 1 { 0.2 } else { 0.01 };
-    let peak = crate::peak::peak_gflops(false, round);
+    let peak = if on_cpu {
+        crate::peak::peak_gflops(false, round)
+    } else {
+        None
+    };
     if let Some(p) = peak {
         out.push(("peak_fp32_gflops".into(), p));
     }
-    if let Some(p) = crate::peak::peak_gflops(true, round) {
+    if let Some(p) = on_cpu.then(|| crate::peak::peak_gflops(true, round)).flatten() {
         out.push(("peak_bf16_gflops".into(), p));
     }
     for &method in TRAIN_METHODS {
@@ -202,13 +209,16 @@ mod tests {
     /// The bench code path with a tiny plan, so that it cannot rot (no timing asserts).
     #[test]
     fn bench_runs_with_a_tiny_plan() {
-        let r = run_plan(Plan {
-            steps: 1,
-            warmup: 1,
-            reps_b1: 1,
-            reps_b256: 1,
-            reps_jvp: 1,
-        })
+        let r = run_plan(
+            Plan {
+                steps: 1,
+                warmup: 1,
+                reps_b1: 1,
+                reps_b256: 1,
+                reps_jvp: 1,
+            },
+            &Device::flex(),
+        )
         .unwrap();
         let names: Vec<&str> = r.iter().map(|(k, _)| k.as_str()).collect();
         for m in TRAIN_METHODS {

@@ -287,6 +287,10 @@ pub struct TrainArgs {
     /// Compute device: cpu (default), or cuda / wgpu in builds with those features.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Stop (with a checkpoint) at the first step boundary after this many seconds of
+    /// training, before `train.steps` if need be (tools/gpu-check.sh's fixed-time run).
+    #[arg(long)]
+    pub max_seconds: Option<f64>,
     /// Print one JSON object as the last line.
     #[arg(long)]
     pub json: bool,
@@ -303,6 +307,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         restart,
         force,
         device: d,
+        max_seconds,
         json,
     } = args;
     let dev = device(&d)?;
@@ -326,6 +331,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
             force,
             graceful: true,
             progress: true,
+            max_seconds,
             ..RunOptions::new(out.clone())
         },
         &dev,
@@ -395,6 +401,9 @@ pub struct SampleArgs {
     /// Replace an --out file that cm did not write (it is moved aside to NAME.old-N).
     #[arg(long)]
     pub force: bool,
+    /// Compute device: cpu (default), or cuda / wgpu in builds with those features.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// Runs `cm sample`.
@@ -413,8 +422,9 @@ pub fn sample(args: SampleArgs) -> Result<()> {
         class,
         guidance,
         force,
+        device: d,
     } = args;
-    let dev = device("cpu")?;
+    let dev = device(&d)?;
     let (_, setup, state) = crate::run::load_run(&run, &dev)?;
     let plottable = setup.data.dim() == 2 || setup.data.image_shape().is_some();
     // `--out NAME.png` asks for the picture alone.
@@ -506,6 +516,9 @@ pub struct EvalArgs {
     /// Print one JSON object as the last line.
     #[arg(long)]
     pub json: bool,
+    /// Compute device: cpu (default), or cuda / wgpu in builds with those features.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// Runs `cm eval`.
@@ -520,8 +533,9 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         guidance,
         no_memorisation,
         fid_weights,
+        device: d,
     } = args;
-    let dev = device("cpu")?;
+    let dev = device(&d)?;
     let fid = fid_weights.as_deref();
     let is_file = input.extension().is_some_and(|e| e == "npy" || e == "csv");
     let input_str = input.to_string_lossy().to_string();
@@ -707,12 +721,15 @@ pub struct BenchArgs {
     /// Print one JSON object as the last line.
     #[arg(long)]
     pub json: bool,
+    /// Compute device: cpu (default), or cuda / wgpu in builds with those features.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// Runs `cm bench`.
 pub fn bench(args: BenchArgs) -> Result<()> {
-    let BenchArgs { steps, json } = args;
-    let r = crate::bench::run(steps)?;
+    let BenchArgs { steps, json, device: d } = args;
+    let r = crate::bench::run(steps, &device(&d)?)?;
     for (k, v) in &r {
         eprintln!("{k:<40} {v:.4}");
     }

@@ -4,6 +4,8 @@ Install (CPU wheel): pip install torch numpy   (not needed by the tests)
 Run side by side with the Rust figures, on the same machine:
     python3 bench/pytorch/bench_mlp.py --threads 2
     cargo run --release -- bench --json
+On a GPU (tools/gpu-check.sh), against `cm bench --device cuda` of a `--features cuda` build:
+    python3 bench/pytorch/bench_mlp.py --device cuda
 
 The model mirrors src/nets/mlp.rs (defaults): positional time embedding (16 sin/cos pairs,
 frequencies geometric 1..16) of c_noise = ln(sigma)/4 -> Linear(32,128) -> SiLU = e;
@@ -163,6 +165,12 @@ def sct_step(net, head, opt, b, step, warmup=1000):
     opt.step()
 
 
+def sync():
+    """Waits for queued GPU work, so that a clock read covers it (a no-op on the CPU)."""
+    if torch.cuda.is_available() and torch.get_default_device().type == "cuda":
+        torch.cuda.synchronize()
+
+
 def jvp_vs_forward(net, b=512, reps=200):
     """ms per no-grad forward and per torch.func.jvp of the MLP, timed in alternation."""
     x, dx, c, dc = torch.randn(b, 2), torch.randn(b, 2), torch.randn(b), torch.ones(b)
@@ -171,10 +179,13 @@ def jvp_vs_forward(net, b=512, reps=200):
     tf = tj = 0.0
     with torch.no_grad():
         for i in range(reps + 5):
+            sync()
             t0 = time.perf_counter()
             net(x, c)
+            sync()
             t1 = time.perf_counter()
             torch.func.jvp(fn, (x, c), (dx, dc))
+            sync()
             t2 = time.perf_counter()
             if i >= 5:
                 tf += t1 - t0
@@ -207,7 +218,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda: where every tensor is made (torch.set_default_device)")
     args = ap.parse_args()
+    torch.set_default_device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     res = {}
@@ -231,9 +244,11 @@ def main():
 
         for k in range(10):
             one(k)
+        sync()
         t = time.perf_counter()
         for k in range(10, total):
             one(k)
+        sync()
         res[f"train_{name}_mlp512_b512_steps_per_s"] = args.steps / (time.perf_counter() - t)
         if peak_rss_mb() is not None:
             res[f"train_{name}_mlp512_b512_peak_rss_mb"] = peak_rss_mb()
@@ -249,9 +264,11 @@ def main():
         for b, reps in [(1, 2000), (256, 200)]:
             for _ in range(10):
                 consistency_f(net, TMAX * torch.randn(b, 2), torch.full((b,), TMAX))
+            sync()
             t = time.perf_counter()
             for _ in range(reps):
                 consistency_f(net, TMAX * torch.randn(b, 2), torch.full((b,), TMAX))
+            sync()
             res[f"sample_1step_batch{b}_latency_ms"] = (time.perf_counter() - t) * 1e3 / reps
     for k, v in sorted(res.items()):
         print(f"{k:<40} {v:.4f}")

@@ -8,6 +8,7 @@ Run from the repository root, side by side with the Rust figure on the same mach
     python3 bench/pytorch/bench_unet.py [--recipe] --flops  # FLOPs of a forward and of a step
                                                            # (torch.utils.flop_counter), which
                                                            # the Rust analytic counts must equal
+On a GPU (tools/gpu-check.sh): --device cuda [--batch 256] (the figure's name carries the batch).
 
 `--recipe` is the image recipes' U-Net instead (configs/mnist-edm.toml and its students): base
 16, mults [1, 2, 2], middle self-attention (GroupNorm -> 1x1 qkv conv -> single-head softmax
@@ -155,7 +156,8 @@ def load_fixture():
     n, h, w = (int.from_bytes(raw[4 + 4 * i : 8 + 4 * i].tobytes(), "big") for i in range(3))
     x = raw[16:].reshape(n, h * w).astype(np.float32) / 127.5 - 1.0
     labels = np.fromfile(FIXTURE.replace("images-idx3", "labels-idx1"), dtype=np.uint8)[8:]
-    return torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64))
+    dev = torch.get_default_device()
+    return torch.from_numpy(x).to(dev), torch.from_numpy(labels.astype(np.int64)).to(dev)
 
 
 def one_hot(y, classes, drop=0.1):
@@ -186,21 +188,30 @@ def ict_step(net, opt, data, b, n_grid, labels=None):
     opt.step()
 
 
+def sync():
+    """Waits for queued GPU work, so that a clock read covers it (a no-op on the CPU)."""
+    if torch.cuda.is_available() and torch.get_default_device().type == "cuda":
+        torch.cuda.synchronize()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--recipe", action="store_true", help="the image recipes' U-Net (see the module text)")
     ap.add_argument("--flops", action="store_true", help="count FLOPs with torch.utils.flop_counter and exit")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda: where every tensor is made (torch.set_default_device)")
+    ap.add_argument("--batch", type=int, default=64, help="training batch of the timed iCT steps")
     args = ap.parse_args()
+    torch.set_default_device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     reset_peak_rss()
     data, labels = load_fixture()
     if args.recipe:
-        net, name = Unet(mults=(1, 2, 2), attention=True, classes=10), "unet_recipe_mnist28_b64"
+        net, name = Unet(mults=(1, 2, 2), attention=True, classes=10), f"unet_recipe_mnist28_b{args.batch}"
     else:
-        net, name = Unet(), "unet16_mnist28_b64"
+        net, name = Unet(), f"unet16_mnist28_b{args.batch}"
     opt = torch.optim.RAdam(net.parameters(), lr=1e-3)
     ema = [p.detach().clone() for p in net.parameters()]
     total = args.steps + 2
@@ -220,21 +231,25 @@ def main():
         return
 
     def one(k):
-        ict_step(net, opt, data, 64, ict_n(k, total), labels)
+        ict_step(net, opt, data, args.batch, ict_n(k, total), labels)
         with torch.no_grad():
             torch._foreach_lerp_(ema, list(net.parameters()), 1 - 0.999)
 
     for k in range(2):
         one(k)
+    sync()
     t = time.perf_counter()
     for k in range(2, total):
         one(k)
+    sync()
     res = {f"train_ict_{name}_steps_per_s": args.steps / (time.perf_counter() - t)}
     if peak_rss_mb() is not None:
         res[f"train_ict_{name}_peak_rss_mb"] = peak_rss_mb()
     print(f"params {sum(p.numel() for p in net.parameters())}")
     for k, v in sorted(res.items()):
         print(f"{k:<45} {v:.4f}")
+    if torch.cuda.is_available() and args.device.startswith("cuda"):
+        res["peak_gpu_memory_mib"] = torch.cuda.max_memory_allocated() / 2**20
     print(json.dumps(res))
 
 

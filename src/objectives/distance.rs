@@ -46,24 +46,34 @@ pub fn image_shape_of(dim: usize) -> Option<(usize, usize, usize)> {
     None
 }
 
-static LPIPS: std::sync::OnceLock<Result<crate::lpips::Lpips, String>> = std::sync::OnceLock::new();
+/// One LPIPS network per device, loaded on first use and kept for the process: the weights
+/// must live where the run's tensors are (a GPU run must not send every batch to the CPU and
+/// back), and a process normally uses one device.
+static LPIPS: std::sync::Mutex<Vec<(Device, &'static crate::lpips::Lpips)>> = std::sync::Mutex::new(Vec::new());
 
-/// The process-wide LPIPS (VGG16) network, loaded once from the first weights directory of
-/// [`crate::lpips::weight_dirs`].
-pub fn lpips_vgg() -> Result<&'static crate::lpips::Lpips, String> {
-    LPIPS
-        .get_or_init(|| {
-            let net = crate::lpips::LpipsNet::Vgg16;
-            let path = crate::lpips::find_weights(net).ok_or_else(|| {
-                format!(
-                    "distance = \"lpips\" needs {} in $CM_LPIPS_DIR, ../shared/weights/lpips or data/weights/lpips (get it with `cm data fetch lpips --dir data`)",
-                    net.file_name()
-                )
-            })?;
-            crate::lpips::Lpips::load(&path, &Device::flex()).map_err(|e| format!("{e:#}"))
-        })
-        .as_ref()
-        .map_err(|e| e.clone())
+/// The process-wide LPIPS (VGG16) network on `device`, loaded once per device from the first
+/// weights directory of [`crate::lpips::weight_dirs`].
+pub fn lpips_vgg(device: &Device) -> Result<&'static crate::lpips::Lpips, String> {
+    // A poisoned lock only means another thread panicked while loading; the list is intact.
+    let mut nets = LPIPS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, l)) = nets.iter().find(|(d, _)| d == device) {
+        return Ok(l);
+    }
+    let l: &'static _ = Box::leak(Box::new(lpips_weights_load(device)?));
+    nets.push((device.clone(), l));
+    Ok(l)
+}
+
+/// Loads the LPIPS (VGG16) weights on `device`; the error says where they were looked for.
+fn lpips_weights_load(device: &Device) -> Result<crate::lpips::Lpips, String> {
+    let net = crate::lpips::LpipsNet::Vgg16;
+    let path = crate::lpips::find_weights(net).ok_or_else(|| {
+        format!(
+            "distance = \"lpips\" needs {} in $CM_LPIPS_DIR, ../shared/weights/lpips or data/weights/lpips (get it with `cm data fetch lpips --dir data`)",
+            net.file_name()
+        )
+    })?;
+    crate::lpips::Lpips::load(&path, device).map_err(|e| format!("{e:#}"))
 }
 
 /// Checks that a distance can be used on `dim`-dimensional samples (LPIPS: image-shaped
@@ -76,7 +86,9 @@ pub fn check_distance(kind: Distance, dim: usize) -> anyhow::Result<()> {
         if kind == Distance::LpipsNative && h < 16 {
             anyhow::bail!("distance = \"lpips-native\" needs images of at least 16 px, got {h} px (use \"lpips\")");
         }
-        lpips_vgg().map_err(anyhow::Error::msg)?;
+        // Loaded (and kept) on the CPU: the objective does not know the run's device. A CPU
+        // run uses this copy; a GPU run loads its own on its device at the first step.
+        lpips_vgg(&Device::flex()).map_err(anyhow::Error::msg)?;
     }
     Ok(())
 }
@@ -90,7 +102,7 @@ pub fn distance(kind: Distance, a: Tensor<2>, b: Tensor<2>, c: f64) -> Tensor<2>
         Distance::L2Norm => (a - b).square().sum_dim(1).sqrt(),
         Distance::PseudoHuber => (a - b).square().sum_dim(1).add_scalar(c * c).sqrt().sub_scalar(c),
         Distance::Lpips | Distance::LpipsNative => {
-            let l = lpips_vgg().expect("LPIPS weights (checked when the objective was built)");
+            let l = lpips_vgg(&a.device()).expect("LPIPS weights (checked when the objective was built)");
             let [n, d] = a.dims();
             let (ch, h, w) = image_shape_of(d).expect("image-shaped samples (checked when the objective was built)");
             let (a, b) = (a.reshape([n, ch, h, w]), b.reshape([n, ch, h, w]));
