@@ -78,24 +78,8 @@ pub fn run_plan(plan: Plan, device: &Device) -> Result<Vec<(String, f64)>> {
     for &method in TRAIN_METHODS {
         let mut cfg = Config::default();
         cfg.method = crate::objectives::MethodConfig::by_name(method)?;
-        cfg.train.steps = plan.steps + plan.warmup;
-        reset_peak_rss();
-        let mut t = Trainer::new(Setup::new(&cfg, &device)?)?;
-        for _ in 0..plan.warmup {
-            t.step();
-        }
-        let t0 = Instant::now();
-        for _ in 0..plan.steps {
-            t.step();
-        }
-        // Each step already ends in host reads (loss, grad norm), so the clock sees all work.
-        let rate = plan.steps as f64 / t0.elapsed().as_secs_f64();
-        out.push((format!("train_{method}_mlp512_b512_steps_per_s"), rate));
-        if let Some(mb) = peak_rss_mb() {
-            out.push((format!("train_{method}_mlp512_b512_peak_rss_mb"), mb));
-        }
-        let flops = step_flops(&cfg, &t);
-        work(&mut out, &format!("train_{method}_mlp512_b512"), flops, rate, peak);
+        let name = format!("train_{method}_mlp512_b512");
+        let t = train_figure(&name, cfg, plan.warmup, plan.steps, &device, peak, &mut out)?;
         if method == "ict" {
             for (b, reps) in [(1usize, plan.reps_b1), (256, plan.reps_b256)] {
                 let mut rng = Rng::new(1);
@@ -150,8 +134,10 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// FLOPs of one training step of `cfg` (None where the method's step is not counted).
-fn step_flops(cfg: &Config, t: &Trainer) -> Option<f64> {
+/// FLOPs of one training step of the trainer's config (None where the method's step is not
+/// counted).
+fn step_flops(t: &Trainer) -> Option<f64> {
+    let cfg = &t.setup.cfg;
     let f = t.setup.model.net.forward_flops()?;
     Some(f * cfg.data.batch as f64 * cfg.method.step_passes()?)
 }
@@ -280,7 +266,7 @@ pub fn recipe_unet_config() -> Config {
 /// iCT training steps/s of a U-Net config, as `train_ict_{name}_steps_per_s`.
 fn unet_figure(
     name: &str,
-    mut cfg: Config,
+    cfg: Config,
     plan: Plan,
     device: &Device,
     peak: Option<f64>,
@@ -293,7 +279,23 @@ fn unet_figure(
     // U-Net steps are ~100x an MLP step: time a twentieth as many.
     let steps = (plan.steps / 20).max(1);
     let warmup = plan.warmup.min(2);
-    cfg.train.steps = steps + warmup;
+    train_figure(&format!("train_ict_{name}"), cfg, warmup, steps, device, peak, out)?;
+    Ok(())
+}
+
+/// Trains `cfg` for `warmup` untimed then `steps` timed steps and records `{name}_steps_per_s`,
+/// `{name}_peak_rss_mb` (the figure's own peak: reset before the trainer is built) and the
+/// FLOP columns of [`work`]; returns the trainer for figures that sample from it.
+fn train_figure(
+    name: &str,
+    mut cfg: Config,
+    warmup: u64,
+    steps: u64,
+    device: &Device,
+    peak: Option<f64>,
+    out: &mut Vec<(String, f64)>,
+) -> Result<Trainer> {
+    cfg.train.steps = warmup + steps;
     reset_peak_rss();
     let mut t = Trainer::new(Setup::new(&cfg, device)?)?;
     for _ in 0..warmup {
@@ -303,12 +305,12 @@ fn unet_figure(
     for _ in 0..steps {
         t.step();
     }
+    // Each step already ends in host reads (loss, grad norm), so the clock sees all work.
     let rate = steps as f64 / t0.elapsed().as_secs_f64();
-    out.push((format!("train_ict_{name}_steps_per_s"), rate));
+    out.push((format!("{name}_steps_per_s"), rate));
     if let Some(mb) = peak_rss_mb() {
-        out.push((format!("train_ict_{name}_peak_rss_mb"), mb));
+        out.push((format!("{name}_peak_rss_mb"), mb));
     }
-    let flops = step_flops(&cfg, &t);
-    work(out, &format!("train_ict_{name}"), flops, rate, peak);
-    Ok(())
+    work(out, name, step_flops(&t), rate, peak);
+    Ok(t)
 }

@@ -967,11 +967,11 @@ pub fn data(cmd: DataCmd) -> Result<()> {
 /// Runs `cm data draw`.
 fn draw(name: &str, n: usize, seed: u64, out: &std::path::Path, force: bool) -> Result<()> {
     anyhow::ensure!(n >= 1, "--n must be at least 1");
-    let data = crate::data::Dataset::from_name(name)?;
     anyhow::ensure!(
         crate::data::BUILTIN.contains(&name),
         "cm data draw writes a built-in point data set (`cm inspect data`), not '{name}'"
     );
+    let data = crate::data::Dataset::from_name(name)?;
     let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("");
     anyhow::ensure!(
         ext == "csv" || ext == "npy",
