@@ -291,6 +291,11 @@ pub struct TrainArgs {
     /// training, before `train.steps` if need be (tools/gpu-check.sh's fixed-time run).
     #[arg(long)]
     pub max_seconds: Option<f64>,
+    /// Rows per forward/backward pass (`train.micro_batch`, EDM's --batch-gpu): the batch's
+    /// gradient is accumulated over passes of this many rows; the run does not depend on it,
+    /// so a resumed run may change it.
+    #[arg(long)]
+    pub micro_batch: Option<usize>,
     /// Print one JSON object as the last line.
     #[arg(long)]
     pub json: bool,
@@ -308,6 +313,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         force,
         device: d,
         max_seconds,
+        micro_batch,
         json,
     } = args;
     let dev = device(&d)?;
@@ -320,6 +326,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
     }
     if let Some(s) = seed {
         cfg.train.seed = s;
+    }
+    if let Some(m) = micro_batch {
+        cfg.train.micro_batch = m;
     }
     cfg.validate()?;
     let t0 = std::time::Instant::now();

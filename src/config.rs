@@ -191,6 +191,12 @@ pub struct TrainConfig {
     /// demo (README "Which method"): the last steps at full rate leave the weights jittering
     /// around the optimum, which the 1-step SWD sees.
     pub lr_cooldown: f64,
+    /// Rows per forward/backward pass (EDM's `--batch-gpu`): the optimizer batch `data.batch`
+    /// is split into micro-batches of this many rows whose gradients are summed before the one
+    /// optimizer step, so activations are held for one micro-batch at a time. Each sample gets
+    /// the noise, time and dropout mask it would get in the whole batch, so the run does not
+    /// depend on it beyond float summation order (tested). Default 0 = the whole batch at once.
+    pub micro_batch: usize,
     /// `adam` or `radam` (default).
     pub optimizer: Optimizer,
     /// Adam's β1, the first-moment decay (default 0.9).
@@ -236,6 +242,7 @@ impl Default for TrainConfig {
             warmup: 0,
             lr_decay: 0,
             lr_cooldown: 0.0,
+            micro_batch: 0,
             optimizer: Optimizer::Radam,
             beta1: 0.9,
             beta2: 0.999,
@@ -318,6 +325,13 @@ impl Config {
             (0.0..=1.0).contains(&t.lr_cooldown),
             "train.lr_cooldown must be a share of the run in [0, 1], got {}",
             t.lr_cooldown
+        );
+        anyhow::ensure!(
+            t.micro_batch <= self.data.batch,
+            "train.micro_batch ({}) must not exceed data.batch ({}): it is the rows of one pass of \
+             the batch's gradient accumulation (0 = the whole batch)",
+            t.micro_batch,
+            self.data.batch
         );
         anyhow::ensure!(
             (0.0..1.0).contains(&t.beta1),

@@ -103,6 +103,7 @@ impl Setup {
             .gmm()
             .map(|g| g.standardized(&standardizer.mean, &standardizer.std));
         let objective = cfg.method.build(dim)?;
+        check_micro_batch(cfg, objective.as_ref())?;
         let sigma_d = if cfg.data.sigma_d > 0.0 {
             cfg.data.sigma_d
         } else if data.image_shape().is_some() {
@@ -307,4 +308,19 @@ fn load_bytes(file: &Path, bytes: &[u8], device: &Device) -> Result<(Config, Set
     .with_context(|| format!("setting up {}", file.display()))?;
     let state = ckpt::from_bytes(bytes, &setup.specs, device).with_context(|| format!("in {}", file.display()))?;
     Ok((cfg, setup, state))
+}
+
+/// Refuses `train.micro_batch` for an objective whose loss is not a mean over samples.
+pub fn check_micro_batch(cfg: &Config, objective: &dyn Objective) -> anyhow::Result<()> {
+    if cfg.train.micro_batch > 0 && cfg.train.micro_batch < cfg.data.batch {
+        anyhow::ensure!(
+            objective.micro_batches_exact(),
+            "method '{}' with these settings cannot split its batch (train.micro_batch = {}): \
+             its loss uses statistics of the whole batch (CTM's adaptive λ); set \
+             train.micro_batch = 0 or method.adaptive = false",
+            objective.name(),
+            cfg.train.micro_batch
+        );
+    }
+    Ok(())
 }

@@ -155,13 +155,13 @@ impl Objective for Ct {
         }
     }
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, _phase: usize) -> LossOut {
-        let [b, d] = x0.dims();
+        let d = x0.dims()[1];
         let grid = self.grid(ctx.step, ctx.total);
-        let idx: Vec<usize> = (0..b).map(|_| ctx.rng.below(grid.len() - 1)).collect();
+        let idx: Vec<usize> = ctx.per_row(|r| r.below(grid.len() - 1));
         let s_lo: Vec<f64> = idx.iter().map(|&i| grid[i]).collect();
         let s_hi: Vec<f64> = idx.iter().map(|&i| grid[i + 1]).collect();
-        let z = ctx.rng.normal_tensor([b, d], ctx.device);
-        let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);
+        let z = ctx.normal_rows(d);
+        let masks = ctx.masks_rows();
         let x_hi = x0.clone() + z.clone() * col(&s_hi, &x0);
         let x_lo = x0.clone() + z * col(&s_lo, &x0);
         let target = ctx.model.f(ctx.target.net, x_lo, &s_lo, masks.as_ref());

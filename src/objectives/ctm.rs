@@ -251,6 +251,18 @@ impl Ctm {
         self.draw_with_k(rng, b, k)
     }
 
+    /// [`Ctm::draw`] for the whole optimizer batch, the call's rows kept ([`Ctx::per_row`]).
+    fn draw_rows(&self, ctx: &mut Ctx) -> Draw {
+        let dr = self.draw(ctx.rng, ctx.batch);
+        Draw {
+            k: dr.k,
+            j: ctx.keep(dr.j),
+            t: ctx.keep(dr.t),
+            u: ctx.keep(dr.u),
+            s: ctx.keep(dr.s),
+        }
+    }
+
     /// [`Ctm::draw`] with a given k.
     pub fn draw_with_k(&self, rng: &mut Rng, b: usize, k: usize) -> Draw {
         let n = self.desc.len();
@@ -394,6 +406,11 @@ impl Objective for Ctm {
     }
     /// The discriminator's phase runs once the GAN term is on (`gan_start`); before that it
     /// sends no gradient, so its optimizer state stays fresh for its first real step.
+    /// The adaptive λ_DSM and λ_GAN are ratios of the batch's gradient norms: not a sum over
+    /// samples, so a micro-batched step would differ from the whole batch's.
+    fn micro_batches_exact(&self) -> bool {
+        !(self.cfg.adaptive && (self.cfg.dsm || self.cfg.gan))
+    }
     fn phases(&self, step: u64) -> usize {
         if self.gan_active(step) {
             2
@@ -402,12 +419,12 @@ impl Objective for Ctm {
         }
     }
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, phase: usize) -> LossOut {
-        let [b, d] = x0.dims();
+        let d = x0.dims()[1];
         let model = ctx.model;
         if phase == 1 {
             let q = ctx.online.own;
-            let dr = self.draw(ctx.rng, b);
-            let z = ctx.rng.normal_tensor([b, d], ctx.device);
+            let dr = self.draw_rows(ctx);
+            let z = ctx.normal_rows(d);
             let x_t = x0.clone() + z * col(&dr.t, &x0);
             let fake = self
                 .estimate(model, ctx.online_sg.net, ctx.target.net, x_t, &dr)
@@ -427,8 +444,8 @@ impl Objective for Ctm {
         let p = ctx.online.net;
         let sg = ctx.online_sg.net;
         let tgt = ctx.target.net;
-        let dr = self.draw(ctx.rng, b);
-        let z = ctx.rng.normal_tensor([b, d], ctx.device);
+        let dr = self.draw_rows(ctx);
+        let z = ctx.normal_rows(d);
         let x_t = x0.clone() + z * col(&dr.t, &x0);
         let target = self.soft_target(model, sg, tgt, teacher, x_t.clone(), &dr).detach();
         let est = self.estimate(model, p, tgt, x_t.clone(), &dr);
@@ -439,8 +456,9 @@ impl Objective for Ctm {
         ];
         let mut loss = l_ctm.clone();
         let dsm_draw = if self.cfg.dsm {
-            let sigma = self.dsm_sigmas(ctx.rng, b);
-            let zd = ctx.rng.normal_tensor([b, d], ctx.device);
+            let sigma = self.dsm_sigmas(ctx.rng, ctx.batch);
+            let sigma = ctx.keep(sigma);
+            let zd = ctx.normal_rows(d);
             Some((sigma, zd))
         } else {
             None

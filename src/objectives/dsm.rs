@@ -78,14 +78,12 @@ impl Objective for Dsm {
         None
     }
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, _phase: usize) -> LossOut {
-        let [b, d] = x0.dims();
+        let d = x0.dims()[1];
         let sd = ctx.model.precond.sigma_d();
-        let sigma: Vec<f64> = (0..b)
-            .map(|_| (self.cfg.p_mean + self.cfg.p_std * ctx.rng.normal()).exp())
-            .collect();
+        let sigma: Vec<f64> = ctx.per_row(|g| (self.cfg.p_mean + self.cfg.p_std * g.normal()).exp());
         let w: Vec<f64> = sigma.iter().map(|s| (s * s + sd * sd) / (s * sd).powi(2)).collect();
-        let z = ctx.rng.normal_tensor([b, d], ctx.device);
-        let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);
+        let z = ctx.normal_rows(d);
+        let masks = ctx.masks_rows();
         let x = x0.clone() + z * col(&sigma, &x0);
         let den = ctx.model.f(ctx.online.net, x, &sigma, masks.as_ref());
         let loss = weighted_mean((den - x0).square().mean_dim(1), &w);

@@ -182,15 +182,13 @@ impl Objective for Ect {
         None
     }
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, _phase: usize) -> LossOut {
-        let [b, d] = x0.dims();
+        let d = x0.dims()[1];
         let stage = self.stage(ctx.step, ctx.total);
-        let sigma: Vec<f64> = (0..b)
-            .map(|_| (self.cfg.p_mean + self.cfg.p_std * ctx.rng.normal()).exp())
-            .collect();
+        let sigma: Vec<f64> = ctx.per_row(|g| (self.cfg.p_mean + self.cfg.p_std * g.normal()).exp());
         let r: Vec<f64> = sigma.iter().map(|&s| self.r(s, stage)).collect();
         let w = Self::weights(&sigma, &r);
-        let z = ctx.rng.normal_tensor([b, d], ctx.device);
-        let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);
+        let z = ctx.normal_rows(d);
+        let masks = ctx.masks_rows();
         let x_t = x0.clone() + z.clone() * col(&sigma, &x0);
         let target = self.target(ctx.model, ctx.target.net, x0, z, &r, masks.as_ref());
         let est = ctx.model.f(ctx.online.net, x_t, &sigma, masks.as_ref());

@@ -239,18 +239,16 @@ impl Objective for Facm {
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, _phase: usize) -> LossOut {
         let [b, d] = x0.dims();
         let distil = ctx.teacher.is_some() && self.needs_teacher();
-        let t: Vec<f64> = (0..b)
-            .map(|_| {
-                let t = self.draw_t(ctx.rng);
-                if distil {
-                    t.clamp(1e-4, T_MAX_DISTILL)
-                } else {
-                    t
-                }
-            })
-            .collect();
-        let z = ctx.rng.normal_tensor([b, d], ctx.device);
-        let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);
+        let t: Vec<f64> = ctx.per_row(|g| {
+            let t = self.draw_t(g);
+            if distil {
+                t.clamp(1e-4, T_MAX_DISTILL)
+            } else {
+                t
+            }
+        });
+        let z = ctx.normal_rows(d);
+        let masks = ctx.masks_rows();
         let one_m: Vec<f64> = t.iter().map(|t| 1.0 - t).collect();
         let x_t = x0.clone() * col(&t, &x0) + z.clone() * col(&one_m, &x0);
         let v = match ctx.teacher {

@@ -162,9 +162,9 @@ impl Objective for Ict {
         (self.cfg.target_mu > 0.0).then_some(self.cfg.target_mu)
     }
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, _phase: usize) -> LossOut {
-        let [b, d] = x0.dims();
+        let d = x0.dims()[1];
         let (grid, probs) = self.grid(ctx.step, ctx.total);
-        let idx: Vec<usize> = (0..b).map(|_| ctx.rng.categorical(&probs)).collect();
+        let idx: Vec<usize> = ctx.per_row(|r| r.categorical(&probs));
         let s_lo: Vec<f64> = idx.iter().map(|&i| grid[i]).collect();
         let s_hi: Vec<f64> = idx.iter().map(|&i| grid[i + 1]).collect();
         let w: Vec<f64> = s_lo
@@ -172,8 +172,8 @@ impl Objective for Ict {
             .zip(&s_hi)
             .map(|(lo, hi)| if self.cfg.weighting { 1.0 / (hi - lo) } else { 1.0 })
             .collect();
-        let z = ctx.rng.normal_tensor([b, d], ctx.device);
-        let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);
+        let z = ctx.normal_rows(d);
+        let masks = ctx.masks_rows();
         let x_hi = x0.clone() + z.clone() * col(&s_hi, &x0);
         let x_lo = x0.clone() + z * col(&s_lo, &x0);
         let target = ctx.model.f(ctx.target.net, x_lo, &s_lo, masks.as_ref());

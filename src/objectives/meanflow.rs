@@ -155,9 +155,9 @@ impl Objective for MeanFlow {
     }
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, _phase: usize) -> LossOut {
         let [b, d] = x0.dims();
-        let (t, r): (Vec<f64>, Vec<f64>) = (0..b).map(|_| self.draw(ctx.rng)).unzip();
-        let eps = ctx.rng.normal_tensor([b, d], ctx.device);
-        let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);
+        let (t, r): (Vec<f64>, Vec<f64>) = ctx.per_row(|g| self.draw(g)).into_iter().unzip();
+        let eps = ctx.normal_rows(d);
+        let masks = ctx.masks_rows();
         let one_m: Vec<f64> = t.iter().map(|t| 1.0 - t).collect();
         let z_t = x0.clone() * col(&one_m, &x0) + eps.clone() * col(&t, &x0);
         let v = eps - x0.clone();

@@ -53,6 +53,59 @@ pub struct Ctx<'a> {
     pub rng: &'a mut Rng,
     /// The device tensors are made on.
     pub device: &'a Device,
+    /// The rows of the optimizer batch this call sees (`0..batch` unless the step is split into
+    /// micro-batches, `train.micro_batch`): `x0` holds exactly these rows.
+    pub rows: std::ops::Range<usize>,
+    /// Rows of the whole optimizer batch B.
+    pub batch: usize,
+}
+
+/// Per-sample draws for micro-batches. Every call of a step's loss starts from the same random
+/// state and draws for all B rows of the optimizer batch, keeping its own rows, so a sample
+/// gets the same noise, time and dropout mask whichever micro-batch it is in and the summed
+/// micro-batch gradients equal the whole batch's (EDM's `--batch-gpu`; issue 16). Objectives
+/// draw through these instead of `ctx.rng` wherever a draw has one value per sample.
+impl Ctx<'_> {
+    /// Whether this call sees the whole batch (no slicing needed).
+    fn whole(&self) -> bool {
+        self.rows.start == 0 && self.rows.end == self.batch
+    }
+
+    /// `f` drawn once per row of the optimizer batch, this call's rows kept.
+    pub fn per_row<T>(&mut self, mut f: impl FnMut(&mut Rng) -> T) -> Vec<T> {
+        let v: Vec<T> = (0..self.batch).map(|_| f(self.rng)).collect();
+        self.keep(v)
+    }
+
+    /// This call's rows of a per-sample vector of the whole optimizer batch.
+    pub fn keep<T>(&self, mut v: Vec<T>) -> Vec<T> {
+        if !self.whole() {
+            v.truncate(self.rows.end);
+            v.drain(..self.rows.start);
+        }
+        v
+    }
+
+    /// Standard normal `[rows, d]`: the optimizer batch's `[B, d]` draw, this call's rows kept.
+    pub fn normal_rows(&mut self, d: usize) -> Tensor<2> {
+        let z = self.rng.normal_tensor([self.batch, d], self.device);
+        self.keep_rows(z)
+    }
+
+    /// The network's dropout masks for the optimizer batch, this call's rows kept.
+    pub fn masks_rows(&mut self) -> Option<crate::nets::Masks> {
+        let m = self.model.net.draw_masks(self.rng, self.batch, self.device)?;
+        Some(crate::nets::Masks(m.0.into_iter().map(|t| self.keep_rows(t)).collect()))
+    }
+
+    /// This call's rows of a `[B, …]` tensor of the whole optimizer batch.
+    pub fn keep_rows(&self, t: Tensor<2>) -> Tensor<2> {
+        if self.whole() {
+            t
+        } else {
+            t.narrow(0, self.rows.start, self.rows.len())
+        }
+    }
 }
 
 /// A scalar loss plus named terms for the log.
@@ -107,6 +160,12 @@ pub trait Objective: Send + Sync {
     /// a phase not run sends no gradient, so its optimizer state does not advance).
     fn phases(&self, _step: u64) -> usize {
         1
+    }
+    /// Whether the loss is a mean of per-sample terms, so that a step split into micro-batches
+    /// (`train.micro_batch`, each loss scaled by its share of the batch) has the whole batch's
+    /// gradient. False for a loss with batch-level statistics (CTM's adaptive weights).
+    fn micro_batches_exact(&self) -> bool {
+        true
     }
     /// The loss of `phase` on the standardised batch x0 `[B, D]`.
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, phase: usize) -> LossOut;

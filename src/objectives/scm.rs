@@ -338,11 +338,11 @@ impl Objective for Scm {
         ]
     }
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, _phase: usize) -> LossOut {
-        let [b, d] = x0.dims();
+        let d = x0.dims()[1];
         let sd = ctx.model.precond.sigma_d();
-        let t: Vec<f64> = (0..b).map(|_| self.cfg.draw_t(ctx.rng, sd)).collect();
-        let z = ctx.rng.normal_tensor([b, d], ctx.device).mul_scalar(sd);
-        let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);
+        let t: Vec<f64> = ctx.per_row(|g| self.cfg.draw_t(g, sd));
+        let z = ctx.normal_rows(d).mul_scalar(sd);
+        let masks = ctx.masks_rows();
         let cos: Vec<f64> = t.iter().map(|t| t.cos()).collect();
         let sin: Vec<f64> = t.iter().map(|t| t.sin()).collect();
         let x_t = x0.clone() * col(&cos, &x0) + z.clone() * col(&sin, &x0);
@@ -482,13 +482,11 @@ impl Objective for TrigFlowDsm {
         None
     }
     fn loss(&self, ctx: &mut Ctx, x0: Tensor<2>, _phase: usize) -> LossOut {
-        let [b, d] = x0.dims();
+        let d = x0.dims()[1];
         let sd = ctx.model.precond.sigma_d();
-        let t: Vec<f64> = (0..b)
-            .map(|_| draw_trig_t(self.cfg.p_mean, self.cfg.p_std, ctx.rng, sd))
-            .collect();
-        let z = ctx.rng.normal_tensor([b, d], ctx.device).mul_scalar(sd);
-        let masks = ctx.model.net.draw_masks(ctx.rng, b, ctx.device);
+        let t: Vec<f64> = ctx.per_row(|g| draw_trig_t(self.cfg.p_mean, self.cfg.p_std, g, sd));
+        let z = ctx.normal_rows(d).mul_scalar(sd);
+        let masks = ctx.masks_rows();
         let cos: Vec<f64> = t.iter().map(|t| t.cos()).collect();
         let sin: Vec<f64> = t.iter().map(|t| t.sin()).collect();
         let x_t = x0.clone() * col(&cos, &x0) + z.clone() * col(&sin, &x0);

@@ -42,6 +42,17 @@ pub struct StepLog {
     pub grad_norm: f64,
 }
 
+/// What [`Trainer::phase_grads`] returns.
+pub struct PhaseGrads {
+    /// The batch's loss (micro-batch losses weighted by their share of the batch).
+    pub loss: f64,
+    /// The loss terms, weighted the same way.
+    pub terms: Vec<(String, f64)>,
+    /// The gradient of each online tensor (None: no gradient reaches it); None when a loss was
+    /// not finite.
+    pub grads: Option<Vec<Option<Tensor<1>>>>,
+}
+
 /// A training run in memory: the setup, the state and the generator; [`Trainer::step`]
 /// takes one optimizer step.
 pub struct Trainer {
@@ -156,11 +167,6 @@ impl Trainer {
     /// teacher) is bound to the same labels, with its guidance scale, so the student follows
     /// the teacher's trajectories of each sample's class.
     pub fn step_labeled(&mut self, x0: Tensor<2>, labels: Option<Tensor<2>>) -> StepLog {
-        let teacher = match (&self.setup.teacher, &labels) {
-            (Some(t), Some(l)) => t.with_labels(l.clone()).or_else(|| Some(t.clone())),
-            (t, _) => t.clone(),
-        };
-        let model = self.setup.model.with_labels(labels);
         let total = self.setup.cfg.train.steps;
         let step = self.state.step;
         let phases = self.setup.objective.phases(step);
@@ -173,35 +179,13 @@ impl Trainer {
         };
         let mut any_bad = false;
         for phase in 0..phases {
-            let online_ad = self.online_leaves();
-            let has_target = self.setup.objective.target_decay(step, total).is_some();
-            let target = if has_target {
-                &self.state.target
-            } else {
-                &self.state.online
-            };
-            let n_net = self.setup.n_net;
-            let mut ctx = Ctx {
-                step,
-                total,
-                model: &model,
-                online: Params::split(&online_ad, n_net),
-                online_sg: Params::split(&self.state.online, n_net),
-                target: Params::split(target, n_net),
-                teacher: teacher.as_deref(),
-                rng: &mut self.rng,
-                device: &self.setup.device,
-            };
-            let out = self.setup.objective.loss(&mut ctx, x0.clone(), phase);
-            let loss_val: f64 = out.loss.clone().into_scalar::<f32>() as f64;
-            last.loss = loss_val;
+            let out = self.phase_grads(&x0, labels.as_ref(), phase);
+            last.loss = out.loss;
             last.terms = out.terms;
-            if !loss_val.is_finite() {
+            let Some(g) = out.grads else {
                 any_bad = true;
                 continue;
-            }
-            let grads = out.loss.backward();
-            let g: Vec<Option<Tensor<1>>> = online_ad.iter().map(|t| t.grad(&grads)).collect();
+            };
             // One host read for all parameters (the per-parameter sums, added in f64 in order).
             let sq: Vec<Tensor<1>> = g.iter().flatten().map(|t| t.clone().square().sum()).collect();
             let norm2: f64 = if sq.is_empty() {
@@ -238,6 +222,102 @@ impl Trainer {
         }
         self.state.step += 1;
         last
+    }
+
+    /// One phase's loss and gradient on the batch (before clipping and the optimizer), summed
+    /// over the micro-batches of `train.micro_batch`; `grads` is None for a non-finite loss.
+    /// Advances the run's generator past the phase's draws.
+    pub fn phase_grads(&mut self, x0: &Tensor<2>, labels: Option<&Tensor<2>>, phase: usize) -> PhaseGrads {
+        let total = self.setup.cfg.train.steps;
+        let step = self.state.step;
+        let b = x0.dims()[0];
+        let micro = match self.setup.cfg.train.micro_batch {
+            0 => b,
+            m => m.min(b),
+        };
+        // Micro-batches (`train.micro_batch`, EDM's --batch-gpu): each starts from the same
+        // random state and draws for the whole batch, keeping its rows (`Ctx::per_row`), and
+        // its mean loss is scaled by its share of the batch, so the summed gradient is the
+        // whole batch's up to float summation order. One micro-batch = the plain step.
+        let start = self.rng.clone();
+        let mut end = start.clone();
+        let mut grad_sum: Option<Vec<Option<Tensor<1>>>> = None;
+        let (mut loss_sum, mut terms) = (0.0, Vec::<(String, f64)>::new());
+        let mut bad = false;
+        for a in (0..b).step_by(micro) {
+            let rows = a..(a + micro).min(b);
+            let share = rows.len() as f64 / b as f64;
+            let whole = rows.len() == b;
+            let pick = |t: &Tensor<2>| {
+                if whole {
+                    t.clone()
+                } else {
+                    t.clone().narrow(0, rows.start, rows.len())
+                }
+            };
+            let labels = labels.map(pick);
+            let teacher = match (&self.setup.teacher, &labels) {
+                (Some(t), Some(l)) => t.with_labels(l.clone()).or_else(|| Some(t.clone())),
+                (t, _) => t.clone(),
+            };
+            let model = self.setup.model.with_labels(labels);
+            let online_ad = self.online_leaves();
+            let has_target = self.setup.objective.target_decay(step, total).is_some();
+            let target = if has_target {
+                &self.state.target
+            } else {
+                &self.state.online
+            };
+            let n_net = self.setup.n_net;
+            let mut rng = start.clone();
+            let mut ctx = Ctx {
+                step,
+                total,
+                model: &model,
+                online: Params::split(&online_ad, n_net),
+                online_sg: Params::split(&self.state.online, n_net),
+                target: Params::split(target, n_net),
+                teacher: teacher.as_deref(),
+                rng: &mut rng,
+                device: &self.setup.device,
+                rows: rows.clone(),
+                batch: b,
+            };
+            let out = self.setup.objective.loss(&mut ctx, pick(x0), phase);
+            end = rng;
+            let loss = if whole { out.loss } else { out.loss.mul_scalar(share) };
+            let loss_val: f64 = loss.clone().into_scalar::<f32>() as f64;
+            loss_sum += loss_val;
+            for (i, (name, v)) in out.terms.into_iter().enumerate() {
+                match terms.get_mut(i) {
+                    Some(t) => t.1 += v * share,
+                    None => terms.push((name, v * share)),
+                }
+            }
+            if !loss_val.is_finite() {
+                bad = true;
+                break;
+            }
+            let grads = loss.backward();
+            let g: Vec<Option<Tensor<1>>> = online_ad.iter().map(|t| t.grad(&grads)).collect();
+            grad_sum = Some(match grad_sum {
+                None => g,
+                Some(acc) => acc
+                    .into_iter()
+                    .zip(g)
+                    .map(|(a, g)| match (a, g) {
+                        (Some(a), Some(g)) => Some(a + g),
+                        (a, g) => a.or(g),
+                    })
+                    .collect(),
+            });
+        }
+        self.rng = end;
+        PhaseGrads {
+            loss: loss_sum,
+            terms,
+            grads: if bad { None } else { grad_sum },
+        }
     }
 
     /// The online weights as fresh autodiff leaves (trainable tensors require a gradient,
@@ -442,7 +522,8 @@ fn flatten(v: &toml::Value, prefix: &str, out: &mut BTreeMap<String, String>) {
 }
 
 /// The fields (dotted TOML paths) in which two configs differ, as "field: RUN in the run, NOW
-/// now", ignoring `train.steps` (a run may be extended).
+/// now", ignoring `train.steps` (a run may be extended) and `train.micro_batch` (the run does
+/// not depend on it: a resumed run may move to a device with more or less memory).
 pub fn config_diff(run: &Config, now: &Config) -> Vec<String> {
     let flat = |c: &Config| {
         let mut m = BTreeMap::new();
@@ -454,7 +535,7 @@ pub fn config_diff(run: &Config, now: &Config) -> Vec<String> {
     let (a, b) = (flat(run), flat(now));
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     keys.into_iter()
-        .filter(|k| k.as_str() != "train.steps" && a.get(*k) != b.get(*k))
+        .filter(|k| !matches!(k.as_str(), "train.steps" | "train.micro_batch") && a.get(*k) != b.get(*k))
         .map(|k| {
             let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(absent)".into());
             format!("{k}: {} in the run, {} now", show(a.get(k)), show(b.get(k)))
@@ -562,6 +643,8 @@ pub fn run_with(
                 Some(path) => {
                     let (_, mut setup, state) = load_run(&path, device)?;
                     setup.cfg.train.steps = cfg.train.steps;
+                    setup.cfg.train.micro_batch = cfg.train.micro_batch;
+                    crate::run::check_micro_batch(&setup.cfg, setup.objective.as_ref())?;
                     if opts.progress && !opts.resume {
                         eprintln!(
                             "resuming {} from step {} (same config; --restart starts over)",

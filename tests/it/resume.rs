@@ -163,3 +163,39 @@ fn ctm_with_cached_adaptive_weights_resumes_bit_for_bit() {
     assert_same_state(&a.snapshot(), &b.snapshot(), "ctm: resumed vs uninterrupted");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `train.micro_batch` may change on resume (the run does not depend on it): a run that
+/// continues with passes of 5 rows ends where the uninterrupted whole-batch run ends, within
+/// float summation order, and a method that cannot split its batch is refused on resume too.
+#[test]
+fn a_resumed_run_may_change_its_micro_batch() {
+    let dir = scratch("resume-micro");
+    let mut cfg = small_cfg("ict", 6, 20);
+    cfg.data.batch = 32;
+    let (a, _) = run(&cfg, &opts(&dir.join("a"), false, None), &dev()).unwrap();
+    let out = dir.join("b");
+    run(&cfg, &opts(&out, false, Some(10)), &dev()).unwrap();
+    let mut micro = cfg.clone();
+    micro.train.micro_batch = 5;
+    let (b, _) = run(&micro, &opts(&out, true, None), &dev()).unwrap();
+    assert_eq!(b.state.step, 20);
+    assert_eq!(
+        b.rng.state(),
+        a.rng.state(),
+        "the generator is where the whole-batch run left it"
+    );
+    for (i, (x, y)) in a.state.online.iter().zip(&b.state.online).enumerate() {
+        let (x, y) = (cm::tensor::to_vec(x.clone()), cm::tensor::to_vec(y.clone()));
+        let diff = x.iter().zip(&y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(diff < 1e-4, "tensor #{i}: micro-batched resume differs by {diff}");
+    }
+    // CTM with its adaptive λ cannot split its batch: refused when resuming as well.
+    let cfg = small_cfg("ctm", 6, 20);
+    let out = dir.join("ctm");
+    run(&cfg, &opts(&out, false, Some(10)), &dev()).unwrap();
+    let mut micro = cfg.clone();
+    micro.train.micro_batch = 16;
+    let e = run(&micro, &opts(&out, true, None), &dev()).err().expect("refused");
+    assert!(format!("{e:#}").contains("cannot split its batch"), "{e:#}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
