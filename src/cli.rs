@@ -223,10 +223,11 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     })?;
     // Image reports carry their own figures (FD, confidence); the SWD verdict is for points.
     let points = !crate::data::is_image_name(&data);
+    let floor = s.swd_floor.as_ref().map(|f| f.mean).unwrap_or(s.data.swd);
     let row = |name: &str, r: &crate::eval::Report| {
         eprintln!("  {name:<18} {}", r.line());
         if points && name != "fresh data" {
-            eprintln!("  {:<18}   -> {}", "", crate::eval::verdict(r.swd, s.data.swd));
+            eprintln!("  {:<18}   -> {}", "", crate::eval::verdict(r.swd, floor));
         }
     };
     eprintln!(
@@ -234,6 +235,12 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         s.steps, s.train_seconds, s.skipped_steps, n_eval
     );
     row("fresh data", &s.data);
+    if let Some(f) = &s.swd_floor {
+        eprintln!(
+            "  {:<18} SWD {:.4} (mean of {} fresh draws, {:.4}–{:.4}): the unit of the verdicts",
+            "data floor", f.mean, f.draws, f.min, f.max
+        );
+    }
     row("untrained 1-step", &s.untrained);
     row("1-step", &s.one_step);
     row("2-step", &s.two_step);

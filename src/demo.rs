@@ -163,6 +163,10 @@ pub struct DemoSummary {
     pub one_step: Report,
     /// The trained model, two steps.
     pub two_step: Report,
+    /// The SWD data floor over several fresh draws against the same reference (point data):
+    /// the unit of the verdicts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swd_floor: Option<crate::eval::SwdFloor>,
     /// One line each on how close the 1- and 2-step samples are to the data
     /// ([`crate::eval::verdict`]); point data only.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -331,17 +335,20 @@ pub fn summarize(
         Some(_) => Some(image_protocol(setup, trainer.ema_net())?),
         None => None,
     };
-    let verdicts = setup
-        .data
-        .image_shape()
-        .is_none()
-        .then(|| [one_step.swd, two_step.swd].map(|v| crate::eval::verdict(v, data.swd)));
+    let swd_floor = setup.data.image_shape().is_none().then(|| {
+        let reference = setup.data.reference_pair(&mut Rng::new(0xE7A1), n_eval).0;
+        crate::eval::swd_floor(&setup.data, &reference, &sets[0], &mut Rng::new(0xF1005))
+    });
+    let verdicts = swd_floor
+        .as_ref()
+        .map(|f| [one_step.swd, two_step.swd].map(|v| crate::eval::verdict(v, f.mean)));
     let s = DemoSummary {
         method: setup.objective.name().into(),
         dataset: setup.data.name().into(),
         train_seconds,
         steps: trainer.state.step,
         skipped_steps: trainer.bad_total,
+        swd_floor,
         data,
         untrained,
         verdicts,

@@ -356,6 +356,12 @@ impl Dataset {
         }
     }
 
+    /// Whether the data is a built-in distribution with an exact sampler (fresh draws are
+    /// independent), not a finite set of points or images.
+    pub fn is_generator(&self) -> bool {
+        matches!(self, Dataset::Gmm { .. } | Dataset::Toy { .. })
+    }
+
     /// `n` raw samples (row-major N×D).
     pub fn sample(&self, rng: &mut Rng, n: usize) -> Vec<f64> {
         match self {
