@@ -16,9 +16,18 @@ pub fn device(name: &str) -> Result<Device> {
     match name {
         "cpu" | "flex" => Ok(Device::flex()),
         #[cfg(feature = "cuda")]
-        "cuda" => Ok(Device::cuda(0)),
+        "cuda" => probe(
+            Device::cuda(0),
+            name,
+            "it needs an NVIDIA GPU with its driver (libcuda.so) and the CUDA toolkit's NVRTC",
+        ),
         #[cfg(feature = "wgpu")]
-        "wgpu" => Ok(Device::wgpu(Default::default())),
+        "wgpu" => probe(
+            Device::wgpu(Default::default()),
+            name,
+            "it needs a Vulkan, Metal or DX12 driver (without a GPU, Mesa's lavapipe: Debian \
+             package mesa-vulkan-drivers)",
+        ),
         other => bail!(
             "unknown device '{other}': this build supports {} (GPU backends need `--features cuda` or `--features wgpu`)",
             if cfg!(feature = "cuda") && cfg!(feature = "wgpu") {
@@ -31,6 +40,31 @@ pub fn device(name: &str) -> Result<Device> {
                 "only cpu"
             }
         ),
+    }
+}
+
+/// Starts a GPU device with one tiny operation and turns the backend's panic (no driver, no
+/// adapter: cudarc and wgpu panic rather than return an error) into an error that names the
+/// device and what it needs.
+#[allow(dead_code)] // used by the GPU features only
+fn probe(dev: Device, name: &str, needs: &str) -> Result<Device> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::tensor::to_vec(Tensor::<1>::ones([1], &dev))
+    }));
+    std::panic::set_hook(hook);
+    match started {
+        Ok(v) if v == [1.0] => Ok(dev),
+        Ok(v) => bail!("--device {name}: the device started but computed {v:?} for a one; {needs}"),
+        Err(p) => {
+            let why = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "no message".into());
+            bail!("--device {name}: the device could not be started ({why}); {needs}")
+        }
     }
 }
 

@@ -165,3 +165,33 @@ fn cm_sample_on_wgpu_matches_cpu() {
     assert!(worst < 1e-3, "cm sample on wgpu differs from cpu by {worst}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A GPU device that cannot start is a clear error, not a backend panic: `cm sample --device
+/// wgpu` with no Vulkan driver visible (VK_ICD_FILENAMES naming a file that does not exist)
+/// exits with a message that names the device and what it needs, and writes nothing.
+#[test]
+fn a_device_that_cannot_start_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("cm-gpu-{}-nodev", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = dir.join("run");
+    let mut cfg = small_cfg("ict");
+    cfg.train.steps = 2;
+    cfg.train.ckpt_every = 2;
+    cm::train::run(&cfg, &cm::train::RunOptions::new(&run), &Device::flex()).unwrap();
+    let out = dir.join("s.npy");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cm"))
+        .args(["sample", run.to_str().unwrap(), "--n", "4", "--device", "wgpu", "--out"])
+        .arg(&out)
+        .env("VK_ICD_FILENAMES", dir.join("no-such-icd.json"))
+        .env("WGPU_BACKEND", "vulkan")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    eprintln!("{err}");
+    assert!(!o.status.success(), "started without a driver: {err}");
+    assert!(err.contains("--device wgpu") && err.contains("mesa-vulkan-drivers"), "{err}");
+    assert!(!err.contains("panicked"), "a backend panic reached the user: {err}");
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
