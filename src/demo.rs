@@ -70,9 +70,10 @@ pub fn demo_config(method: &str, data: &str) -> Result<Config> {
             if tcfg.model.classes() > 0 {
                 cfg.method.set_teacher_guidance(DEMO_GUIDANCE);
             }
+            cfg.train.lr = 1e-4;
+            cfg.method.fine_tune_from_teacher(&mut cfg.train);
             cfg.model = tcfg.model;
             cfg.data.batch = tcfg.data.batch;
-            cfg.train.lr = 1e-4;
             cfg.train.steps = 6000;
             cfg.train.eval_ema = 0.9999;
             cfg.train.ema_rampup = 0.05;

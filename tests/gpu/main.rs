@@ -190,7 +190,10 @@ fn a_device_that_cannot_start_is_a_clear_error() {
     let err = String::from_utf8_lossy(&o.stderr);
     eprintln!("{err}");
     assert!(!o.status.success(), "started without a driver: {err}");
-    assert!(err.contains("--device wgpu") && err.contains("mesa-vulkan-drivers"), "{err}");
+    assert!(
+        err.contains("--device wgpu") && err.contains("mesa-vulkan-drivers"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "a backend panic reached the user: {err}");
     assert!(!out.exists());
     let _ = std::fs::remove_dir_all(&dir);
