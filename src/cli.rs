@@ -46,7 +46,7 @@ pub fn device(name: &str) -> Result<Device> {
 /// Starts a GPU device with one tiny operation and turns the backend's panic (no driver, no
 /// adapter: cudarc and wgpu panic rather than return an error) into an error that names the
 /// device and what it needs.
-#[allow(dead_code)] // used by the GPU features only
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
 fn probe(dev: Device, name: &str, needs: &str) -> Result<Device> {
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));

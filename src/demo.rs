@@ -286,10 +286,10 @@ pub fn summarize(
 ) -> Result<DemoSummary> {
     let setup = &trainer.setup;
     let (data, untrained, one_step, two_step, sets) = crate::eval::evaluate(setup, trainer.ema_net(), n_eval, 0xE7A1);
+    // The reference `evaluate` measured against (same seed), for the 4-step row and the floor.
+    let reference = setup.data.reference_pair(&mut Rng::new(0xE7A1), n_eval).0;
     let four_step = {
         let dim = setup.data.dim();
-        let mut rng = Rng::new(0xE7A1);
-        let reference = setup.data.reference_pair(&mut rng, n_eval).0;
         let xs = sample_steps(setup, trainer.ema_net(), n_eval, 4, &mut Rng::new(0xF0F4));
         let scale = setup.standardizer.std.iter().sum::<f64>() / dim as f64;
         let ev = image_evaluator(setup, &reference);
@@ -336,10 +336,11 @@ pub fn summarize(
         Some(_) => Some(image_protocol(setup, trainer.ema_net())?),
         None => None,
     };
-    let swd_floor = setup.data.image_shape().is_none().then(|| {
-        let reference = setup.data.reference_pair(&mut Rng::new(0xE7A1), n_eval).0;
-        crate::eval::swd_floor(&setup.data, &reference, &sets[0], &mut Rng::new(0xF1005))
-    });
+    let swd_floor = setup
+        .data
+        .image_shape()
+        .is_none()
+        .then(|| crate::eval::swd_floor(&setup.data, &reference, &sets[0], &mut Rng::new(0xF1005)));
     let verdicts = swd_floor
         .as_ref()
         .map(|f| [one_step.swd, two_step.swd].map(|v| crate::eval::verdict(v, f.mean)));

@@ -100,11 +100,17 @@ impl Ctx<'_> {
 
     /// This call's rows of a `[B, …]` tensor of the whole optimizer batch.
     pub fn keep_rows(&self, t: Tensor<2>) -> Tensor<2> {
-        if self.whole() {
-            t
-        } else {
-            t.narrow(0, self.rows.start, self.rows.len())
-        }
+        rows_of(t, &self.rows, self.batch)
+    }
+}
+
+/// Rows `rows` of a `[batch, …]` tensor (the tensor itself when they are all of it): a
+/// micro-batch's share of the optimizer batch.
+pub fn rows_of(t: Tensor<2>, rows: &std::ops::Range<usize>, batch: usize) -> Tensor<2> {
+    if rows.start == 0 && rows.end == batch {
+        t
+    } else {
+        t.narrow(0, rows.start, rows.len())
     }
 }
 

@@ -244,17 +244,18 @@ impl Trainer {
         let mut grad_sum: Option<Vec<Option<Tensor<1>>>> = None;
         let (mut loss_sum, mut terms) = (0.0, Vec::<(String, f64)>::new());
         let mut bad = false;
+        let has_target = self.setup.objective.target_decay(step, total).is_some();
+        let target = if has_target {
+            &self.state.target
+        } else {
+            &self.state.online
+        };
+        let n_net = self.setup.n_net;
         for a in (0..b).step_by(micro) {
             let rows = a..(a + micro).min(b);
             let share = rows.len() as f64 / b as f64;
             let whole = rows.len() == b;
-            let pick = |t: &Tensor<2>| {
-                if whole {
-                    t.clone()
-                } else {
-                    t.clone().narrow(0, rows.start, rows.len())
-                }
-            };
+            let pick = |t: &Tensor<2>| crate::objectives::rows_of(t.clone(), &rows, b);
             let labels = labels.map(pick);
             let teacher = match (&self.setup.teacher, &labels) {
                 (Some(t), Some(l)) => t.with_labels(l.clone()).or_else(|| Some(t.clone())),
@@ -262,13 +263,6 @@ impl Trainer {
             };
             let model = self.setup.model.with_labels(labels);
             let online_ad = self.online_leaves();
-            let has_target = self.setup.objective.target_decay(step, total).is_some();
-            let target = if has_target {
-                &self.state.target
-            } else {
-                &self.state.online
-            };
-            let n_net = self.setup.n_net;
             let mut rng = start.clone();
             let mut ctx = Ctx {
                 step,
