@@ -171,3 +171,25 @@ fn fashion_configs_are_the_mnist_recipes_on_fashion_data() {
         }
     }
 }
+
+/// The second stage of the shipped Fashion-MNIST student (configs/fashion-cd-long.toml) is the
+/// first stage's recipe continued: same data, network, method and rate, starting from the
+/// first stage's run folder, with only its length, cool-down and checkpoint cadence changed.
+#[test]
+fn fashion_cd_long_continues_the_fashion_cd_recipe() {
+    let first = Config::load(&root().join("configs/fashion-cd.toml")).unwrap();
+    let long = Config::load(&root().join("configs/fashion-cd-long.toml")).unwrap();
+    long.validate().unwrap();
+    assert_eq!(
+        long.train.init_from, "runs/fashion-cd",
+        "starts from the first stage's run"
+    );
+    assert!(long.train.lr_cooldown > 0.0 && first.train.lr_cooldown == 0.0);
+    let mut same = long.clone();
+    same.train.steps = first.train.steps;
+    same.train.lr_cooldown = first.train.lr_cooldown;
+    same.train.init_from = first.train.init_from.clone();
+    same.train.ckpt_every = first.train.ckpt_every;
+    same.train.keep_ckpts = first.train.keep_ckpts;
+    assert_eq!(same, first);
+}
