@@ -25,8 +25,8 @@ pub fn device(name: &str) -> Result<Device> {
         "wgpu" => probe(
             Device::wgpu(Default::default()),
             name,
-            "it needs a Vulkan, Metal or DX12 driver (without a GPU, Mesa's lavapipe: Debian \
-             package mesa-vulkan-drivers)",
+            "it needs a Vulkan, Metal, DX12 or OpenGL (EGL) driver (without a GPU, Mesa's \
+             lavapipe: Debian package mesa-vulkan-drivers)",
         ),
         other => bail!(
             "unknown device '{other}': this build supports {} (GPU backends need `--features cuda` or `--features wgpu`)",

@@ -167,8 +167,13 @@ fn cm_sample_on_wgpu_matches_cpu() {
 }
 
 /// A GPU device that cannot start is a clear error, not a backend panic: `cm sample --device
-/// wgpu` with no Vulkan driver visible (VK_ICD_FILENAMES naming a file that does not exist)
-/// exits with a message that names the device and what it needs, and writes nothing.
+/// wgpu` with no driver visible exits with a message that names the device and what it needs,
+/// and writes nothing. wgpu tries Vulkan, then OpenGL through EGL (cubecl-wgpu's
+/// `AutoGraphicsApi::chain`), so both are hidden: the Vulkan loader's driver list
+/// (`VK_ICD_FILENAMES`, and `VK_DRIVER_FILES` of newer loaders) and glvnd's EGL vendor list
+/// (`__EGL_VENDOR_LIBRARY_FILENAMES`) name a file that does not exist. Hiding only Vulkan is
+/// not enough where Mesa's EGL is installed: measured here, wgpu then came up on llvmpipe's
+/// OpenGL and sampled.
 #[test]
 fn a_device_that_cannot_start_is_a_clear_error() {
     let dir = std::env::temp_dir().join(format!("cm-gpu-{}-nodev", std::process::id()));
@@ -184,7 +189,9 @@ fn a_device_that_cannot_start_is_a_clear_error() {
         .args(["sample", run.to_str().unwrap(), "--n", "4", "--device", "wgpu", "--out"])
         .arg(&out)
         .env("VK_ICD_FILENAMES", dir.join("no-such-icd.json"))
-        .env("WGPU_BACKEND", "vulkan")
+        .env("VK_DRIVER_FILES", dir.join("no-such-icd.json"))
+        .env_remove("VK_ADD_DRIVER_FILES")
+        .env("__EGL_VENDOR_LIBRARY_FILENAMES", dir.join("no-such-egl-vendor.json"))
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
