@@ -45,11 +45,24 @@ pub fn device(name: &str) -> Result<Device> {
 
 /// Starts a GPU device with one tiny operation and turns the backend's panic (no driver, no
 /// adapter: cudarc and wgpu panic rather than return an error) into an error that names the
-/// device and what it needs.
+/// device and what it needs. The reason given is the first panic message of any thread while
+/// probing: burn's wgpu backend starts the device on its own runner thread, whose panic (the
+/// real cause, e.g. no adapter) only reaches this thread as a closed channel (`RecvError`).
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 fn probe(dev: Device, name: &str, needs: &str) -> Result<Device> {
+    fn text(p: &(dyn std::any::Any + Send)) -> Option<String> {
+        p.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+    }
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    let sink = seen.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        if let (Some(m), Ok(mut v)) = (text(info.payload()), sink.lock()) {
+            v.push(m);
+        }
+    }));
     let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         crate::tensor::to_vec(Tensor::<1>::ones([1], &dev))
     }));
@@ -58,10 +71,9 @@ fn probe(dev: Device, name: &str, needs: &str) -> Result<Device> {
         Ok(v) if v == [1.0] => Ok(dev),
         Ok(v) => bail!("--device {name}: the device started but computed {v:?} for a one; {needs}"),
         Err(p) => {
-            let why = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            let first = seen.lock().ok().and_then(|v| v.first().cloned());
+            let why = first
+                .or_else(|| text(p.as_ref()))
                 .unwrap_or_else(|| "no message".into());
             bail!("--device {name}: the device could not be started ({why}); {needs}")
         }
