@@ -344,6 +344,12 @@ pub struct TrainArgs {
     /// training, before `train.steps` if need be (tools/gpu-check.sh's fixed-time run).
     #[arg(long)]
     pub max_seconds: Option<f64>,
+    /// With --max-seconds and `train.lr_cooldown` > 0 on a fresh run: shorten `train.steps` to
+    /// what the budget allows at the measured rate, so the learning-rate cool-down ends when
+    /// the budget does (the iCT / CT / ECT curricula, which depend on the run's length, are
+    /// fitted with it).
+    #[arg(long, requires = "max_seconds")]
+    pub fit_to_budget: bool,
     /// Rows per forward/backward pass (`train.micro_batch`, EDM's --batch-gpu): the batch's
     /// gradient is accumulated over passes of this many rows; the run does not depend on it,
     /// so a resumed run may change it.
@@ -366,6 +372,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         force,
         device: d,
         max_seconds,
+        fit_to_budget,
         micro_batch,
         json,
     } = args;
@@ -394,6 +401,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
             graceful: true,
             progress: true,
             max_seconds,
+            fit_to_budget,
             ..RunOptions::new(out.clone())
         },
         &dev,

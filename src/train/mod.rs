@@ -424,6 +424,11 @@ pub struct RunOptions {
     /// Stop (with a checkpoint, so `--resume` continues) once this invocation has trained for
     /// this many seconds; None = no limit. The image demo uses it to keep its promised budget.
     pub max_seconds: Option<f64>,
+    /// With `max_seconds` and a learning-rate cool-down (`train.lr_cooldown`) on a run that
+    /// starts at step 0: shorten the run to the steps the budget allows at the measured rate
+    /// ([`budget_length`]), so the cool-down ends when the budget does instead of never
+    /// starting. Off by default; the image demo turns it on.
+    pub fit_to_budget: bool,
 }
 
 impl RunOptions {
@@ -439,6 +444,7 @@ impl RunOptions {
             progress: false,
             stop_after: None,
             max_seconds: None,
+            fit_to_budget: false,
         }
     }
 }
@@ -677,9 +683,15 @@ pub fn run_with(
         );
         log.write_all(b"\n").map_err(log_err)?;
     }
-    let t = trainer.setup.cfg.train.clone();
+    let mut t = trainer.setup.cfg.train.clone();
     let start = std::time::Instant::now();
     let first = trainer.state.step;
+    // The run length is refitted to the time budget until the cool-down begins (then frozen,
+    // so the fall to zero is not stretched or cut).
+    let fit = match opts.max_seconds {
+        Some(m) if opts.fit_to_budget && first == 0 && t.lr_cooldown > 0.0 => Some(m),
+        _ => None,
+    };
     let mut acc = (0.0, 0u64);
     let mut ran = 0u64;
     while trainer.state.step < t.steps {
@@ -688,6 +700,17 @@ pub fn run_with(
         }
         let r = step(&mut trainer);
         ran += 1;
+        if let Some(m) = fit {
+            let s = trainer.state.step;
+            let cooling = (s as f64) >= t.steps as f64 * (1.0 - t.lr_cooldown);
+            if !cooling {
+                let k = budget_length(cfg.train.steps, s, start.elapsed().as_secs_f64(), m);
+                if k != t.steps {
+                    t.steps = k;
+                    trainer.setup.cfg.train.steps = k;
+                }
+            }
+        }
         if !r.skipped {
             acc.0 += r.loss;
             acc.1 += 1;
@@ -754,10 +777,30 @@ pub fn run_with(
         }
     }
     let _ = log.sync_data();
+    if fit.is_some() && t.steps != cfg.train.steps {
+        // The resolved config states the length the run's schedules used.
+        crate::io::write_atomic(&opts.out.join("config.toml"), trainer.setup.cfg.to_toml().as_bytes())?;
+    }
     if opts.progress {
         eprintln!();
     }
     Ok((trainer, history))
+}
+
+/// The length K of a time-budgeted run that has taken `step` steps in `elapsed` of its
+/// `budget` seconds: the steps left at the mean rate so far, less 3 % for the evaluations and
+/// checkpoints the rate did not see, capped by the configured `steps`. Used by
+/// [`RunOptions::fit_to_budget`] so that `train.lr_cooldown` (a share of K) is reached: the
+/// image demo stops at its 12-minute budget near step 1500 of a nominal 6000, where a
+/// cool-down over the last half would never begin. The first 20 steps and 5 % of the budget
+/// (at most 10 s) are too noisy to rate and leave `steps` unchanged.
+pub fn budget_length(steps: u64, step: u64, elapsed: f64, budget: f64) -> u64 {
+    if elapsed < (0.05 * budget).min(10.0) || step < 20 {
+        return steps;
+    }
+    let rate = step as f64 / elapsed;
+    let left = (budget - elapsed).max(0.0) * rate * 0.97;
+    (step + left.floor() as u64).clamp(step + 1, steps.max(step + 1))
 }
 
 /// Writes the loss curve of a finished (or stopped) run to `out/loss.png`, as `cm train` does;

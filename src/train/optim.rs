@@ -172,6 +172,26 @@ mod tests {
         assert!((lr_at(&d, 900) - 1e-3 / 3.0 * 0.5).abs() < 1e-15);
     }
 
+    /// A time-budgeted run's length: unchanged while the rate is not yet measured (20 steps,
+    /// 5 % of the budget up to 10 s), then the steps the rest of the budget allows at the mean
+    /// rate so far less 3 %, never past the configured steps nor before the next step.
+    #[test]
+    fn budget_length_is_the_steps_the_budget_allows() {
+        use crate::train::budget_length;
+        assert_eq!(budget_length(6000, 10, 30.0, 720.0), 6000, "too few steps to rate");
+        assert_eq!(budget_length(6000, 100, 5.0, 720.0), 6000, "too early to rate");
+        // 2 steps/s after 60 s of 720: 120 + 2·660·0.97 = 120 + 1280.4.
+        assert_eq!(budget_length(6000, 120, 60.0, 720.0), 1400);
+        // 4 s of a 40-s budget (past its 5 %) at 10 steps/s: 40 + 36·10·0.97 = 389.2.
+        assert_eq!(budget_length(6000, 40, 4.0, 40.0), 389);
+        assert_eq!(budget_length(1000, 500, 60.0, 720.0), 1000, "capped by the config");
+        assert_eq!(
+            budget_length(6000, 700, 800.0, 720.0),
+            701,
+            "budget spent: the next step ends it"
+        );
+    }
+
     /// Golden values from PyTorch 2.15 (`torch.optim.Adam` / `torch.optim.RAdam`, lr 0.01,
     /// betas (0.9, 0.999), eps 1e-8), 8 steps on two tensors with fixed gradients; RAdam
     /// switches from the momentum step to the rectified one at step 6. Generated once with:

@@ -199,3 +199,43 @@ fn a_resumed_run_may_change_its_micro_batch() {
     assert!(format!("{e:#}").contains("cannot split its batch"), "{e:#}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `fit_to_budget`: a run with a 2-second budget and a nominal million steps is shortened to
+/// what the budget allows, so its learning-rate cool-down begins and the step count the run
+/// ends at is the length its schedule used; without it the budget cuts the run at full rate.
+/// (Asserts behaviour, not speed: the fitted length only has to be reached within the
+/// budget's 3 % margin, and a much slower second than first half would fail it.)
+#[test]
+fn a_budget_fitted_run_cools_down_before_its_budget_ends() {
+    let dir = scratch("fit-budget");
+    let mut cfg = small_cfg("ict", 1, 1_000_000);
+    cfg.train.lr_cooldown = 0.5;
+    cfg.train.ckpt_every = 1_000_000;
+    cfg.train.log_every = 1_000_000;
+    let budget = |fit: bool, name: &str| {
+        let (t, _) = run(
+            &cfg,
+            &RunOptions {
+                max_seconds: Some(2.0),
+                fit_to_budget: fit,
+                ..RunOptions::new(dir.join(name))
+            },
+            &dev(),
+        )
+        .unwrap();
+        t
+    };
+    let fitted = budget(true, "fit");
+    let k = fitted.setup.cfg.train.steps;
+    assert!(k < 1_000_000 && k > 20, "fitted length {k}");
+    assert!(
+        fitted.state.step as f64 >= 0.5 * k as f64,
+        "the cool-down began: step {} of {k}",
+        fitted.state.step
+    );
+    let lr = |t: &cm::train::Trainer| cm::train::lr_at(&t.setup.cfg.train, t.state.step);
+    assert!(lr(&fitted) < 0.9 * cfg.train.lr, "lr {} at the end", lr(&fitted));
+    let plain = budget(false, "plain");
+    assert_eq!(plain.setup.cfg.train.steps, 1_000_000);
+    assert_eq!(lr(&plain), cfg.train.lr, "no cool-down without fitting");
+}
