@@ -49,6 +49,12 @@ pub struct CtmConfig {
     /// Grid size N of the soft-matching grid (`start_scales`: 18 on CIFAR-10, 40 on
     /// ImageNet-64). Default 18.
     pub n: usize,
+    /// Largest teacher-step count k of soft matching (official `num_heun_step`, drawn with
+    /// P(k) ∝ k on 1..max_k: 17 = N − 1 on CIFAR-10, 39 on ImageNet-64); 0 = N − 1 (default).
+    /// A step's teacher work is ~k Heun steps, on average ≈ 2·max_k/3, so a smaller max_k buys
+    /// more steps in a fixed time at the cost of shorter teacher jumps (max_k = 1 is local
+    /// consistency, as in CD).
+    pub max_k: usize,
     /// `exact` (Gaussian-mixture data only; default) or the folder / checkpoint of a trained
     /// EDM teacher.
     pub teacher: Teacher,
@@ -104,6 +110,7 @@ impl Default for CtmConfig {
     fn default() -> Self {
         Self {
             n: 18,
+            max_k: 0,
             teacher: Teacher::Exact,
             guidance: 1.0,
             solver: Solver::Heun,
@@ -137,6 +144,12 @@ impl CtmConfig {
             self.guidance
         );
         anyhow::ensure!(self.n >= 2, "method.n must be at least 2, got {}", self.n);
+        anyhow::ensure!(
+            self.max_k < self.n,
+            "method.max_k must be below method.n = {} (0 = n − 1), got {}",
+            self.n,
+            self.max_k
+        );
         self.time.validate()?;
         anyhow::ensure!(
             (0.0..1.0).contains(&self.target_mu),
@@ -243,10 +256,12 @@ impl Ctm {
         &self.desc
     }
 
-    /// Draws k ∝ k in 1..N−1, then per sample j, t, u, s (see the module docs).
+    /// Draws k ∝ k in 1..max_k (N − 1 by default), then per sample j, t, u, s (see the module
+    /// docs).
     pub fn draw(&self, rng: &mut Rng, b: usize) -> Draw {
         let n = self.desc.len();
-        let w: Vec<f64> = (1..n).map(|k| k as f64).collect();
+        let max_k = if self.cfg.max_k == 0 { n - 1 } else { self.cfg.max_k };
+        let w: Vec<f64> = (1..=max_k).map(|k| k as f64).collect();
         let k = rng.categorical(&w) + 1;
         self.draw_with_k(rng, b, k)
     }
@@ -633,6 +648,35 @@ mod tests {
             );
         }
         assert_eq!(counts[0], 0);
+        // With max_k (official `num_heun_step`) the law is the same on 1..max_k, nothing above.
+        let obj = Ctm::new(
+            CtmConfig {
+                max_k: 4,
+                ..Default::default()
+            },
+            2,
+        )
+        .unwrap();
+        let mut counts = vec![0usize; 18];
+        for _ in 0..n {
+            counts[obj.draw(&mut rng, 1).k] += 1;
+        }
+        for k in 1..18 {
+            let p = if k <= 4 { k as f64 / 10.0 } else { 0.0 };
+            let f = counts[k] as f64 / n as f64;
+            assert!(
+                (f - p).abs() < 4.0 * (p * (1.0 - p) / n as f64).sqrt() + 1e-3,
+                "max_k 4, k = {k}: {f} vs {p}"
+            );
+        }
+        let bad = CtmConfig {
+            max_k: 18,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(bad.contains("method.max_k"), "{bad}");
     }
 
     #[test]
