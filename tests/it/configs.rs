@@ -3,6 +3,7 @@
 
 use crate::common::*;
 use cm::config::Config;
+use cm::objectives::MethodConfig;
 use std::path::PathBuf;
 
 /// Registered methods that ship no MNIST config (TrigFlow is a teacher used through sCD;
@@ -192,4 +193,34 @@ fn fashion_cd_long_continues_the_fashion_cd_recipe() {
     same.train.ckpt_every = first.train.ckpt_every;
     same.train.keep_ckpts = first.train.keep_ckpts;
     assert_eq!(same, first);
+}
+
+/// The third Fashion-MNIST stage (the shipped student) is the second's recipe with only the
+/// guidance scale, learning rate, length, cool-down and start changed.
+#[test]
+fn fashion_cd_g13_continues_the_second_stage_at_lower_guidance() {
+    let long = Config::load(&root().join("configs/fashion-cd-long.toml")).unwrap();
+    let g13 = Config::load(&root().join("configs/fashion-cd-g13.toml")).unwrap();
+    g13.validate().unwrap();
+    assert_eq!(
+        g13.train.init_from, "runs/fashion-cd-long",
+        "starts from the second stage's run"
+    );
+    let (MethodConfig::Cd(a), MethodConfig::Cd(b)) = (&long.method, &g13.method) else {
+        panic!("both stages are CD")
+    };
+    assert!(
+        b.guidance < a.guidance && b.guidance > 1.0,
+        "{} then {}",
+        a.guidance,
+        b.guidance
+    );
+    assert!(g13.train.lr < long.train.lr && g13.train.lr_cooldown > 0.0);
+    let mut same = g13.clone();
+    same.method = long.method.clone();
+    same.train.steps = long.train.steps;
+    same.train.lr = long.train.lr;
+    same.train.lr_cooldown = long.train.lr_cooldown;
+    same.train.init_from = long.train.init_from.clone();
+    assert_eq!(same, long);
 }

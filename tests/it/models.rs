@@ -66,17 +66,19 @@ fn shipped_models_load_sample_and_are_documented() {
     }
 }
 
-/// `cm demo --data mnist:DIR --method cd|scd` distils from the shipped teacher: it says so,
+/// `cm demo --data mnist:DIR --method cd|scd|ctm` distils from the shipped teacher: it says so,
 /// the student takes the teacher's network (10 classes) and starts from its weights, the
 /// teacher is queried with classifier-free guidance ([`cm::demo::DEMO_GUIDANCE`]), and the
-/// image protocol block comes out. An MNIST-layout folder is made from the fixture.
+/// image protocol block comes out; the rate cools down over the last 30 % of the steps the
+/// budget allows (sCD's stays constant), and CTM's teacher solves are short (`max_k` 2). An MNIST-layout folder is
+/// made from the fixture.
 #[test]
 fn image_demo_distils_from_the_shipped_teacher() {
     let teacher = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/mnist-edm.safetensors");
     assert!(teacher.is_file(), "models/mnist-edm.safetensors is shipped");
     let dir = scratch("demo-shipped");
     let data = mnist_folder(&dir);
-    for m in ["cd", "scd"] {
+    for m in ["cd", "scd", "ctm"] {
         let out = dir.join(m);
         let o = std::process::Command::new(cm_bin())
             .args([
@@ -109,6 +111,15 @@ fn image_demo_distils_from_the_shipped_teacher() {
             cfg.train.init_from.ends_with("mnist-edm.safetensors"),
             "{m}: starts from the teacher"
         );
+        let cooldown = if m == "scd" { 0.0 } else { 0.3 };
+        assert_eq!(cfg.train.lr_cooldown, cooldown, "{m}");
+        if let cm::objectives::MethodConfig::Ctm(c) = &cfg.method {
+            assert_eq!(
+                (c.max_k, c.adaptive_every),
+                (2, 10),
+                "ctm: the demo's short teacher solves"
+            );
+        }
         let v: serde_json::Value =
             serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
         let p = &v["protocol"][0];
