@@ -315,15 +315,18 @@ impl MethodConfig {
     /// that run collapsed between steps 1600 and 2000 (2000-sample FD 5.5 → 135), as did one
     /// with Adam β2 = 0.99 around step 1200; at lr 5e-5 it improves steadily to step 2400 and
     /// reads **3.31** at step 2000 (class agreement 0.981). It keeps a constant rate
-    /// (`lr_cooldown` = 0): still improving at the budget's end, it lost by the cool-down the
-    /// image demo gives other methods (session 13, 1257 steps with the last 30 % cooling:
-    /// 1-step 9.60, 2-step 5.50).
+    /// (`lr_cooldown` = 0): still improving at the budget's end, it gained nothing from the
+    /// cool-down the image demo gives other methods (session 13, image demo: 1257 steps with
+    /// the last 30 % cooling, 1-step 9.60 / 2-step 5.50; 1194 steps at a constant rate,
+    /// 8.96 / 5.38).
     ///
     /// CTM: soft matching's teacher solve limited to k ≤ 2 grid steps (`max_k`, the official
     /// `num_heun_step`; 17 by default, P(k) ∝ k, i.e. ~12 guided Heun steps, ~47 teacher
     /// evaluations, per training step) and the adaptive λ_DSM recomputed every 10 steps.
-    /// Measured (image demo, MNIST, guided teacher, 12 minutes, idle 2 cores): with the
-    /// defaults 141 steps, 1-step FD-mnistnet 378 and 2-step 100 (10 000 samples). Other
+    /// Measured (image demo, MNIST, guided teacher, 12 minutes, idle 2 cores, 10 000
+    /// samples): with the defaults 141 steps, 1-step FD-mnistnet 378, 2-step 100; with these
+    /// 580 steps, 1-step 366, 2-step 40.1. Neither learns the one-step jump T → ε in that
+    /// time: under soft matching's uniform s that pair is a small share of the draws. Other
     /// methods are unchanged.
     pub fn fine_tune_from_teacher(&mut self, train: &mut crate::config::TrainConfig) {
         match self {
