@@ -42,6 +42,16 @@ use crate::schedule::{karras, karras_ramp};
 use burn::tensor::activation;
 use std::sync::Mutex;
 
+/// How CTM draws the jump's end s ([`CtmConfig::s_strategy`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SStrategy {
+    /// A grid index uniform in j+k..N−1 (official default).
+    Uniform,
+    /// s = ε, the last grid point.
+    Smallest,
+}
+
 /// The `[method]` table of `ctm`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -55,6 +65,11 @@ pub struct CtmConfig {
     /// more steps in a fixed time at the cost of shorter teacher jumps (max_k = 1 is local
     /// consistency, as in CD).
     pub max_k: usize,
+    /// How the jump's end s is drawn (official `sample_s_strategy`): `uniform` (default,
+    /// official: a grid index uniform in j+k..N−1, so s ∈ {u, …, ε}) or `smallest` (s = ε
+    /// always: every draw trains the jump to data that one-step sampling uses, as CD does,
+    /// and none the intermediate jumps of γ = 0 multistep sampling).
+    pub s_strategy: SStrategy,
     /// `exact` (Gaussian-mixture data only; default) or the folder / checkpoint of a trained
     /// EDM teacher.
     pub teacher: Teacher,
@@ -111,6 +126,7 @@ impl Default for CtmConfig {
         Self {
             n: 18,
             max_k: 0,
+            s_strategy: SStrategy::Uniform,
             teacher: Teacher::Exact,
             guidance: 1.0,
             solver: Solver::Heun,
@@ -283,7 +299,10 @@ impl Ctm {
         let n = self.desc.len();
         assert!(k >= 1 && k < n);
         let j: Vec<usize> = (0..b).map(|_| rng.below(n - k)).collect();
-        let m: Vec<usize> = j.iter().map(|&j| j + k + rng.below(n - j - k)).collect();
+        let m: Vec<usize> = match self.cfg.s_strategy {
+            SStrategy::Uniform => j.iter().map(|&j| j + k + rng.below(n - j - k)).collect(),
+            SStrategy::Smallest => vec![n - 1; b],
+        };
         Draw {
             k,
             t: j.iter().map(|&j| self.desc[j]).collect(),
@@ -669,6 +688,19 @@ mod tests {
                 "max_k 4, k = {k}: {f} vs {p}"
             );
         }
+        // `smallest`: every s is ε, the last grid point; j, u, t as before.
+        let obj = Ctm::new(
+            CtmConfig {
+                s_strategy: SStrategy::Smallest,
+                ..Default::default()
+            },
+            2,
+        )
+        .unwrap();
+        let d = obj.draw(&mut rng, 64);
+        let eps = *obj.grid_desc().last().unwrap();
+        assert!(d.s.iter().all(|&s| s == eps), "{:?}", d.s);
+        assert!(d.j.iter().all(|&j| j + d.k < 18) && d.u.iter().zip(&d.t).all(|(u, t)| u < t));
         let bad = CtmConfig {
             max_k: 18,
             ..Default::default()
