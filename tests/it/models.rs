@@ -70,8 +70,8 @@ fn shipped_models_load_sample_and_are_documented() {
 /// the student takes the teacher's network (10 classes) and starts from its weights, the
 /// teacher is queried with classifier-free guidance ([`cm::demo::DEMO_GUIDANCE`]), and the
 /// image protocol block comes out; the rate cools down over the last 30 % of the steps the
-/// budget allows (sCD's stays constant), and CTM's teacher solves are short (`max_k` 2) and end at ε. An MNIST-layout
-/// folder is made from the fixture.
+/// budget allows (sCD's stays constant), and CTM's teacher solves are short (`max_k` 2) and
+/// end at ε. An MNIST-layout folder is made from the fixture.
 #[test]
 fn image_demo_distils_from_the_shipped_teacher() {
     let teacher = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/mnist-edm.safetensors");
