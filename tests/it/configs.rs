@@ -146,10 +146,15 @@ fn image_demo_json_has_fd_and_confidence() {
 
 /// The Fashion-MNIST recipes parse, validate and are their MNIST counterparts on other data:
 /// the teacher is configs/mnist-edm.toml's recipe, the student the guided CD recipe of
-/// models/mnist-cd-guided.safetensors (configs/mnist-cd.toml with method.guidance = 1.5).
+/// models/mnist-cd-guided.safetensors (configs/mnist-cd.toml with method.guidance = 1.5), the
+/// consistency-tuned one configs/mnist-ect-edm.toml's, started from the Fashion teacher.
 #[test]
 fn fashion_configs_are_the_mnist_recipes_on_fashion_data() {
-    for (fashion, mnist) in [("fashion-edm", "mnist-edm"), ("fashion-cd", "mnist-cd")] {
+    for (fashion, mnist) in [
+        ("fashion-edm", "mnist-edm"),
+        ("fashion-cd", "mnist-cd"),
+        ("fashion-ect-edm", "mnist-ect-edm"),
+    ] {
         let f = Config::load(&root().join(format!("configs/{fashion}.toml"))).unwrap();
         f.validate().unwrap();
         let m = Config::load(&root().join(format!("configs/{mnist}.toml"))).unwrap();
@@ -169,6 +174,13 @@ fn fashion_configs_are_the_mnist_recipes_on_fashion_data() {
             assert!(f.train.init_from.contains("fashion-mnist-edm"));
         } else {
             assert_eq!(a, b, "{fashion}: method");
+        }
+        if fashion == "fashion-ect-edm" {
+            assert_eq!(f.train.init_from, "models/fashion-mnist-edm.safetensors");
+            let mut same = f.clone();
+            same.data = m.data.clone();
+            same.train.init_from = m.train.init_from.clone();
+            assert_eq!(same, m, "{fashion}: only the data and the teacher differ");
         }
     }
 }
