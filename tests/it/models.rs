@@ -71,7 +71,7 @@ fn shipped_models_load_sample_and_are_documented() {
 /// teacher is queried with classifier-free guidance ([`cm::demo::DEMO_GUIDANCE`]), and the
 /// image protocol block comes out; the rate cools down over the last 30 % of the steps the
 /// budget allows (sCD's stays constant), and CTM's teacher solves are short (`max_k` 2) and
-/// end at ε. An MNIST-layout folder is made from the fixture.
+/// end at ε, with no DSM term. An MNIST-layout folder is made from the fixture.
 #[test]
 fn image_demo_distils_from_the_shipped_teacher() {
     let teacher = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/mnist-edm.safetensors");
@@ -121,6 +121,7 @@ fn image_demo_distils_from_the_shipped_teacher() {
             );
             assert_eq!(c.s_strategy, cm::objectives::ctm::SStrategy::Smallest, "ctm: s = ε");
             assert_eq!(c.gamma, 1.0, "ctm: multistep sampling through ε");
+            assert!(!c.dsm, "ctm: no DSM term in the fine-tune");
         }
         let v: serde_json::Value =
             serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
