@@ -28,6 +28,7 @@ MODELS = {
     "mnist-cd": ("models/mnist-cd.safetensors", [(1, 1.0), (2, 1.0), (1, 1.5)], "mnist"),
     "mnist-cd-guided": ("models/mnist-cd-guided.safetensors", [(1, 1.0), (2, 1.0)], "mnist"),
     "mnist-ect": ("models/mnist-ect.safetensors", [(1, 1.0), (2, 1.0)], "mnist"),
+    "mnist-meanflow": ("models/mnist-meanflow.safetensors", [(1, 1.0), (2, 1.0)], "mnist"),
     "fashion-mnist-edm": ("models/fashion-mnist-edm.safetensors", [(18, 1.0)], "fashion-mnist"),
     "fashion-mnist-cd": ("models/fashion-mnist-cd.safetensors", [(1, 1.0), (2, 1.0)], "fashion-mnist"),
 }

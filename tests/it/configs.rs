@@ -236,3 +236,20 @@ fn fashion_cd_g13_continues_the_second_stage_at_lower_guidance() {
     same.train.init_from = long.train.init_from.clone();
     assert_eq!(same, long);
 }
+
+/// The class-conditional MeanFlow recipe trains from scratch on the teacher's network, and it
+/// is the recipe the shipped models/mnist-meanflow.safetensors was trained with: the model
+/// file's stored (resolved) config equals the config file's.
+#[test]
+fn mnist_meanflow_cond_is_the_shipped_models_recipe() {
+    let cfg = Config::load(&root().join("configs/mnist-meanflow-cond.toml")).unwrap();
+    cfg.validate().unwrap();
+    let teacher = Config::load(&root().join("configs/mnist-edm.toml")).unwrap();
+    assert_eq!(cfg.model, teacher.model, "the teacher's network");
+    assert!(cfg.train.init_from.is_empty(), "from scratch");
+    assert_eq!(cfg.method, MethodConfig::by_name("meanflow").unwrap(), "the paper's defaults");
+    let bytes = std::fs::read(root().join("models/mnist-meanflow.safetensors")).unwrap();
+    let (meta, _) = cm::ckpt::read_meta(&bytes).unwrap();
+    let stored = Config::from_toml(meta.get("config").map(|s| s.as_str()).unwrap_or("")).unwrap();
+    assert_eq!(stored, cfg, "the shipped model's config");
+}
