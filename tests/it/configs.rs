@@ -247,7 +247,11 @@ fn mnist_meanflow_cond_is_the_shipped_models_recipe() {
     let teacher = Config::load(&root().join("configs/mnist-edm.toml")).unwrap();
     assert_eq!(cfg.model, teacher.model, "the teacher's network");
     assert!(cfg.train.init_from.is_empty(), "from scratch");
-    assert_eq!(cfg.method, MethodConfig::by_name("meanflow").unwrap(), "the paper's defaults");
+    assert_eq!(
+        cfg.method,
+        MethodConfig::by_name("meanflow").unwrap(),
+        "the paper's defaults"
+    );
     let bytes = std::fs::read(root().join("models/mnist-meanflow.safetensors")).unwrap();
     let (meta, _) = cm::ckpt::read_meta(&bytes).unwrap();
     let stored = Config::from_toml(meta.get("config").map(|s| s.as_str()).unwrap_or("")).unwrap();
