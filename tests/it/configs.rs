@@ -147,13 +147,15 @@ fn image_demo_json_has_fd_and_confidence() {
 /// The Fashion-MNIST recipes parse, validate and are their MNIST counterparts on other data:
 /// the teacher is configs/mnist-edm.toml's recipe, the student the guided CD recipe of
 /// models/mnist-cd-guided.safetensors (configs/mnist-cd.toml with method.guidance = 1.5), the
-/// consistency-tuned one configs/mnist-ect-edm.toml's, started from the Fashion teacher.
+/// consistency-tuned one configs/mnist-ect-edm.toml's, started from the Fashion teacher, and
+/// MeanFlow from scratch configs/mnist-meanflow-cond.toml's.
 #[test]
 fn fashion_configs_are_the_mnist_recipes_on_fashion_data() {
     for (fashion, mnist) in [
         ("fashion-edm", "mnist-edm"),
         ("fashion-cd", "mnist-cd"),
         ("fashion-ect-edm", "mnist-ect-edm"),
+        ("fashion-meanflow-cond", "mnist-meanflow-cond"),
     ] {
         let f = Config::load(&root().join(format!("configs/{fashion}.toml"))).unwrap();
         f.validate().unwrap();
