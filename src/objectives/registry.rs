@@ -322,7 +322,8 @@ impl MethodConfig {
     ///
     /// CTM: soft matching's teacher solve limited to k ≤ 2 grid steps (`max_k`, the official
     /// `num_heun_step`; 17 by default, P(k) ∝ k, i.e. ~12 guided Heun steps, ~47 teacher
-    /// evaluations, per training step), the adaptive λ_DSM recomputed every 10 steps, every
+    /// evaluations, per training step), the adaptive λ_DSM recomputed every 10 steps (moot
+    /// since the DSM term is off, below: no adaptive weight is left to compute), every
     /// jump to s = ε (the official `sample_s_strategy = "smallest"`) and multistep sampling
     /// through ε (γ = 1). Measured (image demo, MNIST, guided teacher, 12 minutes, idle 2
     /// cores, 10 000 samples): with the defaults 141 steps, 1-step FD-mnistnet 378, 2-step
@@ -345,7 +346,7 @@ impl MethodConfig {
             // config through `cm train --max-seconds 720 --fit-to-budget`, idle 2 cores,
             // 10 000 samples): 1-step FD-mnistnet 277 -> 9.0, 2-step 30.9 -> 2.95 without it
             // (708 steps against 517). The official from-scratch runs keep it
-            // (`diffusion_training`); `method.dsm = true` restores it here.
+            // (`diffusion_training`), as a CTM config for `cm train` does by default.
             MethodConfig::Ctm(c) => {
                 c.dsm = false;
                 c.max_k = 2;

@@ -254,8 +254,6 @@ fn mnist_meanflow_cond_is_the_shipped_models_recipe() {
         MethodConfig::by_name("meanflow").unwrap(),
         "the paper's defaults"
     );
-    let bytes = std::fs::read(root().join("models/mnist-meanflow.safetensors")).unwrap();
-    let (meta, _) = cm::ckpt::read_meta(&bytes).unwrap();
-    let stored = Config::from_toml(meta.get("config").map(|s| s.as_str()).unwrap_or("")).unwrap();
+    let (stored, _, _) = cm::run::load_run(&root().join("models/mnist-meanflow.safetensors"), &dev()).unwrap();
     assert_eq!(stored, cfg, "the shipped model's config");
 }
