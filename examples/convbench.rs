@@ -1,4 +1,5 @@
-//! Conv2d forward+backward: burn's conv2d vs cm's conv2d_same (src/nets/kernels/conv.rs).
+//! Conv2d forward+backward: burn's conv2d vs cm's conv2d_same (src/nets/kernels/conv.rs), the
+//! latter on both of its paths (direct 3×3 kernels, im2col + sgemm).
 #![allow(dead_code)]
 use burn::prelude::*;
 use burn::tensor::module::conv2d;
@@ -83,7 +84,15 @@ fn main() {
             gx.sum().into_scalar::<f32>() + gw.sum().into_scalar::<f32>()
         };
         time("  burn conv2d fwd+bwd", 10, || run(false));
-        time("  cm conv     fwd+bwd", 10, || run(true));
+        cm::nets::kernels::conv::set_direct(false);
+        time("  cm im2col   fwd+bwd", 10, || run(true));
+        time("  cm im2col   fwd", 20, || {
+            cm::nets::kernels::conv::conv2d_same(x.clone(), w.clone(), b.clone())
+                .sum()
+                .into_scalar::<f32>()
+        });
+        cm::nets::kernels::conv::set_direct(true);
+        time("  cm direct   fwd+bwd", 10, || run(true));
         time("  burn conv2d fwd", 20, || {
             conv2d(
                 x.clone(),
@@ -94,7 +103,7 @@ fn main() {
             .sum()
             .into_scalar::<f32>()
         });
-        time("  cm conv     fwd", 20, || {
+        time("  cm direct   fwd", 20, || {
             cm::nets::kernels::conv::conv2d_same(x.clone(), w.clone(), b.clone())
                 .sum()
                 .into_scalar::<f32>()

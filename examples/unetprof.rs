@@ -7,6 +7,10 @@ fn main() {
     let steps: u64 = std::env::args().nth(1).map(|s| s.parse().unwrap()).unwrap_or(10);
     let method = std::env::args().nth(2).unwrap_or_else(|| "ict".into());
     let dev = Device::flex();
+    // CM_CONV=im2col runs the convolutions' im2col + sgemm path instead of the direct kernels.
+    if std::env::var("CM_CONV").as_deref() == Ok("im2col") {
+        cm::nets::kernels::conv::set_direct(false);
+    }
     let mut cfg = cm::bench::unet_config();
     cfg.method = cm::objectives::MethodConfig::by_name(&method).unwrap();
     cfg.train.steps = steps + 2;

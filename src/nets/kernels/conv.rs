@@ -16,7 +16,7 @@
 //! tensors on flex (plain or autodiff) and burn's own `conv2d` otherwise (f64 tests, GPU
 //! backends). Tests compare both paths, forward and backward, on odd shapes.
 
-use super::{alloc_init, assume_init_mut, f32s, flex_tensor as tensor, fusable};
+use super::{alloc_init, assume_init_mut, direct, f32s, flex_tensor as tensor, fusable};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -106,6 +106,21 @@ pub fn conv2d_same(x: Tensor<4>, w: Tensor<4>, b: Tensor<1>) -> Tensor<4> {
 fn dims4(t: &FlexTensor) -> [usize; 4] {
     let s = t.layout().shape();
     [s[0], s[1], s[2], s[3]]
+}
+
+/// Whether a convolution takes the direct 3×3 kernels (direct.rs): 3×3, a batch large enough
+/// to run samples in parallel, AVX-512, and not switched off by [`set_direct`].
+fn use_direct(k: usize, bs: usize) -> bool {
+    k == 3 && split_batch(bs) && DIRECT.load(std::sync::atomic::Ordering::Relaxed) && direct::available()
+}
+
+static DIRECT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turns the direct 3×3 kernels on or off for the whole process (on by default), so that
+/// benchmarks (`examples/convbench.rs`, `examples/unetprof.rs` with `CM_CONV=im2col`) and tests
+/// can run the im2col path on the same machine. Both paths compute the same convolution.
+pub fn set_direct(on: bool) {
+    DIRECT.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Samples run in parallel when there are enough of them; otherwise each sgemm is parallel.
@@ -251,6 +266,15 @@ fn forward(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> FlexTensor {
     assert_eq!(ci, ci2, "conv2d_same: input has {ci} channels, weight expects {ci2}");
     let (xs, ws, bias) = (f32s(x), f32s(w), f32s(b));
     let (hw, kk) = (h * wd, ci * k * k);
+    if use_direct(k, bs) {
+        // SAFETY: the direct forward writes every output.
+        let out = unsafe {
+            alloc_init(bs * co * hw, |out| {
+                direct::forward(&xs, &ws, &bias, (bs, ci, co, h, wd), out)
+            })
+        };
+        return tensor(out, vec![bs, co, h, wd]);
+    }
     let one = |xb: &[f32], yb: &mut [MaybeUninit<f32>], cols: &mut Vec<f32>, par: Parallelism| {
         let src: &[f32] = if k == 1 {
             xb
@@ -309,16 +333,34 @@ fn backward(
     let [co, _, k, _] = dims4(w);
     let (xs, ws, gs) = (f32s(x), f32s(w), f32s(g));
     let (hw, kk) = (h * wd, ci * k * k);
+    // ∂b in 16 independent lanes (a single running f32 sum is a serial chain of adds).
     let mut db = vec![0.0f32; co];
-    for gb in gs.chunks(co * hw) {
-        for (o, row) in gb.chunks(hw).enumerate() {
-            db[o] += row.iter().sum::<f32>();
+    super::simd(|| {
+        for gb in gs.chunks(co * hw) {
+            for (o, row) in gb.chunks(hw).enumerate() {
+                let mut lanes = [0.0f32; 16];
+                let mut it = row.chunks_exact(16);
+                for c in it.by_ref() {
+                    lanes.iter_mut().zip(c).for_each(|(l, v)| *l += v);
+                }
+                db[o] += lanes.iter().sum::<f32>() + it.remainder().iter().sum::<f32>();
+            }
         }
-    }
+    });
     // ∂x is written (not accumulated) sample by sample, so it needs no zero fill.
     let n_dx = if want_dx { bs * ci * hw } else { 0 };
     let mut dx: Vec<f32> = Vec::with_capacity(n_dx);
     let dxu = &mut dx.spare_capacity_mut()[..n_dx];
+    if use_direct(k, bs) {
+        let dw = direct::backward(&xs, &ws, &gs, (bs, ci, co, h, wd), want_dx.then_some(dxu), want_dw);
+        // SAFETY: with want_dx the direct backward wrote every sample's ∂x; otherwise n_dx = 0.
+        unsafe { dx.set_len(n_dx) };
+        return (
+            want_dx.then(|| tensor(dx, vec![bs, ci, h, wd])),
+            want_dw.then(|| tensor(dw, vec![co, ci, k, k])),
+            tensor(db, vec![co]),
+        );
+    }
     // Per sample: ∂W += ∂y_b · cols_bᵀ and ∂x_b = col2im(Wᵀ · ∂y_b). `acc` is a per-task ∂W.
     let one = |b: usize,
                dxb: Option<&mut [MaybeUninit<f32>]>,

@@ -8,6 +8,7 @@
 //! each other, forward and backward, on odd shapes.
 
 pub mod conv;
+mod direct;
 pub mod fused;
 
 use burn::backend::autodiff::Autodiff;
