@@ -794,11 +794,22 @@ pub struct BenchArgs {
     /// Compute device: cpu (default), or cuda / wgpu in builds with those features.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// CPU 3×3 convolutions: `direct` (default: the AVX-512 direct kernels where the CPU has
+    /// them) or `im2col` (im2col + sgemm, the path before session 15), to measure one against
+    /// the other on the same machine.
+    #[arg(long, default_value = "direct", value_parser = ["direct", "im2col"])]
+    pub conv: String,
 }
 
 /// Runs `cm bench`.
 pub fn bench(args: BenchArgs) -> Result<()> {
-    let BenchArgs { steps, json, device: d } = args;
+    let BenchArgs {
+        steps,
+        json,
+        device: d,
+        conv,
+    } = args;
+    crate::nets::kernels::conv::set_direct(conv == "direct");
     let r = crate::bench::run(steps, &device(&d)?)?;
     for (k, v) in &r {
         eprintln!("{k:<40} {v:.4}");
