@@ -11,7 +11,8 @@ fn main() {
     if std::env::var("CM_CONV").as_deref() == Ok("im2col") {
         cm::nets::kernels::conv::set_direct(false);
     }
-    let mut cfg = cm::bench::unet_config();
+    // RECIPE=1: the image recipes' U-Net (cm::bench::recipe_unet_config) instead of the bench U-Net.
+    let mut cfg = if std::env::var("RECIPE").is_ok() { cm::bench::recipe_unet_config() } else { cm::bench::unet_config() };
     cfg.method = cm::objectives::MethodConfig::by_name(&method).unwrap();
     cfg.train.steps = steps + 2;
     let mut t = Trainer::new(Setup::new(&cfg, &dev).unwrap()).unwrap();
