@@ -12,7 +12,11 @@ fn main() {
         cm::nets::kernels::conv::set_direct(false);
     }
     // RECIPE=1: the image recipes' U-Net (cm::bench::recipe_unet_config) instead of the bench U-Net.
-    let mut cfg = if std::env::var("RECIPE").is_ok() { cm::bench::recipe_unet_config() } else { cm::bench::unet_config() };
+    let mut cfg = if std::env::var("RECIPE").is_ok() {
+        cm::bench::recipe_unet_config()
+    } else {
+        cm::bench::unet_config()
+    };
     cfg.method = cm::objectives::MethodConfig::by_name(&method).unwrap();
     cfg.train.steps = steps + 2;
     let mut t = Trainer::new(Setup::new(&cfg, &dev).unwrap()).unwrap();

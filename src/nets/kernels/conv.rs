@@ -14,7 +14,9 @@
 //! with W viewed as [C_out, C_in·k·k] and cols(x_b) as [C_in·k·k, H·W] (row (c, ky, kx) holds
 //! x_b\[c\] shifted by (ky − p, kx − p), zero outside). [`conv2d_same`] takes this path for f32
 //! tensors on flex (plain or autodiff) and burn's own `conv2d` otherwise (f64 tests, GPU
-//! backends). Tests compare both paths, forward and backward, on odd shapes.
+//! backends). Since session 15, 3×3 kernels at batches that run samples in parallel take the
+//! direct kernels of `direct.rs` instead (on CPUs with AVX-512; [`set_direct`] switches them
+//! off for measurements). Tests compare every path, forward and backward, on odd shapes.
 
 use super::{alloc_init, assume_init_mut, direct, f32s, flex_tensor as tensor, fusable};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -110,7 +112,7 @@ fn dims4(t: &FlexTensor) -> [usize; 4] {
 
 /// Whether a convolution takes the direct 3×3 kernels (direct.rs): 3×3, a batch large enough
 /// to run samples in parallel, AVX-512, and not switched off by [`set_direct`].
-fn use_direct(k: usize, bs: usize) -> bool {
+pub(super) fn use_direct(k: usize, bs: usize) -> bool {
     k == 3 && split_batch(bs) && DIRECT.load(std::sync::atomic::Ordering::Relaxed) && direct::available()
 }
 
