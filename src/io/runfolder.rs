@@ -314,14 +314,30 @@ pub fn lock(dir: &Path) -> Result<Arc<Lock>> {
     if let Some(l) = held.iter().find(|(k, _)| *k == key).and_then(|(_, w)| w.upgrade()) {
         return Ok(l);
     }
-    match file.try_lock() {
+    // A lock this process released a moment ago can still be held by a child process that was
+    // forked (to run a command) while our file was open: the child's copy of the descriptor
+    // holds the lock until its exec closes it (close-on-exec). That window is short, so when
+    // the recorded holder is this very process, try again for up to a few seconds before
+    // saying the folder is in use. (Seen as a rare failure of a test that reopens a run
+    // right after closing it while other tests spawn `cm`.)
+    let mut tries = 0;
+    let result = loop {
+        match file.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock)
+                if tries < 100 && recorded_pid(&mut file) == Some(std::process::id()) =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(30));
+            }
+            r => break r,
+        }
+    };
+    match result {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            let who = match text.trim().parse::<u32>() {
-                Ok(pid) => format!("PID {pid}"),
-                Err(_) => "PID not yet recorded".into(),
+            let who = match recorded_pid(&mut file) {
+                Some(pid) => format!("PID {pid}"),
+                None => "PID not yet recorded".into(),
             };
             bail!(
                 "{} is in use by another cm process ({who}): one process at a time writes a run folder; wait for it to finish or stop it (a lock left by a killed process is released with it)",
@@ -338,6 +354,14 @@ pub fn lock(dir: &Path) -> Result<Arc<Lock>> {
     let l = Arc::new(Lock { _file: file, key });
     held.push((l.key, Arc::downgrade(&l)));
     Ok(l)
+}
+
+/// The PID written into a lock file by the process that holds it (None if not yet written).
+fn recorded_pid(file: &mut File) -> Option<u32> {
+    let mut text = String::new();
+    file.rewind().ok()?;
+    file.read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
 }
 
 /// Kinds of folders that hold a run (a training run, a demo); cm also marks folders of other
@@ -663,6 +687,43 @@ pub fn record_outputs(paths: &[&Path]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A lock held through another descriptor that names this process (a forked child's
+    /// copy, here a second open of the file) is waited for while it is released; one that
+    /// stays held still gives the "in use" error.
+    #[test]
+    fn a_lock_briefly_held_under_this_pid_is_waited_for() {
+        let dir = std::env::temp_dir().join(format!("cm-unit-lockwait-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(LOCK);
+        let mut other = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        other.lock().unwrap();
+        writeln!(other, "{}", std::process::id()).unwrap();
+        let t0 = std::time::Instant::now();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(other);
+        });
+        let l = lock(&dir).expect("the transient holder was waited for");
+        assert!(
+            t0.elapsed() >= std::time::Duration::from_millis(250),
+            "locked before the release"
+        );
+        release.join().unwrap();
+        drop(l);
+        // Held for longer than the wait: refused with the holder named.
+        let held = OpenOptions::new().write(true).open(&path).unwrap();
+        held.lock().unwrap();
+        let err = lock(&dir).err().expect("refused while held").to_string();
+        assert!(err.contains("in use by another cm process"), "{err}");
+        drop(held);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn tool_file_names() {
