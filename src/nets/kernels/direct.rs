@@ -447,6 +447,19 @@ struct Bufs {
 mod tests {
     use super::*;
 
+    /// On a CPU without AVX-512 there is nothing to compare: checks that the convolution takes
+    /// the im2col path there (tested against burn's conv2d in conv.rs) and says to skip.
+    fn without_avx512() -> bool {
+        let without = !available();
+        if without {
+            assert!(
+                !super::super::conv::use_direct(3, 64),
+                "direct kernels chosen without AVX-512"
+            );
+        }
+        without
+    }
+
     /// Plain loops: y[o, r, c] = b[o] + Σ_i Σ_{dy,dx} w[o, i, dy, dx] · x[i, r + dy − 1, c + dx − 1].
     fn reference(x: &[f32], w: &[f32], b: &[f32], (ci, co, h, wd): (usize, usize, usize, usize)) -> Vec<f64> {
         let mut y = vec![0.0f64; co * h * wd];
@@ -473,13 +486,7 @@ mod tests {
     /// register-tile size (1–8 and 9–11 outputs) and images whose padded planes end mid-vector.
     #[test]
     fn forward_matches_plain_loops_on_every_tile_size() {
-        if !available() {
-            // Nothing to compare here: check that the convolution takes the im2col path
-            // (tested against burn's conv2d in conv.rs) on this CPU.
-            assert!(
-                !super::super::conv::use_direct(3, 64),
-                "direct kernels chosen without AVX-512"
-            );
+        if without_avx512() {
             return;
         }
         let mut rng = crate::rng::Rng::new(3);
@@ -516,13 +523,7 @@ mod tests {
         use burn::prelude::*;
         use burn::tensor::module::conv2d;
         use burn::tensor::ops::ConvOptions;
-        if !available() {
-            // Nothing to compare here: check that the convolution takes the im2col path
-            // (tested against burn's conv2d in conv.rs) on this CPU.
-            assert!(
-                !super::super::conv::use_direct(3, 64),
-                "direct kernels chosen without AVX-512"
-            );
+        if without_avx512() {
             return;
         }
         let dev = Device::flex();
