@@ -35,13 +35,12 @@ for r in $(seq "$rounds"); do
     "$py" bench/pytorch/bench_unet.py --threads 2 --steps 10 --recipe 2>/dev/null | tail -1 >"$out/torch_recipe.$r.json"
 done
 python3 - "$out" "$rounds" <<'EOF'
-import json, statistics, sys
+import json, os, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 def med(prefix):
     runs = [json.load(open(f"{out}/{prefix}.{r}.json")) for r in range(1, rounds + 1)]
     return {k: [r[k] for r in runs] for k in runs[0]}, runs
 rust, rr = med("rust")
-import os
 im2col = med("im2col")[0] if os.path.exists(f"{out}/im2col.1.json") else None
 torch = {}
 for p in ["torch_mlp", "torch_unet", "torch_recipe"]:

@@ -125,6 +125,15 @@ pub fn set_direct(on: bool) {
     DIRECT.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// The sum of per-task ∂W accumulators of length n (a task that saw no sample left its empty).
+pub(super) fn sum_parts(parts: &[Vec<f32>], n: usize) -> Vec<f32> {
+    let mut sum = vec![0.0f32; n];
+    for a in parts.iter().filter(|a| !a.is_empty()) {
+        sum.iter_mut().zip(a).for_each(|(d, s)| *d += s);
+    }
+    sum
+}
+
 /// Samples run in parallel when there are enough of them; otherwise each sgemm is parallel.
 fn split_batch(b: usize) -> bool {
     b >= 2 * rayon::current_num_threads()
@@ -133,7 +142,7 @@ fn split_batch(b: usize) -> bool {
 /// Samples per parallel task: one contiguous share per thread, so each task sets up its
 /// im2col / ∂W scratch buffers once (rayon would otherwise split further, and every piece of
 /// a `fold` or `for_each_init` allocates and zero-fills its own).
-fn per_task(b: usize) -> usize {
+pub(super) fn per_task(b: usize) -> usize {
     b.div_ceil(rayon::current_num_threads()).max(1)
 }
 
@@ -353,16 +362,6 @@ fn backward(
     let n_dx = if want_dx { bs * ci * hw } else { 0 };
     let mut dx: Vec<f32> = Vec::with_capacity(n_dx);
     let dxu = &mut dx.spare_capacity_mut()[..n_dx];
-    if use_direct(k, bs) {
-        let dw = direct::backward(&xs, &ws, &gs, (bs, ci, co, h, wd), want_dx.then_some(dxu), want_dw);
-        // SAFETY: with want_dx the direct backward wrote every sample's ∂x; otherwise n_dx = 0.
-        unsafe { dx.set_len(n_dx) };
-        return (
-            want_dx.then(|| tensor(dx, vec![bs, ci, h, wd])),
-            want_dw.then(|| tensor(dw, vec![co, ci, k, k])),
-            tensor(db, vec![co]),
-        );
-    }
     // Per sample: ∂W += ∂y_b · cols_bᵀ and ∂x_b = col2im(Wᵀ · ∂y_b). `acc` is a per-task ∂W.
     let one = |b: usize,
                dxb: Option<&mut [MaybeUninit<f32>]>,
@@ -428,7 +427,9 @@ fn backward(
         }
     };
     let new_bufs = || (Vec::new(), Vec::new(), Vec::new());
-    let dw: Vec<f32> = if split_batch(bs) {
+    let dw: Vec<f32> = if use_direct(k, bs) {
+        direct::backward(&xs, &ws, &gs, (bs, ci, co, h, wd), want_dx.then_some(dxu), want_dw)
+    } else if split_batch(bs) {
         let accs: Vec<Vec<f32>> = if want_dx {
             dxu.par_chunks_mut(ci * hw)
                 .enumerate()
@@ -450,11 +451,7 @@ fn backward(
                 .map(|bufs| bufs.2)
                 .collect()
         };
-        let mut dw = vec![0.0f32; co * kk];
-        for a in accs.iter().filter(|a| !a.is_empty()) {
-            dw.iter_mut().zip(a).for_each(|(d, s)| *d += s);
-        }
-        dw
+        sum_parts(&accs, co * kk)
     } else {
         let mut bufs = new_bufs();
         let mut chunks: Vec<Option<&mut [MaybeUninit<f32>]>> = if want_dx {
@@ -471,8 +468,8 @@ fn backward(
             bufs.2
         }
     };
-    // SAFETY: with want_dx, `one` wrote every sample's ∂x block (a full gemm output or col2im's
-    // centre-tap write); otherwise n_dx = 0.
+    // SAFETY: with want_dx, every sample's ∂x block was written (by the direct backward, or by
+    // `one`: a full gemm output or col2im's centre-tap write); otherwise n_dx = 0.
     unsafe { dx.set_len(n_dx) };
     (
         want_dx.then(|| tensor(dx, vec![bs, ci, h, wd])),

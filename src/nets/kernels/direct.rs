@@ -26,6 +26,7 @@
 //! 1×1 and 5×5 kernels, small batches (each sgemm parallel) and CPUs without AVX-512; tests
 //! compare this path with burn's conv2d forward and backward on odd shapes.
 
+use super::conv::{per_task, sum_parts};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -342,11 +343,6 @@ fn unpad(src: &[f32], c: usize, g: Geom, add: Option<&[f32]>, dst: &mut [MaybeUn
     }
 }
 
-/// Samples per parallel task (see conv.rs's `per_task`).
-fn per_task(b: usize) -> usize {
-    b.div_ceil(rayon::current_num_threads()).max(1)
-}
-
 /// y = conv3×3(x, w) + b for a batch, samples in parallel; `out` is [bs, co, h, w].
 #[allow(clippy::too_many_arguments)]
 pub(super) fn forward(
@@ -359,6 +355,8 @@ pub(super) fn forward(
     let g = Geom::new(h, w);
     let wk = pack(co, ci, |o, i, t| ws[(o * ci + i) * 9 + t]);
     let hw = h * w;
+    // The bias is added while unpadding (after the sums, as the im2col path adds it).
+    let zeros = vec![0.0f32; co];
     out.par_chunks_mut(co * hw)
         .zip(xs.par_chunks(ci * hw))
         .with_min_len(per_task(bs))
@@ -366,7 +364,7 @@ pub(super) fn forward(
             || (Vec::new(), vec![0.0f32; co * g.qr]),
             |(xp, yq), (yb, xb)| {
                 pad(xb, ci, g, xp);
-                conv_planes(xp, ci, g, &wk, co, &vec![0.0; co], yq);
+                conv_planes(xp, ci, g, &wk, co, &zeros, yq);
                 unpad(yq, co, g, Some(bias), yb);
             },
         );
@@ -387,7 +385,6 @@ pub(super) fn backward(
     // ∂x is the forward with outputs and inputs swapped and the taps flipped.
     let wt = pack(ci, co, |i, o, t| ws[(o * ci + i) * 9 + 8 - t]);
     let zeros = vec![0.0f32; ci];
-    let want_dx = dx.is_some();
     let one = |b: usize, dxb: Option<&mut [MaybeUninit<f32>]>, bufs: &mut Bufs| {
         let gb = &gs[b * co * hw..(b + 1) * co * hw];
         pad(gb, co, g, &mut bufs.gp);
@@ -426,12 +423,7 @@ pub(super) fn backward(
             .map(|bufs| bufs.dw)
             .collect(),
     };
-    let _ = want_dx;
-    let mut dw = vec![0.0f32; co * ci * 9];
-    for a in accs.iter().filter(|a| !a.is_empty()) {
-        dw.iter_mut().zip(a).for_each(|(d, s)| *d += s);
-    }
-    dw
+    sum_parts(&accs, co * ci * 9)
 }
 
 /// Per-task scratch of [`backward`].
