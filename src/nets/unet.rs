@@ -271,6 +271,18 @@ impl GroupNorm {
                 None,
             );
         }
+        if let Some((v, d)) = super::kernels::fused::group_norm_jvp(
+            &x.v,
+            x.d.as_ref(),
+            &p[self.gamma],
+            &p[self.beta],
+            None,
+            self.g,
+            GN_EPS,
+            false,
+        ) {
+            return Dual::new(v, Some(d));
+        }
         let [b, c, h, w] = x.v.dims();
         let n = c / self.g * h * w;
         let xr = x.v.reshape([b, self.g, n]);
@@ -313,6 +325,29 @@ impl GroupNorm {
                 super::kernels::fused::group_norm(x.v, gamma, beta, m, self.g, GN_EPS, true),
                 None,
             );
+        }
+        // With a tangent: the fused tangent kernel where it applies (plain f32 flex tensors),
+        // the modulation's pixel norms (small, [B, C]) composed before it.
+        let mn = m.clone().map(|m| {
+            if double_norm {
+                let sc = Dual::new(m.v.clone().narrow(1, 0, c), m.d.clone().map(|d| d.narrow(1, 0, c)));
+                let sh = Dual::new(m.v.narrow(1, c, c), m.d.map(|d| d.narrow(1, c, c)));
+                super::dual::cat(pixel_norm_dual(sc), pixel_norm_dual(sh), 1)
+            } else {
+                m
+            }
+        });
+        if let Some((v, d)) = super::kernels::fused::group_norm_jvp(
+            &x.v,
+            x.d.as_ref(),
+            &p[self.gamma],
+            &p[self.beta],
+            mn.as_ref().map(|m| (&m.v, m.d.as_ref())),
+            self.g,
+            GN_EPS,
+            true,
+        ) {
+            return Dual::new(v, Some(d));
         }
         let h = self.apply(p, x);
         match m {

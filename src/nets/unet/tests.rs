@@ -136,8 +136,18 @@ fn net_check(cfg: &UnetConfig, n_times: usize, dim: usize, dropout_masks: bool) 
         net.forward(&p, x.clone() + dx.clone().mul_scalar(s), &c, masks.as_ref())
     };
     let fd = (at(h) - at(-h)).div_scalar(2.0 * h);
-    let e = rel_err(fd, dy);
+    let e = rel_err(fd, dy.clone());
     assert!(e < 1e-4, "{cfg:?}: full-net relative error {e:e}");
+    // The same pass in f32, where GroupNorm's tangent runs through the fused kernel
+    // (kernels::fused::group_norm_jvp; f64 composes burn's ops), agrees with it.
+    let f32s = |t: &Tensor<2>| t.clone().cast(DType::F32);
+    let p32: Vec<Tensor<1>> = p.iter().map(|t| t.clone().cast(DType::F32)).collect();
+    let c32: Vec<Tensor<2>> = cond.iter().map(f32s).collect();
+    let d32: Vec<Tensor<2>> = dcond.iter().map(f32s).collect();
+    let m32 = masks.map(|m| Masks(m.0.into_iter().map(|t| t.cast(DType::F32)).collect()));
+    let (y32, dy32) = net.jvp(&p32, f32s(&x), f32s(&dx), &c32, &d32, m32.as_ref());
+    let (ey, ed) = (rel_err(y, y32.cast(DType::F64)), rel_err(dy, dy32.cast(DType::F64)));
+    assert!(ey < 1e-4 && ed < 1e-4, "{cfg:?}: f32 against f64 pass: value {ey:e}, tangent {ed:e}");
 }
 
 #[test]
