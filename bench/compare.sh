@@ -33,6 +33,9 @@ for r in $(seq "$rounds"); do
     "$py" bench/pytorch/bench_unet.py --threads 2 --steps 20 2>/dev/null | tail -1 >"$out/torch_unet.$r.json"
     echo "round $r/$rounds: bench_unet.py --recipe" >&2
     "$py" bench/pytorch/bench_unet.py --threads 2 --steps 10 --recipe 2>/dev/null | tail -1 >"$out/torch_recipe.$r.json"
+    echo "round $r/$rounds: bench_unet.py [--recipe] --method sct" >&2
+    "$py" bench/pytorch/bench_unet.py --threads 2 --steps 10 --method sct 2>/dev/null | tail -1 >"$out/torch_sct_unet.$r.json"
+    "$py" bench/pytorch/bench_unet.py --threads 2 --steps 6 --recipe --method sct 2>/dev/null | tail -1 >"$out/torch_sct_recipe.$r.json"
 done
 python3 - "$out" "$rounds" <<'EOF'
 import json, os, statistics, sys
@@ -43,7 +46,7 @@ def med(prefix):
 rust, rr = med("rust")
 im2col = med("im2col")[0] if os.path.exists(f"{out}/im2col.1.json") else None
 torch = {}
-for p in ["torch_mlp", "torch_unet", "torch_recipe"]:
+for p in ["torch_mlp", "torch_unet", "torch_recipe", "torch_sct_unet", "torch_sct_recipe"]:
     torch.update(med(p)[0])
 def cell(v):
     return f"{statistics.median(v):.4g} ({min(v):.4g}–{max(v):.4g})"

@@ -112,7 +112,10 @@ pub fn run_plan(plan: Plan, device: &Device) -> Result<Vec<(String, f64)>> {
         ("unet16_mnist28_b64", unet_config()),
         ("unet_recipe_mnist28_b64", recipe_unet_config()),
     ] {
-        unet_figure(name, cfg, plan, &device, peak, &mut out)?;
+        // iCT, and sCT (the exact JVP through the U-Net: the tangent pass of the
+        // continuous-time methods sCT/sCD, MeanFlow and FACM).
+        unet_figure(name, "ict", cfg.clone(), plan, &device, peak, &mut out)?;
+        unet_figure(name, "sct", cfg, plan, &device, peak, &mut out)?;
     }
     Ok(out)
 }
@@ -263,10 +266,12 @@ pub fn recipe_unet_config() -> Config {
     cfg
 }
 
-/// iCT training steps/s of a U-Net config, as `train_ict_{name}_steps_per_s`.
+/// `method`'s training steps/s of a U-Net config, as `train_{method}_{name}_steps_per_s`.
+#[allow(clippy::too_many_arguments)]
 fn unet_figure(
     name: &str,
-    cfg: Config,
+    method: &str,
+    mut cfg: Config,
     plan: Plan,
     device: &Device,
     peak: Option<f64>,
@@ -279,7 +284,11 @@ fn unet_figure(
     // U-Net steps are ~100x an MLP step: time a twentieth as many.
     let steps = (plan.steps / 20).max(1);
     let warmup = plan.warmup.min(2);
-    train_figure(&format!("train_ict_{name}"), cfg, warmup, steps, device, peak, out)?;
+    if method != "ict" {
+        // (The configs' own method is iCT.)
+        cfg.method = crate::objectives::MethodConfig::by_name(method)?;
+    }
+    train_figure(&format!("train_{method}_{name}"), cfg, warmup, steps, device, peak, out)?;
     Ok(())
 }
 

@@ -8,6 +8,8 @@ Run from the repository root, side by side with the Rust figure on the same mach
     python3 bench/pytorch/bench_unet.py [--recipe] --flops  # FLOPs of a forward and of a step
                                                            # (torch.utils.flop_counter), which
                                                            # the Rust analytic counts must equal
+    python3 bench/pytorch/bench_unet.py [--recipe] --method sct  # train_sct_...: sCT's step, the
+                                                           # exact JVP by torch.func.jvp
 On a GPU (tools/gpu-check.sh): --device cuda [--batch 256] (the figure's name carries the batch).
 
 `--recipe` is the image recipes' U-Net instead (configs/mnist-edm.toml and its students): base
@@ -41,7 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # The curriculum and grid are bench_mlp.py's (same directory; EPS and TMAX agree).
-from bench_mlp import ict_n, karras, peak_rss_mb, reset_peak_rss
+from bench_mlp import TRIG_T_MAX, TRIG_T_MIN, WeightHead, ict_n, karras, peak_rss_mb, reset_peak_rss
 
 EPS, TMAX, SD = 0.002, 80.0, 0.5
 FIXTURE = "tests/fixtures/mnist-t10k-256-images-idx3-ubyte"
@@ -188,6 +190,36 @@ def ict_step(net, opt, data, b, n_grid, labels=None):
     opt.step()
 
 
+def sct_step(net, head, opt, data, b, step, labels=None, warmup=1000):
+    """bench_mlp.py's sCT step on images (TrigFlow, sigma_d = 0.5): the network sees x_t/sigma_d and
+    t, the exact JVP by torch.func.jvp at stop-gradient parameters, then the student's forward and
+    backward (as `cm bench`'s train_sct_unet figure)."""
+    idx = torch.randint(0, data.shape[0], (b,))
+    x0 = data[idx]
+    y = one_hot(labels[idx], net.classes) if net.classes else None
+    t = torch.atan(torch.exp(-1.0 + 1.4 * torch.randn(b)) / SD).clamp(TRIG_T_MIN, TRIG_T_MAX)
+    z = SD * torch.randn_like(x0)
+    cos, sin = t.cos()[:, None], t.sin()[:, None]
+    x_t = cos * x0 + sin * z
+    dxdt = cos * z - sin * x0
+    r = min(1.0, step / warmup)
+    cs = t.cos() * t.sin()
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    fn = lambda x, c: torch.func.functional_call(net, params, (x, c, y))
+    f_sg, jac = torch.func.jvp(fn, (x_t / SD, t), (cs[:, None] * dxdt / SD, cs))
+    g = -(cos**2) * (SD * f_sg - dxdt) - r * (cs[:, None] * x_t + SD * jac)
+    g = g / (g.norm(dim=1, keepdim=True) + 0.1)
+    target = (f_sg + g).detach()
+    f = net(x_t / SD, t, y)
+    err = ((f - target) ** 2).sum(1) / x0.shape[1]
+    w = head(t)
+    loss = (w.exp() * err - w).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(list(net.parameters()) + list(head.parameters()), 1.0)
+    opt.step()
+
+
 def sync():
     """Waits for queued GPU work, so that a clock read covers it (a no-op on the CPU)."""
     if torch.cuda.is_available() and torch.get_default_device().type == "cuda":
@@ -202,6 +234,7 @@ def main():
     ap.add_argument("--flops", action="store_true", help="count FLOPs with torch.utils.flop_counter and exit")
     ap.add_argument("--device", default="cpu", help="cpu or cuda: where every tensor is made (torch.set_default_device)")
     ap.add_argument("--batch", type=int, default=64, help="training batch of the timed iCT steps")
+    ap.add_argument("--method", default="ict", choices=["ict", "sct"], help="the step timed: iCT (default) or sCT (exact JVP)")
     args = ap.parse_args()
     torch.set_default_device(args.device)
     torch.set_num_threads(args.threads)
@@ -212,7 +245,9 @@ def main():
         net, name = Unet(mults=(1, 2, 2), attention=True, classes=10), f"unet_recipe_mnist28_b{args.batch}"
     else:
         net, name = Unet(), f"unet16_mnist28_b{args.batch}"
-    opt = torch.optim.RAdam(net.parameters(), lr=1e-3)
+    head = WeightHead()
+    extra = list(head.parameters()) if args.method == "sct" else []
+    opt = torch.optim.RAdam(list(net.parameters()) + extra, lr=1e-3)
     ema = [p.detach().clone() for p in net.parameters()]
     total = args.steps + 2
     if args.flops:
@@ -231,7 +266,10 @@ def main():
         return
 
     def one(k):
-        ict_step(net, opt, data, args.batch, ict_n(k, total), labels)
+        if args.method == "sct":
+            sct_step(net, head, opt, data, args.batch, k, labels)
+        else:
+            ict_step(net, opt, data, args.batch, ict_n(k, total), labels)
         with torch.no_grad():
             torch._foreach_lerp_(ema, list(net.parameters()), 1 - 0.999)
 
@@ -242,9 +280,10 @@ def main():
     for k in range(2, total):
         one(k)
     sync()
-    res = {f"train_ict_{name}_steps_per_s": args.steps / (time.perf_counter() - t)}
+    m = args.method
+    res = {f"train_{m}_{name}_steps_per_s": args.steps / (time.perf_counter() - t)}
     if peak_rss_mb() is not None:
-        res[f"train_ict_{name}_peak_rss_mb"] = peak_rss_mb()
+        res[f"train_{m}_{name}_peak_rss_mb"] = peak_rss_mb()
     print(f"params {sum(p.numel() for p in net.parameters())}")
     for k, v in sorted(res.items()):
         print(f"{k:<45} {v:.4f}")
