@@ -1158,7 +1158,9 @@ mod tests {
                     let (g, bt) = (gamma.clone().cast(DType::F64), beta.clone().cast(DType::F64));
                     f64s(group_norm(xe, g, bt, me, groups, 1e-5, act))
                 };
-                let tag = format!("b{b} c{c} {h}x{w} g{groups} offset {offset} mod {modulated} dm {with_dm} dx {with_dx} act {act}");
+                let tag = format!(
+                    "b{b} c{c} {h}x{w} g{groups} offset {offset} mod {modulated} dm {with_dm} dx {with_dx} act {act}"
+                );
                 let (y0, yp, ym) = (eval(0.0), eval(1e-4), eval(-1e-4));
                 for (k, (a, r)) in f64s(y).iter().zip(&y0).enumerate() {
                     assert!((a - r).abs() < 1e-4 * (1.0 + r.abs()), "{tag}: y[{k}] {a} vs {r}");

@@ -147,7 +147,10 @@ fn net_check(cfg: &UnetConfig, n_times: usize, dim: usize, dropout_masks: bool) 
     let m32 = masks.map(|m| Masks(m.0.into_iter().map(|t| t.cast(DType::F32)).collect()));
     let (y32, dy32) = net.jvp(&p32, f32s(&x), f32s(&dx), &c32, &d32, m32.as_ref());
     let (ey, ed) = (rel_err(y, y32.cast(DType::F64)), rel_err(dy, dy32.cast(DType::F64)));
-    assert!(ey < 1e-4 && ed < 1e-4, "{cfg:?}: f32 against f64 pass: value {ey:e}, tangent {ed:e}");
+    assert!(
+        ey < 1e-4 && ed < 1e-4,
+        "{cfg:?}: f32 against f64 pass: value {ey:e}, tangent {ed:e}"
+    );
 }
 
 #[test]
