@@ -326,13 +326,13 @@ impl GroupNorm {
                 None,
             );
         }
-        // With a tangent: the fused tangent kernel where it applies (plain f32 flex tensors),
-        // the modulation's pixel norms (small, [B, C]) composed before it.
-        let mn = m.clone().map(|m| {
+        // With a tangent: the modulation's pixel norms (small, [B, 2C]) composed first, then
+        // the fused tangent kernel where it applies (plain f32 flex tensors), else burn's ops.
+        let mn = m.map(|m| {
             if double_norm {
                 let sc = Dual::new(m.v.clone().narrow(1, 0, c), m.d.clone().map(|d| d.narrow(1, 0, c)));
                 let sh = Dual::new(m.v.narrow(1, c, c), m.d.map(|d| d.narrow(1, c, c)));
-                super::dual::cat(pixel_norm_dual(sc), pixel_norm_dual(sh), 1)
+                cat(pixel_norm_dual(sc), pixel_norm_dual(sh), 1)
             } else {
                 m
             }
@@ -350,8 +350,9 @@ impl GroupNorm {
             return Dual::new(v, Some(d));
         }
         let h = self.apply(p, x);
-        match m {
-            Some(m) => modulate(h, m, c, double_norm).silu(),
+        match mn {
+            // Already normalised above.
+            Some(m) => modulate(h, m, c, false).silu(),
             None => h.silu(),
         }
     }
