@@ -1009,6 +1009,18 @@ mod tests {
         a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
     }
 
+    /// A GroupNorm test input [B, C, H, W]: standard normal plus `offset`, laid out with C
+    /// strided (a transposed [B, H, C, W] tensor) when `strided`.
+    fn gn_input(rng: &mut Rng, [b, c, h, w]: [usize; 4], offset: f64, strided: bool) -> Tensor<4> {
+        let dev = Device::flex();
+        if strided {
+            rng.normal_tensor([b, h, c, w], &dev).swap_dims(1, 2)
+        } else {
+            rng.normal_tensor([b, c, h, w], &dev)
+        }
+        .add_scalar(offset)
+    }
+
     /// The fused GroupNorm's value and gradients (x, γ, β, modulation) match burn's ops
     /// composed the same way, with and without modulation and SiLU, on odd sizes, a strided
     /// input and inputs with a large common offset.
@@ -1022,12 +1034,7 @@ mod tests {
             (1, 8, 7, 1, 8, -3.0, false),
             (5, 12, 2, 3, 1, 0.0, false),
         ] {
-            let x = if strided {
-                rng.normal_tensor([b, h, c, w], &dev).swap_dims(1, 2)
-            } else {
-                rng.normal_tensor([b, c, h, w], &dev)
-            }
-            .add_scalar(offset);
+            let x = gn_input(&mut rng, [b, c, h, w], offset, strided);
             let gamma = rng.normal_tensor([c], &dev);
             let beta = rng.normal_tensor([c], &dev);
             let m = rng.normal_tensor([b, 2 * c], &dev).mul_scalar(0.5);
@@ -1114,12 +1121,7 @@ mod tests {
             (1, 8, 7, 1, 8, -3.0, false),
             (2, 12, 5, 3, 1, 0.5, false),
         ] {
-            let x = if strided {
-                rng.normal_tensor([b, h, c, w], &dev).swap_dims(1, 2)
-            } else {
-                rng.normal_tensor([b, c, h, w], &dev)
-            }
-            .add_scalar(offset);
+            let x = gn_input(&mut rng, [b, c, h, w], offset, strided);
             let dx = rng.normal_tensor([b, c, h, w], &dev);
             let gamma = rng.normal_tensor([c], &dev);
             let beta = rng.normal_tensor([c], &dev);
