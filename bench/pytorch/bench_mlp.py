@@ -153,10 +153,16 @@ def sct_step(net, head, opt, b, step, warmup=1000):
     fn = lambda x, c: torch.func.functional_call(net, params, (x, c))
     f_sg, jac = torch.func.jvp(fn, (x_t, t), (cs[:, None] * dxdt, cs))
     g = -(cos**2) * (f_sg - dxdt) - r * (cs[:, None] * x_t + jac)
+    sct_update(net, head, opt, f_sg, g, net(x_t, t), t)
+
+
+def sct_update(net, head, opt, f_sg, g, f, t):
+    """The end of an sCT step (here and bench_unet.py's): the normalised tangent g/(|g| + 0.1),
+    the stop-gradient target F_sg + g, the learned weighting's loss on the student's output f,
+    and the clipped optimizer step."""
     g = g / (g.norm(dim=1, keepdim=True) + 0.1)
     target = (f_sg + g).detach()
-    f = net(x_t, t)
-    err = ((f - target) ** 2).sum(1) / x0.shape[1]
+    err = ((f - target) ** 2).sum(1) / f.shape[1]
     w = head(t)
     loss = (w.exp() * err - w).mean()
     opt.zero_grad(set_to_none=True)

@@ -43,7 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # The curriculum and grid are bench_mlp.py's (same directory; EPS and TMAX agree).
-from bench_mlp import TRIG_T_MAX, TRIG_T_MIN, WeightHead, ict_n, karras, peak_rss_mb, reset_peak_rss
+from bench_mlp import TRIG_T_MAX, TRIG_T_MIN, WeightHead, ict_n, karras, peak_rss_mb, reset_peak_rss, sct_update
 
 EPS, TMAX, SD = 0.002, 80.0, 0.5
 FIXTURE = "tests/fixtures/mnist-t10k-256-images-idx3-ubyte"
@@ -208,16 +208,7 @@ def sct_step(net, head, opt, data, b, step, labels=None, warmup=1000):
     fn = lambda x, c: torch.func.functional_call(net, params, (x, c, y))
     f_sg, jac = torch.func.jvp(fn, (x_t / SD, t), (cs[:, None] * dxdt / SD, cs))
     g = -(cos**2) * (SD * f_sg - dxdt) - r * (cs[:, None] * x_t + SD * jac)
-    g = g / (g.norm(dim=1, keepdim=True) + 0.1)
-    target = (f_sg + g).detach()
-    f = net(x_t / SD, t, y)
-    err = ((f - target) ** 2).sum(1) / x0.shape[1]
-    w = head(t)
-    loss = (w.exp() * err - w).mean()
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(list(net.parameters()) + list(head.parameters()), 1.0)
-    opt.step()
+    sct_update(net, head, opt, f_sg, g, net(x_t / SD, t, y), t)
 
 
 def sync():
