@@ -88,11 +88,13 @@ pub fn print_json(v: &serde_json::Value) {
 /// Train a method briefly on a built-in data set and show what it makes (the main job).
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
-    /// Method: ict (default: with the learning-rate cool-down, the best 1- and 2-step method
-    /// of `cm demo --compare` at 3 minutes on ring8, moons, swiss-roll, checkerboard and
-    /// gmm-unequal, README "Which method"), facm, ect, sct, scd, cd, ctm, meanflow, ...
-    #[arg(long, default_value = "ict")]
-    pub method: String,
+    /// Method: ict, facm, ect, sct, scd, cd, ctm, meanflow, ... Default
+    /// ([`demo::default_method`]): scd, distilled from the exact denoiser, on a built-in
+    /// Gaussian mixture (README "Which method", session 17: 0.8× the data floor at one step on
+    /// ring8 and gmm-unequal, where iCT reads 1.7× and 7×); ict (with the learning-rate
+    /// cool-down, the best method without a teacher at 3 minutes) on a file or images.
+    #[arg(long)]
+    pub method: Option<String>,
     /// Data set: a built-in name or a .csv/.npy file.
     #[arg(long, default_value = "ring8")]
     pub data: String,
@@ -229,6 +231,10 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     } = args;
     let dev = device("cpu")?;
     let n_eval = n_eval.unwrap_or_else(|| crate::generate::default_n_eval(&data));
+    let method = match method {
+        Some(m) => m,
+        None => demo::default_method(&data)?.to_string(),
+    };
     let mut cfg = demo::demo_config(&method, &data)?;
     if let Some(s) = steps {
         cfg.train.steps = s;
