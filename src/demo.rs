@@ -103,10 +103,14 @@ pub fn default_method(data: &str) -> Result<&'static str> {
     if crate::data::is_image_name(data) {
         return Ok("ict");
     }
-    let exact = crate::data::Dataset::from_spec(data, &Config::default().data.image_options())?
-        .gmm()
-        .is_some();
+    let exact = has_exact_denoiser(data, &crate::data::ImageOptions::default())?;
     Ok(if exact { "scd" } else { "ict" })
+}
+
+/// Whether the data set has an exact denoiser (a built-in Gaussian mixture), which the
+/// distilling methods' `teacher = "exact"` uses; loading the data reports a bad name or file.
+fn has_exact_denoiser(data: &str, opt: &crate::data::ImageOptions) -> Result<bool> {
+    Ok(crate::data::Dataset::from_spec(data, opt)?.gmm().is_some())
 }
 
 /// Training time of a 2-D demo, in seconds of an idle 2-core machine of the reference kind
@@ -233,9 +237,7 @@ pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device:
     let mut cfg = cfg.clone();
     // A distilling method trains its own EDM teacher first when asked to (`teacher = "train"`)
     // or when the data has no exact denoiser.
-    let has_exact = crate::data::Dataset::from_spec(&cfg.data.name, &cfg.data.image_options())?
-        .gmm()
-        .is_some();
+    let has_exact = has_exact_denoiser(&cfg.data.name, &cfg.data.image_options())?;
     // Images with a shipped teacher (models/): a distilling method distils from it unless
     // `--teacher train` (or a run folder) says otherwise; the student takes the teacher's
     // network (so CD and CTM can start from its weights, and a class-conditional teacher
