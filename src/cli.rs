@@ -300,6 +300,13 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     if let Some(r) = &s.exact_ode {
         row("exact ODE (Heun)", r);
     }
+    if let Some(f) = &s.fitted_teacher {
+        eprintln!(
+            "  teacher: a {}-component Gaussian mixture fitted by EM to {} points in {:.1}s (size by held-out likelihood)",
+            f.components, f.points, f.fit_seconds
+        );
+        row("fitted mixture", &f.samples);
+    }
     if let Some(c) = s.consistency_error {
         eprintln!("  consistency error vs exact map (RMS, standardised): {c:.4}");
     }

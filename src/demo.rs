@@ -90,9 +90,10 @@ pub fn demo_config(method: &str, data: &str) -> Result<Config> {
     Ok(cfg)
 }
 
-/// `cm demo`'s method when none is given: `scd` where the data has an exact denoiser (the
-/// built-in Gaussian mixtures: the student distils the exact probability-flow ODE), `ict`
-/// elsewhere (a file or images, where a distilling method would first train a teacher).
+/// `cm demo`'s method when none is given: `scd` on point data — from the exact denoiser of a
+/// built-in Gaussian mixture, or from a mixture fitted to the data by EM elsewhere (the toy
+/// sets, users' files; see `run_demo`) —, `ict` on images (a distilling method there starts
+/// from a shipped or trained teacher: `--method scd`).
 ///
 /// Measured (README "Which method", session 17; 10k samples, SWD as a multiple of the mean
 /// data floor of 8 fresh draws): sCD from the exact denoiser, 3500 steps (its 170-s budget),
@@ -103,8 +104,9 @@ pub fn default_method(data: &str) -> Result<&'static str> {
     if crate::data::is_image_name(data) {
         return Ok("ict");
     }
-    let exact = has_exact_denoiser(data, &crate::data::ImageOptions::default())?;
-    Ok(if exact { "scd" } else { "ict" })
+    // Loading reports a bad name or file here, before the run folder is claimed.
+    crate::data::Dataset::from_spec(data, &crate::data::ImageOptions::default())?;
+    Ok("scd")
 }
 
 /// Whether the data set has an exact denoiser (a built-in Gaussian mixture), which the
@@ -212,6 +214,11 @@ pub struct DemoSummary {
     /// the data is a Gaussian mixture: the ceiling any distilled sampler can reach.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exact_ode: Option<Report>,
+    /// The Gaussian mixture fitted to the data as the teacher (`method.teacher = "gmm"`): its
+    /// size, fit and its own exact samples against the reference, the ceiling of what its
+    /// student can reach.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fitted_teacher: Option<FittedTeacherReport>,
     /// Images: the trained model under the image protocol (README "Evaluation protocol"):
     /// 1- and 2-step samples, as many as the protocol's reference holds (10 000 for
     /// `mnist:` / `fashion-mnist:`), every figure beside its data floor.
@@ -219,6 +226,22 @@ pub struct DemoSummary {
     pub protocol: Option<[crate::eval::protocol::ProtocolReport; 2]>,
     /// The demo's run folder.
     pub out: String,
+}
+
+/// What the demo measured of a fitted mixture teacher ([`crate::data::em::fit_teacher`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct FittedTeacherReport {
+    /// Components of the mixture chosen.
+    pub components: usize,
+    /// (components, held-out mean log-likelihood per point, standardised coordinates) of every
+    /// size tried.
+    pub tried: Vec<(usize, f64)>,
+    /// Points it was fitted to.
+    pub points: usize,
+    /// Wall time of the fit, seconds (part of `train_seconds`).
+    pub fit_seconds: f64,
+    /// Exact samples of the mixture against the reference.
+    pub samples: Report,
 }
 
 /// Claims the demo's output folder for a fresh demo: a new or empty folder, or a previous demo
@@ -238,6 +261,14 @@ pub fn run_demo(cfg: &Config, out: &Path, n_eval: usize, progress: bool, device:
     // A distilling method trains its own EDM teacher first when asked to (`teacher = "train"`)
     // or when the data has no exact denoiser.
     let has_exact = has_exact_denoiser(&cfg.data.name, &cfg.data.image_options())?;
+    // Point data without an exact denoiser (the toy sets, users' files): a distilling method
+    // follows a Gaussian mixture fitted to the data (seconds of EM) unless `--teacher train`
+    // asks for a trained EDM teacher. Measured (README "Which method", session 18): sCD from
+    // the fitted mixture against sCD from an EDM teacher trained within the same 3 minutes.
+    if matches!(cfg.method.teacher(), Some(Teacher::Exact)) && !has_exact && !crate::data::is_image_name(&cfg.data.name)
+    {
+        cfg.method.set_teacher(Teacher::Gmm);
+    }
     // Images with a shipped teacher (models/): a distilling method distils from it unless
     // `--teacher train` (or a run folder) says otherwise; the student takes the teacher's
     // network (so CD and CTM can start from its weights, and a class-conditional teacher
@@ -336,6 +367,18 @@ pub fn summarize(
         .as_ref()
         .map(|g| consistency_error(setup, trainer.ema_net(), g, 512, 0xC0));
     let exact_ode = setup.gmm_std.as_ref().map(|g| exact_ode_report(setup, g, n_eval));
+    let fitted_teacher = setup.fitted_teacher.as_ref().map(|f| {
+        let dim = setup.data.dim();
+        let xs = setup.standardizer.inverse(&f.gmm.sample(&mut Rng::new(0xF17), n_eval));
+        let scale = setup.standardizer.std.iter().sum::<f64>() / dim as f64;
+        FittedTeacherReport {
+            components: f.selection.k,
+            tried: f.selection.tried.clone(),
+            points: f.points,
+            fit_seconds: f.seconds,
+            samples: eval::report(&xs, &reference, dim, None, scale),
+        }
+    });
     let dim = setup.data.dim();
     if dim >= 2 && setup.data.image_shape().is_none() {
         // Higher-dimensional points are shown by their first two coordinates.
@@ -391,6 +434,7 @@ pub fn summarize(
         four_step,
         consistency_error,
         exact_ode,
+        fitted_teacher,
         protocol,
         out: out.display().to_string(),
     };
@@ -433,10 +477,9 @@ pub fn file_stem(data: &str) -> String {
 mod tests {
     use super::*;
 
-    /// The demo distils the exact denoiser where there is one, and trains iCT from the data
-    /// elsewhere (no teacher to train first).
+    /// The demo distils on point data (an exact or a fitted mixture) and trains iCT on images.
     #[test]
-    fn default_method_is_scd_on_built_in_mixtures_and_ict_elsewhere() {
+    fn default_method_is_scd_on_points_and_ict_on_images() {
         for d in ["ring8", "gmm-unequal", "gmm5d"] {
             assert_eq!(default_method(d).unwrap(), "scd", "{d}");
         }
@@ -448,7 +491,8 @@ mod tests {
             .map(|i| format!("{},{}\n", i as f64 * 0.1, (i % 7) as f64))
             .collect();
         std::fs::write(&csv, rows).unwrap();
-        assert_eq!(default_method(csv.to_str().unwrap()).unwrap(), "ict");
+        assert_eq!(default_method(csv.to_str().unwrap()).unwrap(), "scd");
+        assert_eq!(default_method("moons").unwrap(), "scd");
         assert!(default_method("no-such-set").is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }

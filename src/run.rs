@@ -4,7 +4,7 @@
 
 use crate::ckpt::{self, State};
 use crate::config::Config;
-use crate::data::{gmm::Gmm, Dataset, Standardizer};
+use crate::data::{gmm::EigenGmm, gmm::Gmm, Dataset, Standardizer};
 use crate::model::{Model, Params};
 use crate::nets::ParamSpec;
 use crate::objectives::{Objective, Teacher};
@@ -27,6 +27,9 @@ pub struct Setup {
     pub standardizer: Standardizer,
     /// The exact mixture in standardised coordinates, where the data has one.
     pub gmm_std: Option<Gmm>,
+    /// The mixture fitted to the data when `method.teacher = "gmm"` (standardised
+    /// coordinates), with how it was chosen.
+    pub fitted_teacher: Option<crate::data::em::FittedTeacher>,
     /// The training method (`[method]`).
     pub objective: Box<dyn Objective>,
     /// The backbone with the method's parameterisation at the run's σ_d (`data.sigma_d`, or
@@ -132,13 +135,22 @@ impl Setup {
         let mut specs = net.specs();
         let n_net = specs.len();
         specs.extend(objective.extra_specs());
+        let mut fitted_teacher = None;
         let teacher: Option<Arc<dyn Denoiser>> = match cfg.method.teacher() {
             _ if !with_teacher => None,
             None | Some(Teacher::None) => None,
+            // Both mixtures denoise through their eigendecompositions (one per component, not
+            // one per component and row: `EigenGmm`).
+            Some(Teacher::Gmm) => {
+                let f = crate::data::em::fit_teacher(&data, &standardizer, cfg.train.seed)?;
+                let t = Arc::new(EigenGmm::new(&f.gmm));
+                fitted_teacher = Some(f);
+                Some(t)
+            }
             Some(Teacher::Exact) => match &gmm_std {
-                Some(g) => Some(Arc::new(g.clone())),
+                Some(g) => Some(Arc::new(EigenGmm::new(g))),
                 None => bail!(
-                    "method.teacher = \"exact\" needs a Gaussian-mixture data set ({} has no exact denoiser); give a trained teacher's run folder instead",
+                    "method.teacher = \"exact\" needs a Gaussian-mixture data set ({} has no exact denoiser); give \"gmm\" (a mixture fitted to the data) or a trained teacher's run folder instead",
                     data.name()
                 ),
             },
@@ -163,6 +175,7 @@ impl Setup {
             data,
             standardizer,
             gmm_std,
+            fitted_teacher,
             objective,
             model,
             specs,

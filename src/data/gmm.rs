@@ -241,6 +241,152 @@ impl Gmm {
     }
 }
 
+/// Eigendecomposition A = U diag(λ) Uᵀ of a symmetric D×D matrix (row-major) by cyclic Jacobi
+/// rotations (Golub & Van Loan §8.5): returns (λ, U) with U's columns the eigenvectors.
+pub fn sym_eigen(a: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut a = a.to_vec();
+    let mut u = vec![0.0; d * d];
+    for i in 0..d {
+        u[i * d + i] = 1.0;
+    }
+    let norm: f64 = a.iter().map(|v| v * v).sum::<f64>().sqrt();
+    for _sweep in 0..64 {
+        let off: f64 = (0..d)
+            .flat_map(|i| (0..d).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * d + j].powi(2))
+            .sum();
+        if off.sqrt() <= 1e-15 * norm {
+            break;
+        }
+        for p in 0..d {
+            for q in p + 1..d {
+                let apq = a[p * d + q];
+                if apq == 0.0 {
+                    continue;
+                }
+                // The rotation that zeroes a_pq: tan θ = t, the smaller root of
+                // t² + 2τ t − 1 = 0 with τ = (a_qq − a_pp) / (2 a_pq).
+                let tau = (a[q * d + q] - a[p * d + p]) / (2.0 * apq);
+                let t = if tau >= 0.0 { 1.0 } else { -1.0 } / (tau.abs() + (1.0 + tau * tau).sqrt());
+                let c = 1.0 / (1.0 + t * t).sqrt();
+                let s = t * c;
+                for k in 0..d {
+                    let (akp, akq) = (a[k * d + p], a[k * d + q]);
+                    a[k * d + p] = c * akp - s * akq;
+                    a[k * d + q] = s * akp + c * akq;
+                }
+                for k in 0..d {
+                    let (apk, aqk) = (a[p * d + k], a[q * d + k]);
+                    a[p * d + k] = c * apk - s * aqk;
+                    a[q * d + k] = s * apk + c * aqk;
+                }
+                for k in 0..d {
+                    let (ukp, ukq) = (u[k * d + p], u[k * d + q]);
+                    u[k * d + p] = c * ukp - s * ukq;
+                    u[k * d + q] = s * ukp + c * ukq;
+                }
+            }
+        }
+    }
+    ((0..d).map(|i| a[i * d + i]).collect(), u)
+}
+
+/// A mixture's exact denoiser with every covariance diagonalised once, Σ_k = U_k Λ_k U_kᵀ, so
+/// that (Σ_k + σ² I)⁻¹ = U_k (Λ_k + σ² I)⁻¹ U_kᵀ at any σ without a new factorisation.
+///
+/// Why: the distillation teachers query the denoiser with a different σ in every row, and
+/// [`Gmm::denoise_rows`] refactors all K covariances per row. With the K = 256 components of a
+/// mixture fitted to checkerboard (`method.teacher = "gmm"`) a 512-row batch took 24 ms that
+/// way, half of an sCD step; this form costs O(K·D²) per row, rows in parallel.
+#[derive(Clone, Debug)]
+pub struct EigenGmm {
+    dim: usize,
+    log_w: Vec<f64>,
+    means: Vec<f64>,
+    u: Vec<f64>,
+    lam: Vec<f64>,
+}
+
+impl EigenGmm {
+    /// Diagonalises every component of `g`.
+    pub fn new(g: &Gmm) -> Self {
+        let d = g.dim;
+        let mut u = Vec::new();
+        let mut lam = Vec::new();
+        for c in &g.covs {
+            let (l, v) = sym_eigen(c, d);
+            lam.extend(l);
+            u.extend(v);
+        }
+        Self {
+            dim: d,
+            log_w: g.weights.iter().map(|w| w.ln()).collect(),
+            means: g.means.concat(),
+            u,
+            lam,
+        }
+    }
+
+    /// E[x0 | x0 + σ z = x] for each row, one σ per row ([`Gmm::denoise_rows`]'s values).
+    pub fn denoise_rows(&self, xs: &[f64], sigmas: &[f64]) -> Vec<f64> {
+        use rayon::prelude::*;
+        let d = self.dim;
+        let k = self.log_w.len();
+        let mut out = vec![0.0; xs.len()];
+        out.par_chunks_mut(d * 16)
+            .zip(xs.par_chunks(d * 16))
+            .zip(sigmas.par_chunks(16))
+            .for_each(|((o, x), sig)| {
+                let mut logit = vec![0.0; k];
+                let mut c = vec![0.0; k * d];
+                for ((orow, xrow), &s) in o.chunks_mut(d).zip(x.chunks(d)).zip(sig) {
+                    let s2 = s * s;
+                    for j in 0..k {
+                        let (mu, u, lam) = (
+                            &self.means[j * d..][..d],
+                            &self.u[j * d * d..][..d * d],
+                            &self.lam[j * d..][..d],
+                        );
+                        let cj = &mut c[j * d..][..d];
+                        let (mut maha, mut logdet) = (0.0, 0.0);
+                        for i in 0..d {
+                            // u_i = (U_kᵀ (x − μ_k))_i, a_i = λ_i + σ².
+                            let ui: f64 = (0..d).map(|r| u[r * d + i] * (xrow[r] - mu[r])).sum();
+                            let a = lam[i] + s2;
+                            cj[i] = ui / a;
+                            maha += ui * cj[i];
+                            logdet += a.ln();
+                        }
+                        // ln π_k − ½ (ln det C_k + Mahalanobis); the shared −(D/2) ln 2π cancels.
+                        logit[j] = self.log_w[j] - 0.5 * (logdet + maha);
+                    }
+                    let m = logit.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let z: f64 = logit.iter().map(|l| (l - m).exp()).sum();
+                    orow.copy_from_slice(xrow);
+                    for j in 0..k {
+                        let w = (logit[j] - m).exp() / z;
+                        let u = &self.u[j * d * d..][..d * d];
+                        // x − σ² Σ_k w_k C_k⁻¹ (x − μ_k), C_k⁻¹ (x − μ_k) = U_k c_k.
+                        for r in 0..d {
+                            let v: f64 = (0..d).map(|i| u[r * d + i] * c[j * d + i]).sum();
+                            orow[r] -= s2 * w * v;
+                        }
+                    }
+                }
+            });
+        out
+    }
+}
+
+impl Denoiser for EigenGmm {
+    fn denoise(&self, x: Tensor<2>, sigma: &[f64]) -> Tensor<2> {
+        let [n, d] = x.dims();
+        let (dev, dtype) = (x.device(), x.dtype());
+        let out = self.denoise_rows(&to_vec64(x), sigma);
+        Tensor::from_data(TensorData::new(out, [n, d]), (&dev, dtype))
+    }
+}
+
 impl Denoiser for Gmm {
     fn denoise(&self, x: Tensor<2>, sigma: &[f64]) -> Tensor<2> {
         let [n, d] = x.dims();
@@ -261,6 +407,53 @@ mod tests {
             vec![vec![-1.0, 0.5], vec![2.0, -1.0]],
             vec![vec![0.2, 0.05, 0.05, 0.1], vec![0.3, -0.1, -0.1, 0.4]],
         )
+    }
+
+    /// The Jacobi eigendecomposition reconstructs a symmetric matrix with orthonormal vectors,
+    /// and the diagonalised denoiser equals the Cholesky one (2-D full covariances and a 5-D
+    /// mixture of random SPD covariances, σ from 0.002 to 80 across rows).
+    #[test]
+    fn eigen_denoiser_matches_the_cholesky_one() {
+        let mut rng = Rng::new(11);
+        let d = 5;
+        let spd = |rng: &mut Rng| -> Vec<f64> {
+            let a: Vec<f64> = (0..d * d).map(|_| rng.normal()).collect();
+            (0..d * d)
+                .map(|ij| {
+                    (0..d).map(|t| a[(ij / d) * d + t] * a[(ij % d) * d + t]).sum::<f64>() * 0.1
+                        + if ij / d == ij % d { 0.01 } else { 0.0 }
+                })
+                .collect()
+        };
+        let c = spd(&mut rng);
+        let (lam, u) = sym_eigen(&c, d);
+        for i in 0..d {
+            for j in 0..d {
+                let rec: f64 = (0..d).map(|t| u[i * d + t] * lam[t] * u[j * d + t]).sum();
+                assert!((rec - c[i * d + j]).abs() < 1e-12, "reconstruction ({i},{j})");
+                let dot: f64 = (0..d).map(|t| u[t * d + i] * u[t * d + j]).sum();
+                assert!(
+                    (dot - if i == j { 1.0 } else { 0.0 }).abs() < 1e-12,
+                    "orthonormality ({i},{j})"
+                );
+            }
+        }
+        let g5 = Gmm::new(
+            vec![1.0, 2.0, 3.0],
+            (0..3).map(|_| (0..d).map(|_| rng.normal()).collect()).collect(),
+            (0..3).map(|_| spd(&mut rng)).collect(),
+        );
+        for g in [two_mode(), g5] {
+            let n = 40;
+            let xs: Vec<f64> = (0..n * g.dim).map(|_| 2.0 * rng.normal()).collect();
+            let sig: Vec<f64> = (0..n)
+                .map(|i| 0.002 * (80.0f64 / 0.002).powf(i as f64 / (n - 1) as f64))
+                .collect();
+            let (a, b) = (g.denoise_rows(&xs, &sig), EigenGmm::new(&g).denoise_rows(&xs, &sig));
+            for (p, q) in a.iter().zip(&b) {
+                assert!((p - q).abs() < 1e-9 * (1.0 + p.abs()), "{p} vs {q}");
+            }
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Training sees standardised data (per-dimension mean 0, std 1, statistics stored with the run);
 //! samples are mapped back with [`Standardizer::inverse`] before they are evaluated or saved.
 
+pub mod em;
 pub mod files;
 pub mod gmm;
 pub mod idx;

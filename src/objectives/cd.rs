@@ -25,8 +25,8 @@ use crate::schedule::karras;
 pub struct CdConfig {
     /// Grid size N (`num_scales`; 18 on CIFAR-10, 40 on ImageNet-64). Default 18.
     pub n: usize,
-    /// `exact` (Gaussian-mixture data only; default) or the folder / checkpoint of a trained
-    /// EDM teacher.
+    /// `exact` (Gaussian-mixture data only; default), `gmm` (a mixture fitted to point data by
+    /// EM when the run starts) or the folder / checkpoint of a trained EDM teacher.
     pub teacher: Teacher,
     /// Classifier-free guidance scale w of a class-conditional teacher (EDM2's convention: 1 =
     /// the plain conditional teacher, 0 = unconditional; default 1). The teacher is queried

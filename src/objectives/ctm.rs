@@ -70,8 +70,8 @@ pub struct CtmConfig {
     /// always: every draw trains the jump to data that one-step sampling uses, as CD does,
     /// and none the intermediate jumps of γ = 0 multistep sampling).
     pub s_strategy: SStrategy,
-    /// `exact` (Gaussian-mixture data only; default) or the folder / checkpoint of a trained
-    /// EDM teacher.
+    /// `exact` (Gaussian-mixture data only; default), `gmm` (a mixture fitted to point data by
+    /// EM when the run starts) or the folder / checkpoint of a trained EDM teacher.
     pub teacher: Teacher,
     /// Classifier-free guidance scale w of a class-conditional teacher (EDM2's convention: 1 =
     /// the plain conditional teacher, 0 = unconditional; default 1). The teacher is queried

@@ -54,7 +54,7 @@ pub struct FacmConfig {
     pub alpha_p: f64,
     /// Constant c of the adaptive L2 weight 1/sg((e + c)^0.5) (`norm_l2_loss`). Default 1e-3.
     pub c: f64,
-    /// None (`""`, default): train from data (v = x0 − z). `exact` or a trained teacher folder:
+    /// None (`""`, default): train from data (v = x0 − z). `exact`, `gmm` or a trained teacher folder:
     /// distil the teacher's velocity (official: `--distill` from the stage-1 FM model).
     pub teacher: Teacher,
     /// Axis of the FM cosine term: `auto` (default: `channels` on image backbones, `sample`

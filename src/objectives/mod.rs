@@ -209,7 +209,8 @@ pub trait Objective: Send + Sync {
 }
 
 /// Where a distilling method's teacher comes from. In a config it is a string
-/// (`method.teacher`): `"exact"`, `"train"`, a run folder or checkpoint path, or `""` for none.
+/// (`method.teacher`): `"exact"`, `"gmm"`, `"train"`, a run folder or checkpoint path, or `""`
+/// for none (a run folder literally named `gmm`, `exact` or `train` is written `./gmm`).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum Teacher {
     /// No teacher (FACM trains from data): `""`.
@@ -217,6 +218,10 @@ pub enum Teacher {
     None,
     /// The exact Gaussian-mixture denoiser of the data: `"exact"`.
     Exact,
+    /// The exact denoiser of a Gaussian mixture fitted to the training data by EM when the run
+    /// starts ([`crate::data::em::fit_teacher`]): `"gmm"`. For point data without an exact
+    /// mixture (the toy sets, users' files); not for images.
+    Gmm,
     /// An EDM teacher `cm demo` trains first: `"train"` (only `cm demo` resolves it).
     Train,
     /// A trained run folder or checkpoint (EDM, TrigFlow or flow-matching teacher).
@@ -229,6 +234,7 @@ impl std::str::FromStr for Teacher {
         Ok(match s {
             "" => Teacher::None,
             "exact" => Teacher::Exact,
+            "gmm" => Teacher::Gmm,
             "train" => Teacher::Train,
             path => Teacher::Run(path.into()),
         })
@@ -240,6 +246,7 @@ impl std::fmt::Display for Teacher {
         match self {
             Teacher::None => Ok(()),
             Teacher::Exact => f.write_str("exact"),
+            Teacher::Gmm => f.write_str("gmm"),
             Teacher::Train => f.write_str("train"),
             Teacher::Run(p) => write!(f, "{}", p.display()),
         }

@@ -80,8 +80,9 @@ pub struct ScmConfig {
     pub adaptive_weight: bool,
     /// Number of frequencies of the weighting head's embedding of t (geometric 1..16). Default 8.
     pub weight_freqs: usize,
-    /// sCD only: `exact` (Gaussian-mixture data) or a trained teacher's run folder (EDM or
-    /// TrigFlow). Ignored by sCT.
+    /// sCD only: `exact` (Gaussian-mixture data; default), `gmm` (a mixture fitted to point
+    /// data by EM when the run starts) or a trained teacher's run folder (EDM or TrigFlow).
+    /// Ignored by sCT.
     pub teacher: Teacher,
     /// Classifier-free guidance scale w of a class-conditional teacher (EDM2's convention: 1 =
     /// the plain conditional teacher, 0 = unconditional; default 1). The teacher is queried

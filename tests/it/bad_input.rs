@@ -284,6 +284,23 @@ fn unknown_method_and_data_names() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `method.teacher = "gmm"` fits point data only, and `"exact"` on data without an exact
+/// mixture names the alternatives; neither panics.
+#[test]
+fn mixture_teachers_on_data_that_cannot_have_them() {
+    let dir = scratch("gmm-teacher");
+    let data = mnist_folder(&dir);
+    let mut cfg = cm::demo::demo_config("scd", &format!("mnist:{}", data.display())).unwrap();
+    cfg.method.set_teacher(cm::objectives::Teacher::Gmm);
+    let e = err(Setup::new(&cfg, &dev()));
+    assert!(e.contains("teacher = \"gmm\"") && e.contains("image set"), "{e}");
+    let mut cfg = cm::demo::demo_config("scd", "moons").unwrap();
+    cfg.method.set_teacher(cm::objectives::Teacher::Exact);
+    let e = err(Setup::new(&cfg, &dev()));
+    assert!(e.contains("no exact denoiser") && e.contains("\"gmm\""), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn sample_on_missing_run() {
     let dir = scratch("missing");

@@ -366,6 +366,28 @@ mod continuous {
         assert!(after < 0.8 * before, "consistency error {after} vs untrained {before}");
     }
 
+    /// sCD from a Gaussian mixture fitted to moons by EM (`teacher = "gmm"`; moons has no exact
+    /// denoiser): the same seed fits the same mixture, the held-out likelihood picked more than
+    /// the smallest size, and a short run beats the untrained model.
+    #[test]
+    fn scd_from_a_fitted_mixture_on_moons_beats_untrained() {
+        let mut cfg = small_cfg("scd", "moons", 1000);
+        cfg.method.set_teacher(Teacher::Gmm);
+        let dev = Device::flex();
+        let a = Setup::new(&cfg, &dev).unwrap().fitted_teacher.unwrap();
+        let t = train(&cfg);
+        let b = t.setup.fitted_teacher.as_ref().unwrap();
+        assert_eq!(a.gmm, b.gmm, "the same seed fits the same mixture");
+        assert!(a.selection.k > cm::data::em::CANDIDATES[0], "{:?}", a.selection);
+        assert_eq!(t.bad_total, 0);
+        let (_, un, one, _, _) = evaluate(&t.setup, t.online_net(), 2000, 7);
+        eprintln!(
+            "scd from a fitted mixture, moons: untrained {:.3} one {:.3}",
+            un.swd, one.swd
+        );
+        assert!(one.swd < 0.5 * un.swd, "1-step SWD {} vs untrained {}", one.swd, un.swd);
+    }
+
     #[test]
     fn sct_short_run_beats_untrained() {
         let (un, one, _, _) = swd_after("sct", 1000);
