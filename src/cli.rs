@@ -89,10 +89,12 @@ pub fn print_json(v: &serde_json::Value) {
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
     /// Method: ict, facm, ect, sct, scd, cd, ctm, meanflow, ... Default
-    /// ([`demo::default_method`]): scd, distilled from the exact denoiser, on a built-in
-    /// Gaussian mixture (README "Which method", session 17: 0.8× the data floor at one step on
-    /// ring8 and gmm-unequal, where iCT reads 1.7× and 7×); ict (with the learning-rate
-    /// cool-down, the best method without a teacher at 3 minutes) on a file or images.
+    /// ([`demo::default_method`]): scd on point data, distilled from the exact denoiser of a
+    /// built-in Gaussian mixture or from a Gaussian mixture fitted to the data by EM (the other
+    /// built-ins, your files) (README "Which method", sessions 17–18: 0.7–1.4× the data floor at
+    /// one step on ring8, gmm-unequal, moons, swiss-roll, checkerboard, pinwheel and a ring8
+    /// CSV, where iCT reads 1.7–7×; rings is the exception, 2.5–2.8× against iCT's 1.8×); ict
+    /// on images.
     #[arg(long)]
     pub method: Option<String>,
     /// Data set: a built-in name or a .csv/.npy file.
