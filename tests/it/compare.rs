@@ -58,12 +58,20 @@ fn compare_runs_every_arm_once_and_continues() {
     assert_eq!(again[2].method, "ect");
 }
 
-/// A distilling method on data without an exact denoiser trains an EDM teacher for a third of
-/// the budget and is charged its time.
+/// A distilling method on data without an exact denoiser distils a mixture fitted to the data
+/// and is charged the fit; with `teacher = "train"` it trains an EDM teacher for a third of the
+/// budget and is charged its time.
 #[test]
-fn compare_charges_a_trained_teacher_to_the_distilled_method() {
+fn compare_charges_the_teacher_to_the_distilled_method() {
     let out = scratch("compare-teacher");
     let arms = run_compare(&opts(&out, &["cd"], &["moons"]), &dev()).unwrap();
+    assert!(!out.join("teacher-moons-s0").exists(), "no trained teacher by default");
+    assert!(arms[0].teacher_seconds > 0.0, "the fit is charged");
+    assert!(arms[0].points[0].seconds >= arms[0].teacher_seconds);
+    let files = scratch("compare-teacher-files");
+    let var = files.join("cd-trained.toml");
+    std::fs::write(&var, "[method]\nname = \"cd\"\nteacher = \"train\"\n").unwrap();
+    let arms = run_compare(&opts(&out, &[var.to_str().unwrap()], &["moons"]), &dev()).unwrap();
     assert!(out.join("teacher-moons-s0").join("config.toml").exists());
     assert!(arms[0].teacher_seconds > 0.0);
     assert!(arms[0].points[0].seconds >= arms[0].teacher_seconds);
