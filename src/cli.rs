@@ -93,8 +93,7 @@ pub struct DemoArgs {
     /// built-in Gaussian mixture or from a Gaussian mixture fitted to the data by EM (the other
     /// built-ins, your files) (README "Which method", sessions 17–18: 0.7–1.4× the data floor at
     /// one step on ring8, gmm-unequal, moons, swiss-roll, checkerboard, pinwheel and a ring8
-    /// CSV, where iCT reads 1.7–7×; rings is the exception, 2.5–2.8× against iCT's 1.8×); ict
-    /// on images.
+    /// CSV, where iCT reads 1.7–7×); ict on rings (sCD 2.6–2.8×, iCT 1.8×) and on images.
     #[arg(long)]
     pub method: Option<String>,
     /// Data set: a built-in name or a .csv/.npy file.
