@@ -47,11 +47,13 @@ pub fn exact_consistency_map(
         .iter()
         .map(|&s| karras_desc(steps, eps, s.max(eps * 1.0001), EDM_RHO))
         .collect();
+    // Every row has its own σ at every step: the diagonalised mixture does not refactor per row.
+    let den = crate::data::gmm::EigenGmm::new(gmm);
     let mut x = x;
     for k in 0..steps {
         let from: Vec<f64> = (0..b).map(|i| grids[i][k]).collect();
         let to: Vec<f64> = (0..b).map(|i| grids[i][k + 1]).collect();
-        x = ode_step(gmm, x, &from, &to, Solver::Heun);
+        x = ode_step(&den, x, &from, &to, Solver::Heun);
     }
     x
 }
@@ -67,7 +69,12 @@ pub fn exact_ode_report(setup: &Setup, gmm_std: &crate::data::gmm::Gmm, n: usize
     let mut zr = Rng::new(0x0DE);
     let z = zr.normal_tensor([n, dim], &setup.device);
     let sigmas = karras_desc(EXACT_ODE_STEPS, EDM_EPS, EDM_T_MAX, EDM_RHO);
-    let x = edm_ode(gmm_std, z.mul_scalar(sigmas[0]), &sigmas, Solver::Heun);
+    let x = edm_ode(
+        &crate::data::gmm::EigenGmm::new(gmm_std),
+        z.mul_scalar(sigmas[0]),
+        &sigmas,
+        Solver::Heun,
+    );
     let raw = setup.standardizer.inverse(&crate::tensor::to_vec64(x));
     let scale = setup.standardizer.std.iter().sum::<f64>() / dim as f64;
     report(&raw, &reference, dim, setup.data.gmm(), scale)
