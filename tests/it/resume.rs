@@ -45,6 +45,31 @@ fn stop_then_resume_equals_uninterrupted_bit_for_bit() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// sCD from a mixture fitted to moons (`teacher = "gmm"`) resumes bit for bit: the resumed
+/// run refits the same mixture from the run's seed.
+#[test]
+fn a_fitted_mixture_teacher_resumes_bit_for_bit() {
+    let dir = scratch("resume-gmm");
+    let mut cfg = small_cfg("scd", 3, 35);
+    cfg.data.name = "moons".into();
+    cfg.method.set_teacher(cm::objectives::Teacher::Gmm);
+    let (a, _) = run(&cfg, &opts(&dir.join("a"), false, None), &dev()).unwrap();
+    let out = dir.join("b");
+    let (part, _) = run(&cfg, &opts(&out, false, Some(17)), &dev()).unwrap();
+    assert_eq!(part.state.step, 17);
+    let (b, _) = run(&cfg, &opts(&out, true, None), &dev()).unwrap();
+    assert_eq!(
+        a.setup.fitted_teacher.as_ref().unwrap().gmm,
+        b.setup.fitted_teacher.as_ref().unwrap().gmm
+    );
+    assert_same_state(
+        &a.snapshot(),
+        &b.snapshot(),
+        "scd from a fitted mixture: resumed vs uninterrupted",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Re-running the same config on a run folder continues it (with or without `resume`); a
 /// different config is refused with the fields that differ; `restart` moves the old run aside.
 #[test]
