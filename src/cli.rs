@@ -280,7 +280,11 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     let row = |name: &str, r: &crate::eval::Report| {
         eprintln!("  {name:<18} {}", r.line());
         if points && name != "fresh data" {
-            eprintln!("  {:<18}   -> {}", "", crate::eval::verdict(r.swd, floor));
+            eprintln!(
+                "  {:<18}   -> {}",
+                "",
+                crate::eval::verdict_with_mmd(r.swd, floor, r.mmd, n_eval)
+            );
         }
     };
     eprintln!(

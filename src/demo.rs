@@ -425,7 +425,7 @@ pub fn summarize(
         .then(|| crate::eval::swd_floor(&setup.data, &reference, &sets[0], &mut Rng::new(0xF1005)));
     let verdicts = swd_floor
         .as_ref()
-        .map(|f| [one_step.swd, two_step.swd].map(|v| crate::eval::verdict(v, f.mean)));
+        .map(|f| [&one_step, &two_step].map(|r| crate::eval::verdict_with_mmd(r.swd, f.mean, r.mmd, n_eval)));
     let s = DemoSummary {
         method: setup.objective.name().into(),
         dataset: setup.data.name().into(),

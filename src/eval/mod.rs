@@ -241,6 +241,27 @@ pub fn verdict(swd: f64, floor: f64) -> String {
     format!("{r:.1}x the data floor: {what}")
 }
 
+/// MMD² ([`mmd2`] at the data's scale) above which samples differ from the data whatever their
+/// SWD says, for [`QUAD_MAX`] points per set; below that the estimator's noise, and so the
+/// threshold, grows as 1/n. SWD compares one-dimensional projections and forgives mass where
+/// the data has none. Measured (README "Which method", sessions 17–18, 10 000 samples, so
+/// 4 000 in the MMD): fresh draws −0.0007 to 0.0004; every sample set that looked like the data
+/// ≤ 0.0008; the sCD disc on rings (SWD 2.8×, "modes found") 0.010; gmm5d's and gmm10d's
+/// one-step samples with mass between the modes (SWD 1.2–1.6×) 0.002–0.004.
+pub const MMD_SHAPE_FLAG: f64 = 0.002;
+
+/// [`verdict`], with a warning appended when the samples' MMD² (of `n` samples) exceeds
+/// [`MMD_SHAPE_FLAG`] and the SWD band has not already called them far off.
+pub fn verdict_with_mmd(swd: f64, floor: f64, mmd: f64, n: usize) -> String {
+    let v = verdict(swd, floor);
+    let limit = MMD_SHAPE_FLAG * QUAD_MAX as f64 / n.clamp(1, QUAD_MAX) as f64;
+    if mmd.is_finite() && mmd > limit && swd / floor <= 5.0 {
+        format!("{v}; but MMD² {mmd:.4} > {limit:.4}: part of the mass lies off the data")
+    } else {
+        v
+    }
+}
+
 /// Fresh draws averaged into the SWD data floor ([`swd_floor`]).
 pub const FLOOR_DRAWS: usize = 8;
 
@@ -438,6 +459,13 @@ mod tests {
         assert!(verdict(0.2, 0.05).contains("rough"));
         assert!(verdict(1.0, 0.05).contains("far"));
         assert!(verdict(f64::NAN, 0.05).contains("no verdict"));
+        // The MMD warning: above the threshold at 4 000+ samples, not below it, not when the
+        // SWD already says far, and a larger threshold for fewer samples (noisier MMD²).
+        assert!(verdict_with_mmd(0.06, 0.05, 0.01, 10_000).contains("but MMD² 0.0100 > 0.0020"));
+        assert_eq!(verdict_with_mmd(0.06, 0.05, 0.001, 10_000), verdict(0.06, 0.05));
+        assert_eq!(verdict_with_mmd(1.0, 0.05, 0.5, 10_000), verdict(1.0, 0.05));
+        assert_eq!(verdict_with_mmd(0.06, 0.05, 0.004, 1000), verdict(0.06, 0.05));
+        assert!(verdict_with_mmd(0.06, 0.05, 0.01, 1000).contains("> 0.0080"));
     }
 
     #[test]
