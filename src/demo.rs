@@ -500,6 +500,17 @@ mod tests {
             .collect();
         std::fs::write(&csv, rows).unwrap();
         assert_eq!(default_method(csv.to_str().unwrap()).unwrap(), "scd");
+        // Even a 64-point file gets a mixture teacher (the smallest sizes), and a short demo runs.
+        let mut cfg = demo_config("scd", csv.to_str().unwrap()).unwrap();
+        cfg.train.steps = 5;
+        let s = run_demo(&cfg, &dir.join("demo"), 64, false, &Device::flex()).unwrap();
+        let f = s.fitted_teacher.expect("a fitted teacher");
+        assert!(
+            f.components <= 4 && f.points == 64,
+            "{} components, {} points",
+            f.components,
+            f.points
+        );
         assert_eq!(default_method("moons").unwrap(), "scd");
         assert_eq!(default_method("rings").unwrap(), "ict");
         assert!(default_method("no-such-set").is_err());

@@ -17,7 +17,7 @@
 
 use super::gmm::{cholesky, Gmm};
 use crate::rng::Rng;
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use rayon::prelude::*;
 
 /// Settings of one EM fit.
@@ -365,7 +365,22 @@ pub fn fit_teacher(data: &super::Dataset, st: &super::Standardizer, seed: u64) -
         None => data.sample(&mut rng, GENERATOR_POINTS),
     };
     let d = data.dim();
-    let (gmm, selection) = fit_select(&st.forward(&raw), d, &CANDIDATES, &mut rng, &EmOptions::default())?;
+    // A small file may allow none of the usual sizes (5 fitting points per parameter); it gets
+    // the smallest ones instead.
+    let n_fit = raw.len() / d * 4 / 5;
+    let params = 1 + d + d * (d + 1) / 2;
+    let candidates: &[usize] = if CANDIDATES[0] * params * 5 <= n_fit {
+        &CANDIDATES
+    } else {
+        &[1, 2, 4]
+    };
+    let (gmm, selection) =
+        fit_select(&st.forward(&raw), d, candidates, &mut rng, &EmOptions::default()).with_context(|| {
+            format!(
+                "method.teacher = \"gmm\": fitting a Gaussian mixture to {}",
+                data.name()
+            )
+        })?;
     Ok(FittedTeacher {
         gmm,
         selection,

@@ -298,6 +298,14 @@ fn mixture_teachers_on_data_that_cannot_have_them() {
     cfg.method.set_teacher(cm::objectives::Teacher::Exact);
     let e = err(Setup::new(&cfg, &dev()));
     assert!(e.contains("no exact denoiser") && e.contains("\"gmm\""), "{e}");
+    let csv = write(&dir.join("five.csv"), "0,0\n1,1\n2,0\n3,1\n4,0\n");
+    let mut cfg = cm::demo::demo_config("scd", s(&csv)).unwrap();
+    cfg.method.set_teacher(cm::objectives::Teacher::Gmm);
+    let e = err(Setup::new(&cfg, &dev()));
+    assert!(
+        e.contains("fitting a Gaussian mixture to") && e.contains("5 points are too few"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
