@@ -15,7 +15,8 @@
 //! method", session 17), while sCD from an exact mixture denoiser reached 0.8× on ring8; a
 //! mixture is fitted in seconds and its denoiser is exact for the model it is.
 
-use super::gmm::{cholesky, Gmm};
+use super::gather_rows;
+use super::gmm::Gmm;
 use crate::rng::Rng;
 use anyhow::{ensure, Context, Result};
 use rayon::prelude::*;
@@ -43,25 +44,12 @@ impl Default for EmOptions {
     }
 }
 
-/// Per-component Cholesky factors and log-normalisers ln π_k − ½ ln det(2π Σ_k).
-fn factors(g: &Gmm) -> (Vec<Vec<f64>>, Vec<f64>) {
-    let d = g.dim;
-    let mut chol = Vec::with_capacity(g.weights.len());
-    let mut norm = Vec::with_capacity(g.weights.len());
-    for (w, c) in g.weights.iter().zip(&g.covs) {
-        let l = cholesky(c, d);
-        let logdet: f64 = (0..d).map(|i| 2.0 * l[i * d + i].ln()).sum();
-        norm.push(w.ln() - 0.5 * (logdet + d as f64 * (2.0 * std::f64::consts::PI).ln()));
-        chol.push(l);
-    }
-    (chol, norm)
-}
-
 /// Log-joint ln π_k N(x_n; μ_k, Σ_k) of every row (N×K row-major), rows in parallel.
 fn log_joint(g: &Gmm, xs: &[f64]) -> Vec<f64> {
     let d = g.dim;
     let k = g.weights.len();
-    let (chol, norm) = factors(g);
+    let f = g.factor(0.0);
+    let (chol, norm) = (&f.chol, &f.log_norm);
     let mut out = vec![0.0; xs.len() / d * k];
     out.par_chunks_mut(k * 64)
         .zip(xs.par_chunks(d * 64))
@@ -169,10 +157,20 @@ fn m_step(xs: &[f64], d: usize, r: &[f64], k: usize, reg: f64) -> Gmm {
     Gmm::new(weights, means, covs)
 }
 
+fn dist2(x: &[f64], c: &[f64]) -> f64 {
+    x.iter().zip(c).map(|(a, b)| (a - b) * (a - b)).sum()
+}
+
+/// The index of the centre nearest to `x`.
+fn nearest(x: &[f64], centres: &[Vec<f64>]) -> usize {
+    (0..centres.len())
+        .min_by(|&a, &b| dist2(x, &centres[a]).total_cmp(&dist2(x, &centres[b])))
+        .unwrap()
+}
+
 /// k-means++ seeds refined by 10 Lloyd iterations: `k` centres of `xs`.
 fn kmeans(xs: &[f64], d: usize, k: usize, rng: &mut Rng) -> Vec<Vec<f64>> {
     let n = xs.len() / d;
-    let dist2 = |x: &[f64], c: &[f64]| -> f64 { x.iter().zip(c).map(|(a, b)| (a - b) * (a - b)).sum() };
     let mut centres: Vec<Vec<f64>> = vec![xs[rng.below(n) * d..][..d].to_vec()];
     let mut best: Vec<f64> = xs.chunks(d).map(|x| dist2(x, &centres[0])).collect();
     while centres.len() < k {
@@ -186,14 +184,7 @@ fn kmeans(xs: &[f64], d: usize, k: usize, rng: &mut Rng) -> Vec<Vec<f64>> {
         centres.push(c);
     }
     for _ in 0..10 {
-        let assign: Vec<usize> = xs
-            .par_chunks(d)
-            .map(|x| {
-                (0..k)
-                    .min_by(|&a, &b| dist2(x, &centres[a]).total_cmp(&dist2(x, &centres[b])))
-                    .unwrap()
-            })
-            .collect();
+        let assign: Vec<usize> = xs.par_chunks(d).map(|x| nearest(x, &centres)).collect();
         let mut sum = vec![vec![0.0; d]; k];
         let mut count = vec![0usize; k];
         for (x, &a) in xs.chunks(d).zip(&assign) {
@@ -229,13 +220,9 @@ pub fn fit(xs: &[f64], d: usize, k: usize, rng: &mut Rng, opt: &EmOptions) -> Re
     let centres = kmeans(xs, d, k, rng);
     // Hard assignments to the nearest centre are the first responsibilities.
     let mut r = vec![0.0; n * k];
-    r.par_chunks_mut(k).zip(xs.par_chunks(d)).for_each(|(row, x)| {
-        let dist = |c: &Vec<f64>| -> f64 { x.iter().zip(c).map(|(a, b)| (a - b) * (a - b)).sum() };
-        let j = (0..k)
-            .min_by(|&a, &b| dist(&centres[a]).total_cmp(&dist(&centres[b])))
-            .unwrap();
-        row[j] = 1.0;
-    });
+    r.par_chunks_mut(k)
+        .zip(xs.par_chunks(d))
+        .for_each(|(row, x)| row[nearest(x, &centres)] = 1.0);
     refine(xs, m_step(xs, d, &r, k, opt.reg), opt)
 }
 
@@ -257,6 +244,12 @@ pub fn refine(xs: &[f64], mut g: Gmm, opt: &EmOptions) -> Result<(Gmm, f64)> {
         g = m_step(xs, d, &lj, kk, opt.reg);
     }
     unreachable!()
+}
+
+/// Whether `n_fit` fitting rows give a `k`-component mixture in `d` dimensions at least 5 rows
+/// per parameter (a weight, a mean and a covariance's lower triangle per component).
+fn size_fits(k: usize, d: usize, n_fit: usize) -> bool {
+    k * (1 + d + d * (d + 1) / 2) * 5 <= n_fit
 }
 
 /// What [`fit_select`] tried and chose.
@@ -283,18 +276,11 @@ pub fn fit_select(
     ensure!(n >= 10, "EM: {n} points are too few to fit a mixture (at least 10)");
     let perm = rng.permutation(n);
     let n_fit = n * 4 / 5;
-    let pick = |ids: &[usize]| -> Vec<f64> {
-        ids.iter()
-            .flat_map(|&i| xs[i * d..(i + 1) * d].iter().copied())
-            .collect()
-    };
-    let (fit_x, val_x) = (pick(&perm[..n_fit]), pick(&perm[n_fit..]));
-    // Parameters per component: weight, mean, covariance's lower triangle.
-    let params = 1 + d + d * (d + 1) / 2;
+    let (fit_x, val_x) = (gather_rows(xs, d, &perm[..n_fit]), gather_rows(xs, d, &perm[n_fit..]));
     let mut tried = Vec::new();
     let mut fits = Vec::new();
     for &k in candidates {
-        if k > 1 && k * params * 5 > n_fit {
+        if k > 1 && !size_fits(k, d, n_fit) {
             continue;
         }
         let (g, _) = fit(&fit_x, d, k, rng, opt)?;
@@ -368,19 +354,14 @@ pub fn fit_teacher(data: &super::Dataset, st: &super::Standardizer, seed: u64) -
         // within the floor's noise.
         Some(p) if p.len() / d > GENERATOR_POINTS => {
             let perm = rng.permutation(p.len() / d);
-            perm[..GENERATOR_POINTS]
-                .iter()
-                .flat_map(|&i| p[i * d..(i + 1) * d].iter().copied())
-                .collect()
+            gather_rows(&p, d, &perm[..GENERATOR_POINTS])
         }
         Some(p) => p,
         None => data.sample(&mut rng, GENERATOR_POINTS),
     };
     // A small file may allow none of the usual sizes (5 fitting points per parameter); it gets
     // the smallest ones instead.
-    let n_fit = raw.len() / d * 4 / 5;
-    let params = 1 + d + d * (d + 1) / 2;
-    let candidates: &[usize] = if CANDIDATES[0] * params * 5 <= n_fit {
+    let candidates: &[usize] = if size_fits(CANDIDATES[0], d, raw.len() / d * 4 / 5) {
         &CANDIDATES
     } else {
         &[1, 2, 4]

@@ -70,9 +70,11 @@ fn back_sub(l: &[f64], y: &[f64], d: usize) -> Vec<f64> {
 }
 
 /// Per-noise-level factorisation of every component's Σ_k + σ² I.
-struct Factored {
-    chol: Vec<Vec<f64>>,
-    log_norm: Vec<f64>, // ln π_k − ½ ln det(2π C_k)
+pub(crate) struct Factored {
+    /// Cholesky factor L_k of every C_k = Σ_k + σ² I.
+    pub(crate) chol: Vec<Vec<f64>>,
+    /// ln π_k − ½ ln det(2π C_k).
+    pub(crate) log_norm: Vec<f64>,
 }
 
 impl Gmm {
@@ -90,7 +92,9 @@ impl Gmm {
         }
     }
 
-    fn factor(&self, sigma: f64) -> Factored {
+    /// Every component's Cholesky factor and log-normaliser at noise level σ (σ = 0: the
+    /// mixture itself, what EM's E-step needs).
+    pub(crate) fn factor(&self, sigma: f64) -> Factored {
         let d = self.dim;
         let mut chol = Vec::new();
         let mut log_norm = Vec::new();
@@ -381,19 +385,22 @@ impl EigenGmm {
 
 impl Denoiser for EigenGmm {
     fn denoise(&self, x: Tensor<2>, sigma: &[f64]) -> Tensor<2> {
-        let [n, d] = x.dims();
-        let (dev, dtype) = (x.device(), x.dtype());
-        let out = self.denoise_rows(&to_vec64(x), sigma);
-        Tensor::from_data(TensorData::new(out, [n, d]), (&dev, dtype))
+        denoise_by_rows(x, sigma, |xs, s| self.denoise_rows(xs, s))
     }
+}
+
+/// A row-wise f64 denoiser applied to a tensor: its rows out, the result back on the input's
+/// device and dtype.
+fn denoise_by_rows(x: Tensor<2>, sigma: &[f64], rows: impl Fn(&[f64], &[f64]) -> Vec<f64>) -> Tensor<2> {
+    let [n, d] = x.dims();
+    let (dev, dtype) = (x.device(), x.dtype());
+    let out = rows(&to_vec64(x), sigma);
+    Tensor::from_data(TensorData::new(out, [n, d]), (&dev, dtype))
 }
 
 impl Denoiser for Gmm {
     fn denoise(&self, x: Tensor<2>, sigma: &[f64]) -> Tensor<2> {
-        let [n, d] = x.dims();
-        let (dev, dtype) = (x.device(), x.dtype());
-        let out = self.denoise_rows(&to_vec64(x), sigma);
-        Tensor::from_data(TensorData::new(out, [n, d]), (&dev, dtype))
+        denoise_by_rows(x, sigma, |xs, s| self.denoise_rows(xs, s))
     }
 }
 

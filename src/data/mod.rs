@@ -398,11 +398,7 @@ impl Dataset {
                     let j = i + rng.below(m - i);
                     idx.swap(i, j);
                 }
-                let pick = |ids: &[usize]| -> Vec<f64> {
-                    ids.iter()
-                        .flat_map(|&i| xs[i * dim..(i + 1) * dim].iter().copied())
-                        .collect()
-                };
+                let pick = |ids: &[usize]| gather_rows(xs, *dim, ids);
                 let second = if m >= 2 { pick(&idx[k..2 * k]) } else { pick(&idx[..k]) };
                 (pick(&idx[..k]), second)
             }
@@ -444,6 +440,13 @@ impl Dataset {
             Dataset::Toy { .. } => Standardizer::fit(&self.sample(&mut Rng::new(0x5EED), 100_000), 2),
         }
     }
+}
+
+/// The rows `ids` of `xs` (N×`dim` row-major), in that order.
+pub(crate) fn gather_rows(xs: &[f64], dim: usize, ids: &[usize]) -> Vec<f64> {
+    ids.iter()
+        .flat_map(|&i| xs[i * dim..(i + 1) * dim].iter().copied())
+        .collect()
 }
 
 fn toy_point(kind: Toy, rng: &mut Rng) -> [f64; 2] {
